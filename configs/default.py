@@ -1,0 +1,57 @@
+"""Settings shared by every base (the paper's, DESIGN §2).
+
+Each base's module starts from `get_config()` here and overrides what
+differs; presets then shrink sizes (`small`: a CPU run, `test`: seconds).
+"""
+
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.base_name = ''
+  c.dataset = ''
+  c.preset = 'paper'
+  c.seed = 0
+  c.data_dir = ''
+  c.n_train = 0  # 0: the whole train split (toys: points to draw).
+
+  # Base model training.
+  c.base = ml_collections.ConfigDict()
+  c.base.batch_size = 128
+  c.base.steps = 10_000
+  c.base.learning_rate = 1e-3
+
+  # Latent EBM (tilting), paper §5.4 and B.2.
+  c.ebm = ml_collections.ConfigDict()
+  c.ebm.batch_size = 64
+  c.ebm.steps = 200  # --tilt_steps: the maximum; the monitor keeps the best.
+  c.ebm.learning_rate = 1e-4
+  c.ebm.beta_1 = 0.5
+  c.ebm.alpha = 0.1  # Energy regularization.
+  c.ebm.step_size = 0.01  # Langevin epsilon.
+  c.ebm.langevin_steps = 60  # While training.
+  c.ebm.sample_langevin_steps = 100  # When sampling.
+  c.ebm.monitor_every = 20  # Quality monitor period (EBM steps).
+  c.ebm.monitor_samples = 1000
+  c.ebm.patience = 0  # Monitor checks without improvement before stopping; 0: never stop early.
+  # Energy network: image ResNet fields and toy MLP fields.
+  c.ebm.channels = (64, 128)
+  c.ebm.blocks = 3
+  c.ebm.stem_stride = 1
+  c.ebm.hidden = 512
+  c.ebm.layers = 3
+
+  # Sampling and evaluation.
+  c.sample = ml_collections.ConfigDict()
+  c.sample.num = 10_000
+  c.sample.batch_size = 500
+  c.sample.grid = 64  # Images in each PNG grid.
+  c.sample.chain_every = 10  # Fig. 5.3: a column every k Langevin steps.
+
+  # Loops, logging, checkpoints.
+  c.log_every = 100
+  c.steps_per_loop = 50
+  c.checkpoint_every = 1000
+  c.keep_checkpoints = 2
+  return c

@@ -1,0 +1,75 @@
+"""Energy networks and the latent-EBM loss."""
+
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+
+from tilt_tf import ebm
+from tilt_tf.generators import mlp_vae
+
+
+class EnergyTest(tf.test.TestCase, parameterized.TestCase):
+
+  def test_mlp_energy_is_scalar_per_point(self):
+    e = ebm.MLPEnergy(hidden=16, layers=3)
+    self.assertEqual(e(tf.zeros([5, 2])).shape, (5,))
+    self.assertLen(e.trainable_variables, 8)
+
+  @parameterized.parameters(((28, 28, 1), 1), ((32, 32, 3), 1), ((28, 28, 1), 2))
+  def test_resnet_energy_shapes(self, shape, stride):
+    e = ebm.ResNetEnergy(channels=(8, 16), blocks=3, stem_stride=stride)
+    x = tf.random.stateless_uniform((4,) + shape, seed=[0, 1])
+    out = e(x)
+    self.assertEqual(out.shape, (4,))
+    self.assertTrue(np.all(np.isfinite(out)))
+    # 2 stages x 3 blocks x 2 convs (+1 skip conv at the width change).
+    convs = [v for v in e.trainable_variables if len(v.shape) == 4]
+    self.assertLen(convs, 1 + 2 * 3 * 2 + 1)
+
+
+class LatentEBMTest(tf.test.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    tf.keras.utils.set_random_seed(0)
+    self.gen = mlp_vae.MLPVAE(latent_dim=2, hidden=8)
+    self.energy = ebm.MLPEnergy(hidden=8)
+    self.energy(tf.zeros([1, 2]))
+    self.model = ebm.LatentEBM(self.gen, self.energy, alpha=0.1)
+
+  def test_potential_is_energy_plus_half_square_norm(self):
+    z = tf.constant([[1.0, 2.0], [0.0, -1.0]])
+    expected = self.energy(self.gen.decode(z)) + 0.5 * tf.reduce_sum(z * z, -1)
+    self.assertAllClose(self.model.potential(z), expected)
+
+  def test_loss_formula(self):
+    x = tf.random.stateless_normal([6, 2], seed=[1, 1])
+    z = tf.random.stateless_normal([6, 2], seed=[2, 2])
+    loss, m = self.model.per_example_loss(x, z)
+    e_d = self.energy(x)
+    e_s = self.energy(self.gen.decode(z))
+    want = (tf.reduce_mean(e_d) - tf.reduce_mean(e_s) + 0.1 *
+            (tf.reduce_mean(e_d**2) + tf.reduce_mean(e_s**2)))
+    self.assertAllClose(tf.reduce_mean(loss), want, atol=1e-6)
+    self.assertAllClose(m['energy_data'], e_d)
+
+  def test_gradient_reaches_only_the_energy(self):
+    x = tf.zeros([4, 2])
+    z = tf.ones([4, 2])
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_mean(self.model.per_example_loss(x, z)[0])
+    grads = tape.gradient(loss, list(self.gen.trainable_variables) +
+                          list(self.energy.trainable_variables))
+    n_gen = len(self.gen.trainable_variables)
+    self.assertTrue(all(g is None for g in grads[:n_gen]))
+    self.assertTrue(all(g is not None for g in grads[n_gen:]))
+
+  def test_sample_latents_reproducible(self):
+    a = self.model.sample_latents(5, tf.constant([1, 2]), 0.01, 4)['z']
+    b = self.model.sample_latents(5, tf.constant([1, 2]), 0.01, 4)['z']
+    self.assertAllEqual(a, b)
+    self.assertEqual(a.shape, (5, 2))
+
+
+if __name__ == '__main__':
+  tf.test.main()

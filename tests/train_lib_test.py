@@ -1,0 +1,97 @@
+"""The pipeline on the `test` preset: outputs, determinism, resume, refusals."""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+import configs
+from tilt_tf import train_lib
+from tilt_tf.errors import UserError
+
+
+def _config(dataset='25gaussians', **overrides):
+  c = configs.get_config('mlp_vae', dataset, 'test')
+  for k, v in overrides.items():
+    node = c
+    *path, last = k.split('.')
+    for p in path:
+      node = node[p]
+    node[last] = v
+  return c
+
+
+def _metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.json')) as f:
+    return json.load(f)
+
+
+class TrainLibTest(tf.test.TestCase):
+
+  def test_end_to_end_outputs(self):
+    workdir = self.create_tempdir().full_path
+    metrics = train_lib.run(_config(), workdir)
+    for name in ('samples_base.npz', 'samples_tilted.npz', 'samples.png',
+                 'metrics.json', 'timings.json', 'run.json'):
+      self.assertTrue(os.path.exists(os.path.join(workdir, name)), name)
+    base = np.load(os.path.join(workdir, 'samples_base.npz'))
+    self.assertEqual(base['samples'].shape, (500, 2))
+    self.assertEqual(base['latents'].shape, (500, 2))
+    for key in ('base', 'tilted', 'data'):
+      self.assertIn('high_quality_fraction', metrics[key])
+      self.assertIn('energy_distance', metrics[key])
+    self.assertEqual(metrics['tilt']['steps'], 20)
+    self.assertLen(metrics['tilt']['monitor'], 2)
+    # Timings live apart from the reproducible figures.
+    self.assertNotIn('seconds', json.dumps(metrics))
+    self.assertTrue(os.listdir(os.path.join(workdir, 'tensorboard')))
+
+  def test_same_seed_same_metrics_and_resume_matches(self):
+    straight = self.create_tempdir().full_path
+    train_lib.run(_config(), straight)
+    # Same config, run in pieces: base stops at step 20 (as if killed after
+    # its checkpoint), then the full command resumes.
+    pieces = self.create_tempdir().full_path
+    train_lib.run(_config(**{'base.steps': 20}), pieces, stages=('base',))
+    train_lib.run(_config(), pieces)
+    self.assertEqual(_metrics(straight), _metrics(pieces))
+    a = np.load(os.path.join(straight, 'samples_tilted.npz'))['samples']
+    b = np.load(os.path.join(pieces, 'samples_tilted.npz'))['samples']
+    self.assertAllEqual(a, b)
+
+  def test_other_seed_other_samples(self):
+    a = self.create_tempdir().full_path
+    b = self.create_tempdir().full_path
+    train_lib.run(_config(), a, stages=('base',))
+    train_lib.run(_config(seed=1), b, stages=('base',))
+    train_lib.run(_config(), a, stages=('tilt', 'sample'))
+    train_lib.run(_config(seed=1), b, stages=('tilt', 'sample'))
+    self.assertNotAllClose(
+        np.load(os.path.join(a, 'samples_base.npz'))['samples'],
+        np.load(os.path.join(b, 'samples_base.npz'))['samples'])
+
+  def test_refuses_workdir_of_another_run(self):
+    workdir = self.create_tempdir().full_path
+    train_lib.run(_config(), workdir, stages=('base',))
+    before = sorted(os.listdir(workdir))
+    with self.assertRaisesRegex(UserError, 'holds a run of base=mlp_vae '
+                                'dataset=25gaussians .*another --workdir'):
+      train_lib.run(_config('swissroll'), workdir, stages=('base',))
+    self.assertEqual(before, sorted(os.listdir(workdir)))
+
+  def test_later_stage_without_base_is_refused(self):
+    workdir = self.create_tempdir().full_path
+    with self.assertRaisesRegex(UserError, 'no base checkpoint'):
+      train_lib.run(_config(), workdir, stages=('tilt',))
+
+  def test_swissroll(self):
+    workdir = self.create_tempdir().full_path
+    metrics = train_lib.run(_config('swissroll'), workdir)
+    self.assertNotIn('high_quality_fraction', metrics['base'])
+    self.assertGreater(metrics['base']['energy_distance'],
+                       metrics['data']['energy_distance'])
+
+
+if __name__ == '__main__':
+  tf.test.main()

@@ -1,0 +1,1 @@
+"""tilt_tf: exponential tilting of generative models in TensorFlow."""

@@ -1,0 +1,129 @@
+"""Energy networks E_theta(x) and the latent EBM that tilts a Generator.
+
+p(z) ∝ p0(z) exp(-E(G(z))); U(z) = E(G(z)) + 0.5 ||z||^2.
+Loss per batch (ML gradient, paper eq. 5/7, with energy regularization):
+  L = mean E(x_data) - mean E(G(sg(z_K))) + alpha (mean E(x_data)^2 + mean E(G(z_K))^2)
+The generator is frozen; only the energy's variables are trained.
+"""
+
+import tensorflow as tf
+import tf_keras as keras
+
+from tilt_tf import langevin as langevin_lib
+
+__all__ = ['MLPEnergy', 'ResNetEnergy', 'make_energy', 'LatentEBM']
+
+
+class MLPEnergy(keras.Model):
+  """Energy for toy points: D -> hidden x layers -> 1 (the DOT discriminator)."""
+
+  def __init__(self, hidden=512, layers=3, name='mlp_energy'):
+    super().__init__(name=name)
+    self.hidden = [keras.layers.Dense(hidden, activation=tf.nn.leaky_relu)
+                   for _ in range(layers)]
+    self.out = keras.layers.Dense(1)
+
+  def call(self, x, training=False):
+    h = x
+    for layer in self.hidden:
+      h = layer(h)
+    return tf.squeeze(self.out(h), -1)
+
+
+class _ResBlock(keras.layers.Layer):
+  """Pre-activation residual block: x + conv(swish(conv(swish(x))))."""
+
+  def __init__(self, channels, **kwargs):
+    super().__init__(**kwargs)
+    self.channels = channels
+
+  def build(self, input_shape):
+    self.conv1 = keras.layers.Conv2D(self.channels, 3, padding='same')
+    self.conv2 = keras.layers.Conv2D(self.channels, 3, padding='same')
+    self.skip = (keras.layers.Conv2D(self.channels, 1)
+                 if input_shape[-1] != self.channels else None)
+
+  def call(self, x):
+    h = self.conv1(tf.nn.swish(x))
+    h = self.conv2(tf.nn.swish(h))
+    return (self.skip(x) if self.skip is not None else x) + h
+
+
+class ResNetEnergy(keras.Model):
+  """The paper's image energy (B.2): 3 res blocks x 64 ch, 3 x 128 ch,
+  global sum pooling, dense -> scalar.
+
+  `stem_stride` sets the resolution of the first stage (1: full, 2: half);
+  the second stage always runs at half the first one's resolution. On a CPU
+  this is the biggest lever on cost (DESIGN §5).
+  """
+
+  def __init__(self, channels=(64, 128), blocks=3, stem_stride=1,
+               name='resnet_energy'):
+    super().__init__(name=name)
+    self.stem = keras.layers.Conv2D(channels[0], 3, strides=stem_stride,
+                                    padding='same')
+    self.stages = []
+    for s, ch in enumerate(channels):
+      stage = [_ResBlock(ch) for _ in range(blocks)]
+      self.stages.append(stage)
+      if s + 1 < len(channels):
+        self.stages.append(keras.layers.AveragePooling2D(2, padding='same'))
+    self.out = keras.layers.Dense(1)
+
+  def call(self, x, training=False):
+    h = self.stem(2.0 * x - 1.0)  # [0, 1] images -> [-1, 1].
+    for stage in self.stages:
+      if isinstance(stage, list):
+        for block in stage:
+          h = block(h)
+      else:
+        h = stage(h)
+    h = tf.reduce_sum(tf.nn.swish(h), axis=[1, 2])  # Global sum pooling.
+    return tf.squeeze(self.out(h), -1)
+
+
+def make_energy(cfg, data_shape):
+  """Energy network from config.ebm and the data shape; built."""
+  if len(data_shape) == 1:
+    net = MLPEnergy(hidden=cfg.hidden, layers=cfg.layers)
+  else:
+    net = ResNetEnergy(channels=tuple(cfg.channels), blocks=cfg.blocks,
+                       stem_stride=cfg.stem_stride)
+  net(tf.zeros((1,) + tuple(data_shape)))
+  return net
+
+
+class LatentEBM(tf.Module):
+  """E_theta over G's outputs, sampled by Langevin in G's latent space."""
+
+  def __init__(self, generator, energy, alpha=0.1, name='latent_ebm'):
+    super().__init__(name=name)
+    self.generator = generator
+    self.energy = energy
+    self.alpha = float(alpha)
+
+  def potential(self, z):
+    """U(z) = E(G(z)) - log p0(z) (+ const), shape [B]."""
+    return self.energy(self.generator.decode(z)) + self.generator.neg_log_prior(z)
+
+  def sample_latents(self, n, seed, step_size, num_steps, temperature=1.0,
+                     record_every=0):
+    """Short-run chain from z0 ~ p0 (non-persistent). Returns langevin dict."""
+    seed_init, seed_chain = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 2))
+    z0 = self.generator.prior_sample(n, seed_init, temperature)
+    return langevin_lib.langevin(self.potential, z0, seed_chain,
+                                 step_size=step_size, num_steps=num_steps,
+                                 record_every=record_every)
+
+  def per_example_loss(self, x_data, z_neg):
+    """Per-example terms whose batch mean is the loss L above."""
+    # G is frozen and the samples are constants of the loss: no backprop
+    # through the decoder is needed for the energy's update.
+    x_neg = tf.stop_gradient(self.generator.decode(z_neg))
+    e_data = self.energy(x_data, training=True)
+    e_neg = self.energy(x_neg, training=True)
+    loss = (e_data - e_neg +
+            self.alpha * (tf.square(e_data) + tf.square(e_neg)))
+    return loss, {'energy_data': e_data, 'energy_samples': e_neg}

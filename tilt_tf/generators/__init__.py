@@ -1,0 +1,1 @@
+"""Base generative models behind one Generator interface."""

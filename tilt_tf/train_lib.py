@@ -1,0 +1,543 @@
+"""The pipeline: base -> tilt -> sample -> eval, each resumable.
+
+Layout of a workdir (one checkpoint layout for every base):
+
+  run.json                 what this run is (base, dataset, preset, config)
+  checkpoints/base/        generator + its optimizer + step
+  checkpoints/tilt/        energy + its optimizer + step + monitor state
+  checkpoints/tilt_best/   the energy with the best monitored sample quality
+  samples_base.npz         base samples (`samples` or `images`, `latents`)
+  samples_tilted.npz       tilted samples, same keys
+  *.png                    figures; tensorboard/ event files
+  metrics.json             quality figures only (reproducible from the seed)
+  timings.json             seconds per stage, rates (not reproducible)
+
+Every loop runs `steps_per_loop` steps inside one `tf.function` through
+`strategy.run`; losses are scaled by the global batch.
+"""
+
+import math
+import os
+import time
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from tilt_tf import data as data_lib
+from tilt_tf import ebm as ebm_lib
+from tilt_tf import figures
+from tilt_tf import io_utils
+from tilt_tf import toy_metrics
+from tilt_tf.errors import UserError
+from tilt_tf.generators import registry
+
+__all__ = ['STAGES', 'Pipeline', 'make_strategy', 'run']
+
+STAGES = ('base', 'tilt', 'sample', 'eval')
+
+# Config fields that define what the checkpoints hold: a workdir whose
+# run.json disagrees on any of them belongs to another run.
+_IDENTITY_FIELDS = ('base_name', 'dataset', 'seed', 'n_train')
+_ARCH_FIELDS = {
+    'base': None,  # All of config.base but the ones below.
+    'ebm': ('channels', 'blocks', 'stem_stride', 'hidden', 'layers'),
+}
+_MUTABLE_BASE_FIELDS = ('steps',)
+_MAX_DIVERGENCE_RETRIES = 3
+
+
+def make_strategy(num_cpu_devices=0):
+  """MirroredStrategy over local GPUs; the default strategy on one CPU.
+
+  num_cpu_devices > 1 splits the CPU into that many logical devices and
+  mirrors over them (for testing distribution without GPUs).
+  """
+  gpus = tf.config.list_physical_devices('GPU')
+  if gpus:
+    return tf.distribute.MirroredStrategy()
+  if num_cpu_devices > 1:
+    cpu = tf.config.list_physical_devices('CPU')[0]
+    try:
+      tf.config.set_logical_device_configuration(
+          cpu, [tf.config.LogicalDeviceConfiguration()] * num_cpu_devices)
+    except RuntimeError:
+      pass  # Already initialized; use what exists.
+    devices = [d.name for d in tf.config.list_logical_devices('CPU')]
+    return tf.distribute.MirroredStrategy(devices[:num_cpu_devices])
+  return tf.distribute.get_strategy()
+
+
+def _fmt_eta(seconds):
+  seconds = int(max(seconds, 0))
+  return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+
+def _identity(config):
+  c = config.to_dict()
+  ident = {k: c[k] for k in _IDENTITY_FIELDS}
+  ident['base'] = {k: v for k, v in c['base'].items()
+                   if k not in _MUTABLE_BASE_FIELDS}
+  ident['ebm'] = {k: c['ebm'][k] for k in _ARCH_FIELDS['ebm']}
+  return _jsonable(ident)
+
+
+def _jsonable(obj):
+  if isinstance(obj, dict):
+    return {k: _jsonable(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [_jsonable(v) for v in obj]
+  return obj
+
+
+class Pipeline:
+  """Owns the models, optimizers, checkpoints and the stages of one run."""
+
+  def __init__(self, config, workdir, strategy=None):
+    self.config = config
+    self.workdir = workdir
+    self.strategy = strategy or make_strategy()
+    self.dataset = config.dataset
+    self.is_toy = data_lib.is_toy(config.dataset)
+    self.data_shape = data_lib.data_shape(config.dataset)
+    self.timings = io_utils.read_json(self._path('timings.json'), {})
+    self._check_identity()
+    tf_keras.utils.set_random_seed(config.seed)
+    self.seed = config.seed
+    self.train_array = data_lib.load(
+        config.dataset, 'train', config.data_dir or None,
+        n=config.n_train or None, seed=config.seed)
+
+    with self.strategy.scope():
+      self.generator = registry.make_generator(config.base_name, config.base,
+                                               self.data_shape)
+      first = next(iter(data_lib.make_dataset(
+          self.train_array[:config.base.batch_size * 4],
+          min(config.base.batch_size, len(self.train_array)),
+          seed=config.seed)))
+      self.generator.build(first)
+      self.base_opt = self.generator.make_optimizer(config.base)
+      self.base_opt.build(self.generator.trainable_variables)
+      self.base_step = tf.Variable(0, dtype=tf.int64, name='base_step')
+      self.energy = ebm_lib.make_energy(config.ebm, self.data_shape)
+      self.ebm_opt = tf_keras.optimizers.Adam(config.ebm.learning_rate,
+                                              beta_1=config.ebm.beta_1)
+      self.ebm_opt.build(self.energy.trainable_variables)
+      self.tilt_step = tf.Variable(0, dtype=tf.int64, name='tilt_step')
+      self.best_score = tf.Variable(math.inf, dtype=tf.float64,
+                                    name='best_score')
+      self.best_step = tf.Variable(-1, dtype=tf.int64, name='best_step')
+      self.checks_since_best = tf.Variable(0, dtype=tf.int64)
+    self.latent_ebm = ebm_lib.LatentEBM(self.generator, self.energy,
+                                        alpha=config.ebm.alpha)
+
+    ckpt_dir = self._path('checkpoints')
+    keep = config.keep_checkpoints
+    self.base_ckpt = tf.train.Checkpoint(
+        generator=self.generator, optimizer=self.base_opt, step=self.base_step)
+    self.base_mgr = tf.train.CheckpointManager(
+        self.base_ckpt, os.path.join(ckpt_dir, 'base'), max_to_keep=keep)
+    self.tilt_ckpt = tf.train.Checkpoint(
+        energy=self.energy, optimizer=self.ebm_opt, step=self.tilt_step,
+        best_score=self.best_score, best_step=self.best_step,
+        checks_since_best=self.checks_since_best)
+    self.tilt_mgr = tf.train.CheckpointManager(
+        self.tilt_ckpt, os.path.join(ckpt_dir, 'tilt'), max_to_keep=keep)
+    self.best_ckpt = tf.train.Checkpoint(energy=self.energy)
+    self.best_mgr = tf.train.CheckpointManager(
+        self.best_ckpt, os.path.join(ckpt_dir, 'tilt_best'), max_to_keep=1)
+    self.writer = tf.summary.create_file_writer(self._path('tensorboard'))
+
+  # ---------------------------------------------------------------- helpers
+
+  def _path(self, *parts):
+    return os.path.join(self.workdir, *parts)
+
+  def _check_identity(self):
+    """Refuses a workdir that holds a run of another base/data/architecture."""
+    path = self._path('run.json')
+    mine = _identity(self.config)
+    theirs = io_utils.read_json(path)
+    if theirs is not None and theirs.get('identity') != mine:
+      other = theirs.get('identity', {})
+      diff = sorted(k for k in set(mine) | set(other)
+                    if mine.get(k) != other.get(k))
+      raise UserError(
+          f'--workdir {self.workdir} holds a run of base='
+          f'{other.get("base_name")} dataset={other.get("dataset")} that '
+          f'differs in {", ".join(diff)}; pass another --workdir or delete '
+          'that folder')
+    if theirs is None:
+      io_utils.write_json(path, {
+          'identity': mine, 'preset': self.config.preset,
+          'config': _jsonable(self.config.to_dict())})
+
+  def _record_time(self, stage, seconds, **extra):
+    self.timings[stage] = dict(seconds=round(seconds, 2), **extra)
+    io_utils.write_json(self._path('timings.json'), self.timings)
+
+  def _scalars(self, prefix, step, metrics):
+    with self.writer.as_default(step=step):
+      for k, v in metrics.items():
+        tf.summary.scalar(f'{prefix}/{k}', v)
+
+  def _replica_seed(self, seed):
+    ctx = tf.distribute.get_replica_context()
+    return tf.random.experimental.stateless_fold_in(
+        seed, ctx.replica_id_in_sync_group)
+
+  def _reduce(self, per_replica):
+    return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+            for k, v in per_replica.items()}
+
+  def _make_loop(self, step_fn, step_var, seed):
+    """A tf.function running n steps of `step_fn(x, seed)` over replicas."""
+
+    def one_step(iterator):
+      x = next(iterator)
+      step_seed = tf.random.experimental.stateless_fold_in(
+          tf.constant([seed, 0], tf.int32), tf.cast(step_var, tf.int32))
+      metrics = self._reduce(self.strategy.run(step_fn, args=(x, step_seed)))
+      step_var.assign_add(1)
+      return metrics
+
+    @tf.function
+    def loop(iterator, n):
+      """n >= 1 steps; returns the metrics averaged over them."""
+      total = one_step(iterator)
+      for _ in tf.range(n - 1):
+        metrics = one_step(iterator)
+        total = {k: total[k] + metrics[k] for k in total}
+      return {k: v / tf.cast(n, v.dtype) for k, v in total.items()}
+
+    return loop
+
+  def _drive(self, name, step_var, total, make_iterator, loop, manager,
+             after_loop=None, periods=()):
+    """Runs `loop` until step_var == total: logs, summaries, checkpoints.
+
+    On non-finite metrics, rolls back to the last checkpoint, halves the
+    learning rate and goes on; gives up after a few tries.
+    """
+    cfg = self.config
+    step = int(step_var.numpy())
+    start_step, t0 = step, time.time()
+    iterator = make_iterator(step)
+    retries = 0
+    periods = tuple(p for p in (cfg.log_every, cfg.checkpoint_every) +
+                    tuple(periods) if p > 0)
+    while step < total:
+      n = min(cfg.steps_per_loop, total - step,
+              *[p - step % p for p in periods])
+      metrics = loop(iterator, tf.constant(n))
+      metrics = {k: float(v) for k, v in metrics.items()}
+      if not all(math.isfinite(v) for v in metrics.values()):
+        retries += 1
+        if retries > _MAX_DIVERGENCE_RETRIES:
+          raise UserError(
+              f'{name} training diverged (non-finite {metrics}) '
+              f'{_MAX_DIVERGENCE_RETRIES} times even after lowering the '
+              'learning rate; lower it in the config and rerun')
+        optimizer = self.base_opt if name == 'base' else self.ebm_opt
+        manager.checkpoint.restore(manager.latest_checkpoint)
+        if manager.latest_checkpoint is None:
+          step_var.assign(0)
+        optimizer.learning_rate.assign(optimizer.learning_rate * 0.5)
+        logging.warning('%s: non-finite metrics at step %d; rolled back to '
+                        'step %d, learning rate -> %.3g', name, step + n,
+                        int(step_var.numpy()),
+                        float(optimizer.learning_rate.numpy()))
+        step = int(step_var.numpy())
+        iterator = make_iterator(step)
+        continue
+      step = int(step_var.numpy())
+      self._scalars(name, step, metrics)
+      if step % cfg.log_every == 0 or step == total:
+        rate = (step - start_step) / max(time.time() - t0, 1e-9)
+        shown = ' '.join(f'{k}={v:.4g}' for k, v in sorted(metrics.items()))
+        logging.info('%s %d/%d %s | %.2f steps/s ETA %s', name, step, total,
+                     shown, rate, _fmt_eta((total - step) / max(rate, 1e-9)))
+      if step % cfg.checkpoint_every == 0 or step == total:
+        manager.save(checkpoint_number=step)
+      if after_loop is not None and after_loop(step):
+        manager.save(checkpoint_number=step)
+        logging.info('%s: stopping early at step %d', name, step)
+        break
+    self.writer.flush()
+    return time.time() - t0, step - start_step
+
+  # ----------------------------------------------------------------- stages
+
+  def restore_base(self):
+    """Loads the trained generator; refuses if the base stage is unfinished."""
+    latest = self.base_mgr.latest_checkpoint
+    if latest is None:
+      raise UserError(f'no base checkpoint in {self.workdir}; run the base '
+                      'stage first (--stage=base or all stages)')
+    self.base_ckpt.restore(latest).expect_partial()
+    if int(self.base_step.numpy()) < self.config.base.steps:
+      raise UserError(
+          f'the base model in {self.workdir} stopped at step '
+          f'{int(self.base_step.numpy())} of {self.config.base.steps}; rerun '
+          'the base stage to finish it')
+
+  def train_base(self):
+    cfg = self.config.base
+    self.base_mgr.restore_or_initialize()
+    if int(self.base_step.numpy()) >= cfg.steps:
+      logging.info('base: done (%d steps), reusing the checkpoint',
+                   int(self.base_step.numpy()))
+      return
+    global_batch = cfg.batch_size
+
+    def step_fn(x, seed):
+      return self.generator.train_step(x, self._replica_seed(seed),
+                                       self.base_opt, global_batch)
+
+    def make_iterator(step):
+      ds = data_lib.make_dataset(self.train_array, global_batch,
+                                 seed=self.seed, start_step=step)
+      return iter(self.strategy.experimental_distribute_dataset(ds))
+
+    loop = self._make_loop(step_fn, self.base_step, self.seed + 1)
+    seconds, steps = self._drive('base', self.base_step, cfg.steps,
+                                 make_iterator, loop, self.base_mgr)
+    self._record_time('base', seconds, steps=steps,
+                      steps_per_s=round(steps / max(seconds, 1e-9), 3))
+
+  def _sample_fn(self):
+    """Compiled sampler: (n, seed, langevin_steps) -> dict with base and
+    tilted latents/data; both start from the same z0."""
+
+    @tf.function(reduce_retracing=True)
+    def sample(n, seed, num_steps, record_every=0):
+      seed_init, _ = tf.unstack(
+          tf.random.experimental.stateless_split(seed, 2))
+      z0 = self.generator.prior_sample(n, seed_init)
+      chain = self.latent_ebm.sample_latents(
+          n, seed, self.config.ebm.step_size, num_steps,
+          record_every=record_every)
+      out = {'z_base': z0, 'x_base': self.generator.decode(z0),
+             'z_tilted': chain['z'],
+             'x_tilted': self.generator.decode(chain['z']),
+             'grad_norm': chain['grad_norm']}
+      if record_every:
+        out['trajectory'] = chain['trajectory']
+      return out
+
+    return sample
+
+  def monitor_score(self, samples):
+    """Sample quality for the §5.3 monitor (lower is better)."""
+    if self.is_toy:
+      return toy_metrics.energy_distance(samples, toy_metrics_fresh(
+          self.dataset, self.seed))
+    return None  # Image monitor arrives with the FID module.
+
+  def train_tilt(self):
+    cfg = self.config.ebm
+    self.restore_base()
+    self.tilt_mgr.restore_or_initialize()
+    if int(self.tilt_step.numpy()) >= cfg.steps:
+      logging.info('tilt: done (%d steps), reusing the checkpoint',
+                   int(self.tilt_step.numpy()))
+      return
+    global_batch = cfg.batch_size
+    sampler = self._sample_fn()
+    monitor_seed = tf.constant([self.seed, 7], tf.int32)
+
+    def step_fn(x, seed):
+      n = tf.shape(x)[0]
+      chain = self.latent_ebm.sample_latents(
+          n, self._replica_seed(seed), cfg.step_size, cfg.langevin_steps)
+      with tf.GradientTape() as tape:
+        loss, metrics = self.latent_ebm.per_example_loss(x, chain['z'])
+        scaled = tf.nn.compute_average_loss(loss,
+                                            global_batch_size=global_batch)
+      variables = self.energy.trainable_variables
+      grads = tape.gradient(scaled, variables)
+      self.ebm_opt.apply_gradients(zip(grads, variables))
+      out = {'loss': scaled}
+      for k, v in metrics.items():
+        out[k] = tf.nn.compute_average_loss(v, global_batch_size=global_batch)
+      replicas = tf.cast(self.strategy.num_replicas_in_sync, tf.float32)
+      out['langevin_grad_norm'] = chain['grad_norm'] / replicas
+      out['energy_grad_norm'] = tf.linalg.global_norm(grads) / replicas
+      return out
+
+    def make_iterator(step):
+      ds = data_lib.make_dataset(self.train_array, global_batch,
+                                 seed=self.seed + 1000, start_step=step)
+      return iter(self.strategy.experimental_distribute_dataset(ds))
+
+    def monitor(step):
+      if cfg.monitor_every <= 0 or (step % cfg.monitor_every and
+                                    step != cfg.steps):
+        return False
+      out = sampler(tf.constant(cfg.monitor_samples), monitor_seed,
+                    tf.constant(cfg.sample_langevin_steps))
+      score = self.monitor_score(out['x_tilted'].numpy())
+      if score is None:
+        return False
+      self._scalars('monitor', step, {'score': score})
+      self.monitor_curve.append({'step': step, 'score': round(score, 6)})
+      if score < float(self.best_score.numpy()):
+        self.best_score.assign(score)
+        self.best_step.assign(step)
+        self.checks_since_best.assign(0)
+        self.best_mgr.save(checkpoint_number=step)
+      else:
+        self.checks_since_best.assign_add(1)
+      logging.info('tilt monitor step %d: score %.5f (best %.5f at step %d)',
+                   step, score, float(self.best_score.numpy()),
+                   int(self.best_step.numpy()))
+      return bool(cfg.patience and
+                  int(self.checks_since_best.numpy()) >= cfg.patience)
+
+    self.monitor_curve = io_utils.read_json(self._path('monitor.json'), [])
+    loop = self._make_loop(step_fn, self.tilt_step, self.seed + 2)
+
+    def after_loop(step):
+      stop = monitor(step)
+      io_utils.write_json(self._path('monitor.json'), self.monitor_curve)
+      return stop
+
+    seconds, steps = self._drive('tilt', self.tilt_step, cfg.steps,
+                                 make_iterator, loop, self.tilt_mgr,
+                                 after_loop=after_loop,
+                                 periods=(cfg.monitor_every,))
+    self._record_time('tilt', seconds, steps=steps,
+                      steps_per_s=round(steps / max(seconds, 1e-9), 3))
+
+  def restore_tilt(self):
+    """Loads the best monitored energy (else the latest)."""
+    self.restore_base()
+    best = self.best_mgr.latest_checkpoint
+    latest = self.tilt_mgr.latest_checkpoint
+    if latest is None and best is None:
+      raise UserError(f'no tilt checkpoint in {self.workdir}; run the tilt '
+                      'stage first')
+    if latest is not None:
+      self.tilt_ckpt.restore(latest).expect_partial()
+    if best is not None:
+      self.best_ckpt.restore(best).expect_partial()
+    return best or latest
+
+  def sample(self):
+    cfg = self.config
+    which = self.restore_tilt()
+    t0 = time.time()
+    sampler = self._sample_fn()
+    n, bs = cfg.sample.num, min(cfg.sample.batch_size, cfg.sample.num)
+    parts = []
+    for i in range(int(math.ceil(n / bs))):
+      m = min(bs, n - i * bs)
+      out = sampler(tf.constant(m), tf.constant([self.seed, 1000 + i]),
+                    tf.constant(cfg.ebm.sample_langevin_steps))
+      parts.append({k: v.numpy() for k, v in out.items()})
+    cat = {k: np.concatenate([p[k] for p in parts])
+           for k in ('z_base', 'x_base', 'z_tilted', 'x_tilted')}
+    key = 'samples' if self.is_toy else 'images'
+    conv = (lambda x: x) if self.is_toy else figures.to_uint8
+    io_utils.savez(self._path('samples_base.npz'),
+                   **{key: conv(cat['x_base']), 'latents': cat['z_base']})
+    io_utils.savez(self._path('samples_tilted.npz'),
+                   **{key: conv(cat['x_tilted']), 'latents': cat['z_tilted']})
+    seconds = time.time() - t0
+    self._write_figures(cat, sampler)
+    self._record_time('sample', seconds, n=n, energy_checkpoint=which,
+                      samples_per_s=round(2 * n / max(seconds, 1e-9), 2))
+    logging.info('sample: %d base + %d tilted samples in %.1fs -> %s', n, n,
+                 seconds, self.workdir)
+
+  def _write_figures(self, cat, sampler):
+    step = int(self.tilt_step.numpy())
+    if self.is_toy:
+      png = figures.toy_scatter_png(
+          [self.train_array[:5000], cat['x_base'], cat['x_tilted']],
+          ['data', f'{self.config.base_name} (base)', 'tilted (latent EBM)'])
+      figures.write_png(self._path('samples.png'), png)
+      with self.writer.as_default(step=step):
+        tf.summary.image('samples', tf.io.decode_png(png)[None])
+      return
+    g = self.config.sample.grid
+    figures.write_png(self._path('samples.png'), figures.grid_png(
+        [cat['x_base'][:g], cat['x_tilted'][:g]]))
+    every = self.config.sample.chain_every
+    out = sampler(tf.constant(8), tf.constant([self.seed, 99]),
+                  tf.constant(self.config.ebm.sample_langevin_steps),
+                  record_every=every)
+    traj = out['trajectory'].numpy()  # [T, 8, latent]
+    frames = np.stack([self.generator.decode(t).numpy() for t in traj], 1)
+    chain_png = figures.grid_png([frames.reshape((-1,) + frames.shape[2:])],
+                                 cols=traj.shape[0])
+    figures.write_png(self._path('langevin_chain.png'), chain_png)
+    with self.writer.as_default(step=step):
+      tf.summary.image('samples/base_vs_tilted',
+                       tf.io.decode_png(figures.grid_png(
+                           [cat['x_base'][:g], cat['x_tilted'][:g]]))[None])
+      tf.summary.image('samples/langevin_chain',
+                       tf.io.decode_png(chain_png)[None])
+
+  def evaluate(self):
+    t0 = time.time()
+    base = np.load(self._path('samples_base.npz'))
+    tilted = np.load(self._path('samples_tilted.npz'))
+    metrics = {'dataset': self.dataset, 'base_name': self.config.base_name,
+               'preset': self.config.preset}
+    if self.is_toy:
+      metrics['base'] = toy_metrics.toy_metrics(self.dataset, base['samples'],
+                                                self.seed)
+      metrics['tilted'] = toy_metrics.toy_metrics(self.dataset,
+                                                  tilted['samples'], self.seed)
+      ref = data_lib.toy_samples(self.dataset, len(base['samples']),
+                                 self.seed + 31337)
+      metrics['data'] = toy_metrics.toy_metrics(self.dataset, ref, self.seed)
+    else:
+      from tilt_tf import fid  # pylint: disable=g-import-not-at-top
+      for name, arr in (('base', base), ('tilted', tilted)):
+        metrics[name] = fid.evaluate_images(
+            arr['images'], self.dataset, data_dir=self.config.data_dir or None)
+    metrics['tilt'] = {
+        'steps': int(self.tilt_step.numpy()),
+        'best_step': int(self.best_step.numpy()),
+        'monitor': io_utils.read_json(self._path('monitor.json'), []),
+    }
+    io_utils.write_json(self._path('metrics.json'), metrics)
+    self._record_time('eval', time.time() - t0)
+    with self.writer.as_default(step=int(self.tilt_step.numpy())):
+      for name in ('base', 'tilted'):
+        for k, v in metrics[name].items():
+          if isinstance(v, (int, float)):
+            tf.summary.scalar(f'eval_{name}/{k}', v)
+    self.writer.flush()
+    logging.info('eval: base %s', metrics['base'])
+    logging.info('eval: tilted %s', metrics['tilted'])
+    return metrics
+
+
+_FRESH = {}
+
+
+def toy_metrics_fresh(name, seed):
+  """Fresh toy points for the monitor (drawn once per process)."""
+  if (name, seed) not in _FRESH:
+    _FRESH[(name, seed)] = data_lib.toy_samples(name, 2000, seed + 555)
+  return _FRESH[(name, seed)]
+
+
+def run(config, workdir, stages=STAGES, strategy=None):
+  """Runs the given stages in order; returns metrics if eval ran."""
+  tf.config.experimental.enable_op_determinism()
+  pipeline = Pipeline(config, workdir, strategy)
+  actions = {'base': pipeline.train_base, 'tilt': pipeline.train_tilt,
+             'sample': pipeline.sample, 'eval': pipeline.evaluate}
+  result = None
+  for stage in stages:
+    if stage not in actions:
+      raise UserError(f'unknown stage {stage!r}; choose from '
+                      f'{", ".join(STAGES)}')
+    logging.info('stage %s', stage)
+    result = actions[stage]() or result
+  return result
