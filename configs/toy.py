@@ -31,6 +31,7 @@ def get_config(preset='paper'):
   c.ebm.steps = 1000
   c.ebm.learning_rate = 1e-4
   c.ebm.monitor_every = 100
+  c.ebm.log_every = 50
   c.ebm.monitor_samples = 2000
 
   c.log_every = 1000
@@ -52,6 +53,7 @@ def get_config(preset='paper'):
     c.ebm.langevin_steps = 5
     c.ebm.sample_langevin_steps = 5
     c.ebm.monitor_every = 10
+    c.ebm.log_every = 10
     c.ebm.monitor_samples = 200
     c.sample.num = 500
     c.sample.batch_size = 250

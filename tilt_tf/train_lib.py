@@ -102,12 +102,16 @@ class Pipeline:
     self.is_toy = data_lib.is_toy(config.dataset)
     self.data_shape = data_lib.data_shape(config.dataset)
     self.timings = io_utils.read_json(self._path('timings.json'), {})
-    self._check_identity()
+    is_new_run = self._check_identity()
     tf_keras.utils.set_random_seed(config.seed)
     self.seed = config.seed
     self.train_array = data_lib.load(
         config.dataset, 'train', config.data_dir or None,
         n=config.n_train or None, seed=config.seed)
+    if is_new_run:  # Only once the inputs are known to be good.
+      io_utils.write_json(self._path('run.json'), {
+          'identity': _identity(config), 'preset': config.preset,
+          'config': _jsonable(config.to_dict())})
 
     with self.strategy.scope():
       self.generator = registry.make_generator(config.base_name, config.base,
@@ -155,7 +159,10 @@ class Pipeline:
     return os.path.join(self.workdir, *parts)
 
   def _check_identity(self):
-    """Refuses a workdir that holds a run of another base/data/architecture."""
+    """Refuses a workdir that holds a run of another base/data/architecture.
+
+    Returns True if the workdir holds no run yet.
+    """
     path = self._path('run.json')
     mine = _identity(self.config)
     theirs = io_utils.read_json(path)
@@ -168,10 +175,7 @@ class Pipeline:
           f'{other.get("base_name")} dataset={other.get("dataset")} that '
           f'differs in {", ".join(diff)}; pass another --workdir or delete '
           'that folder')
-    if theirs is None:
-      io_utils.write_json(path, {
-          'identity': mine, 'preset': self.config.preset,
-          'config': _jsonable(self.config.to_dict())})
+    return theirs is None
 
   def _record_time(self, stage, seconds, **extra):
     self.timings[stage] = dict(seconds=round(seconds, 2), **extra)
@@ -214,7 +218,7 @@ class Pipeline:
     return loop
 
   def _drive(self, name, step_var, total, make_iterator, loop, manager,
-             after_loop=None, periods=()):
+             log_every, after_loop=None, periods=()):
     """Runs `loop` until step_var == total: logs, summaries, checkpoints.
 
     On non-finite metrics, rolls back to the last checkpoint, halves the
@@ -225,7 +229,7 @@ class Pipeline:
     start_step, t0 = step, time.time()
     iterator = make_iterator(step)
     retries = 0
-    periods = tuple(p for p in (cfg.log_every, cfg.checkpoint_every) +
+    periods = tuple(p for p in (log_every, cfg.checkpoint_every) +
                     tuple(periods) if p > 0)
     while step < total:
       n = min(cfg.steps_per_loop, total - step,
@@ -253,7 +257,7 @@ class Pipeline:
         continue
       step = int(step_var.numpy())
       self._scalars(name, step, metrics)
-      if step % cfg.log_every == 0 or step == total:
+      if step % log_every == 0 or step == total:
         rate = (step - start_step) / max(time.time() - t0, 1e-9)
         shown = ' '.join(f'{k}={v:.4g}' for k, v in sorted(metrics.items()))
         logging.info('%s %d/%d %s | %.2f steps/s ETA %s', name, step, total,
@@ -302,7 +306,8 @@ class Pipeline:
 
     loop = self._make_loop(step_fn, self.base_step, self.seed + 1)
     seconds, steps = self._drive('base', self.base_step, cfg.steps,
-                                 make_iterator, loop, self.base_mgr)
+                                 make_iterator, loop, self.base_mgr,
+                                 log_every=self.config.log_every)
     self._record_time('base', seconds, steps=steps,
                       steps_per_s=round(steps / max(seconds, 1e-9), 3))
 
@@ -405,6 +410,7 @@ class Pipeline:
 
     seconds, steps = self._drive('tilt', self.tilt_step, cfg.steps,
                                  make_iterator, loop, self.tilt_mgr,
+                                 log_every=cfg.log_every,
                                  after_loop=after_loop,
                                  periods=(cfg.monitor_every,))
     self._record_time('tilt', seconds, steps=steps,
