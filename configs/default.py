@@ -50,6 +50,11 @@ def get_config():
   c.sample.grid = 64  # Images in each PNG grid.
   c.sample.chain_every = 10  # Fig. 5.3: a column every k Langevin steps.
 
+  # Evaluation (images): FID/precision/recall in the feature space of a
+  # classifier trained on the data set (cached), see tilt_tf/fid.py.
+  c.eval = ml_collections.ConfigDict()
+  c.eval.classifier_epochs = 0  # 0: fid.py's default budget.
+
   # Loops, logging, checkpoints.
   c.log_every = 100
   c.steps_per_loop = 50

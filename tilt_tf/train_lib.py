@@ -333,12 +333,27 @@ class Pipeline:
 
     return sample
 
+  def _fid_tools(self):
+    """(fid module, extractor, test-split activations), built once."""
+    if getattr(self, '_fid', None) is None:
+      from tilt_tf import fid  # pylint: disable=g-import-not-at-top
+      extractor = fid.get_extractor(
+          self.dataset, self.config.data_dir or None,
+          classifier_epochs=self.config.eval.classifier_epochs or None)
+      real = data_lib.load_images(self.dataset, 'test',
+                                  self.config.data_dir or None)
+      self._fid = (fid, extractor, fid.reference_activations(extractor, real))
+    return self._fid
+
   def monitor_score(self, samples):
-    """Sample quality for the §5.3 monitor (lower is better)."""
+    """Sample quality for the §5.3 monitor (lower is better): energy
+    distance to fresh points for toys, FID of a small batch for images."""
     if self.is_toy:
       return toy_metrics.energy_distance(samples, toy_metrics_fresh(
           self.dataset, self.seed))
-    return None  # Image monitor arrives with the FID module.
+    fid, extractor, real_act = self._fid_tools()
+    return fid.fid_from_activations(real_act,
+                                    fid.activations(samples, extractor))
 
   def train_tilt(self):
     cfg = self.config.ebm
@@ -501,10 +516,11 @@ class Pipeline:
                                  self.seed + 31337)
       metrics['data'] = toy_metrics.toy_metrics(self.dataset, ref, self.seed)
     else:
-      from tilt_tf import fid  # pylint: disable=g-import-not-at-top
+      fid, extractor, _ = self._fid_tools()
       for name, arr in (('base', base), ('tilted', tilted)):
         metrics[name] = fid.evaluate_images(
-            arr['images'], self.dataset, data_dir=self.config.data_dir or None)
+            arr['images'], self.dataset, data_dir=self.config.data_dir or None,
+            extractor=extractor)
     metrics['tilt'] = {
         'steps': int(self.tilt_step.numpy()),
         'best_step': int(self.best_step.numpy()),
