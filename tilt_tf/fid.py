@@ -444,7 +444,7 @@ def classifier_extractor(dataset, data_dir=None, cache_dir=None, epochs=None,
 
 def _load_inception(path):
   """A callable [B, 299, 299, 3] in [-1, 1] -> [B, 2048] from local weights."""
-  if path.endswith('.h5') or path.endswith('.keras'):
+  if path.endswith('.h5'):
     import tf_keras as keras  # pylint: disable=g-import-not-at-top
     try:
       net = keras.applications.InceptionV3(

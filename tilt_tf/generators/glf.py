@@ -1,0 +1,152 @@
+"""GLF: Generative Latent Flow (Xiao et al. 2019), paper B.1.
+
+A deterministic auto-encoder (the VAE's DCGAN decoder and mirror encoder,
+latent 64) and a normalizing flow over its latent, trained jointly:
+
+  z = enc(x),  loss = recon(x, dec(z)) + NLL_flow(stop_gradient(z)).
+
+Gradient choice: the NLL is computed on stop_gradient(z), so the flow fits
+the encoder's latents and the encoder learns from the reconstruction only.
+This is GLF's stopped-gradient variant; letting the NLL reach the encoder
+lets it shrink the latents and drive the log-determinant to infinity, which
+is what the GLF paper's regularized variant needs a small weight against.
+
+Flow (u -> z): `flow_layers` affine couplings (tfb.RealNVP, half the dims
+masked) interleaved with tfb.Permute (reversal), each coupling's
+shift-and-log-scale net one Dense(`flow_hidden`, relu) layer, log-scales
+soft-clamped by tanh; then a learned elementwise affine (an ActNorm-like
+Shift + Scale) so the flow can match the latents' overall scale.
+The couplings' Keras nets are attributes of the module, so
+`trainable_variables` and checkpoints see them (the bijector does not).
+
+Tilting happens in the flow's base variable u ~ N(0, I) (64 dims):
+decode(u) = dec(flow.forward(u)).
+"""
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+import tf_keras as keras
+
+from tilt_tf.generators import base
+from tilt_tf.generators import vae
+
+tfb = tfp.bijectors
+tfd = tfp.distributions
+
+__all__ = ['GLF', 'make']
+
+
+def _coupling_net(in_dim, out_dim, hidden, name):
+  """Dense(hidden, relu) -> Dense(2 * out_dim), zero-init (identity start)."""
+  net = keras.Sequential([
+      keras.layers.Dense(hidden, activation='relu'),
+      keras.layers.Dense(2 * out_dim, kernel_initializer='zeros'),
+  ], name=name)
+  net.build((None, in_dim))
+  return net
+
+
+def _shift_and_log_scale_fn(net):
+  def fn(x, output_units, **unused_condition_kwargs):
+    del output_units  # Fixed by the net.
+    shift, raw = tf.split(net(x), 2, axis=-1)
+    return shift, tf.tanh(raw)  # |log scale| <= 1 per coupling.
+  return fn
+
+
+class GLF(base.Generator):
+  """Auto-encoder + latent flow; the latent z is the flow's base u."""
+
+  def __init__(self, data_shape, latent_dim=64, width=64, recon='bce',
+               flow_layers=4, flow_hidden=256, name='glf'):
+    """Builds encoder, decoder and flow.
+
+    Args:
+      data_shape: (H, W, C), H and W divisible by 4.
+      latent_dim: size of the AE latent and of u (paper: 64).
+      width: base channel count of the AE (paper preset: 64).
+      recon: 'bce' or 'mse', see `vae.reconstruction`.
+      flow_layers: number of affine couplings (paper: 4).
+      flow_hidden: units of each coupling's hidden layer (paper: 256).
+      name: module name.
+    """
+    super().__init__(latent_dim, data_shape, name=name)
+    d = self.latent_dim
+    if d < 2:
+      raise ValueError('GLF needs latent_dim >= 2')
+    self.recon = recon
+    self.encoder = vae.make_encoder(d, data_shape, width)
+    self.decoder = vae.make_decoder(d, data_shape, width)
+    masked = d // 2
+    self.coupling_nets = [
+        _coupling_net(masked, d - masked, flow_hidden, f'coupling_{i}')
+        for i in range(flow_layers)]
+    self.latent_loc = tf.Variable(tf.zeros([d]), name='latent_loc')
+    self.latent_log_scale = tf.Variable(tf.zeros([d]), name='latent_log_scale')
+    reverse = np.arange(d - 1, -1, -1, dtype=np.int32)
+    forward_order = []  # u -> z, first applied first.
+    for i, net in enumerate(self.coupling_nets):
+      if i:
+        forward_order.append(tfb.Permute(reverse))
+      forward_order.append(tfb.RealNVP(
+          num_masked=masked, shift_and_log_scale_fn=_shift_and_log_scale_fn(net)))
+    forward_order += [tfb.Scale(log_scale=self.latent_log_scale),
+                      tfb.Shift(self.latent_loc)]
+    self.flow = tfb.Chain(forward_order[::-1], name='latent_flow')  # u -> z.
+
+  def flow_forward(self, u):
+    """z = flow(u), [B, latent_dim]."""
+    return self.flow.forward(tf.identity(u))  # identity: no bijector cache.
+
+  def flow_inverse(self, z):
+    """u = flow^-1(z), [B, latent_dim]."""
+    return self.flow.inverse(tf.identity(z))
+
+  def flow_nll(self, z):
+    """-log p_flow(z), [B]: -log N(u; 0, I) - log |det du/dz|."""
+    z = tf.identity(z)
+    u = self.flow.inverse(z)
+    ildj = self.flow.inverse_log_det_jacobian(z, event_ndims=1)
+    return self.neg_log_prior(u) + 0.5 * self.latent_dim * np.log(
+        2 * np.pi) - ildj
+
+  def decode(self, z, training=False):
+    """Images sigmoid(dec(flow(u))) in [0, 1]; `z` is the base variable u."""
+    return tf.sigmoid(self.decoder(self.flow_forward(z), training=training))
+
+  def encode(self, x, training=False):
+    """The AE latent enc(x), [B, latent_dim] (not u; see `flow_inverse`)."""
+    return self.encoder(x, training=training)
+
+  def per_example_loss(self, x, seed, training=True):
+    """recon(x, dec(enc(x))) + NLL_flow(stop_gradient(enc(x))).
+
+    Args:
+      x: images [B, H, W, C] in [0, 1].
+      seed: stateless seed [2] (unused: GLF's loss is deterministic).
+      training: batch-norm mode.
+
+    Returns:
+      (loss [B], {'recon': [B], 'nll': [B]}).
+    """
+    del seed
+    z = self.encode(x, training)
+    rec = vae.reconstruction(x, self.decoder(z, training=training), self.recon)
+    nll = self.flow_nll(tf.stop_gradient(z))
+    return rec + nll, {'recon': rec, 'nll': nll}
+
+
+def make(cfg, data_shape):
+  """GLF from config fields latent_dim, width, recon, flow_layers, flow_hidden.
+
+  Args:
+    cfg: config.base (learning_rate is read by `make_optimizer`).
+    data_shape: (H, W, C).
+
+  Returns:
+    A GLF.
+  """
+  return GLF(data_shape, latent_dim=cfg.latent_dim, width=cfg.width,
+             recon=cfg.recon, flow_layers=cfg.get('flow_layers', 4),
+             flow_hidden=cfg.get('flow_hidden', 256))
