@@ -1,10 +1,11 @@
 """Data sets as arrays and as one tf.data pipeline.
 
 Toy sets (the DOT setting of the paper's §5.1) are generated from a seed.
-Image sets come from TFDS when its copy is prepared, otherwise from local
-files: IDX `.gz` files (MNIST, Fashion-MNIST) or the CIFAR-10 python batches,
-in `data_dir`, and for Fashion-MNIST by default Debian's
-`/usr/share/datasets/fashion-mnist/` (package `dataset-fashion-mnist`).
+Image sets come from local files when there are any: IDX `.gz` files (MNIST,
+Fashion-MNIST) or the CIFAR-10 python batches in `data_dir`, and for
+Fashion-MNIST by default Debian's `/usr/share/datasets/fashion-mnist/`
+(package `dataset-fashion-mnist`); otherwise from a prepared TFDS copy
+(`tfds build mnist` where the network allows).
 
 Images are uint8 [N, H, W, C] at rest and float32 in [0, 1] in the pipeline.
 """
@@ -162,11 +163,15 @@ def _has_local_files(name, folder):
 
 
 def _load_tfds(name, split, tfds_dir=None):
-  """Returns (images, labels) from a prepared TFDS copy, or None."""
+  """Returns (images, labels) from a fully prepared TFDS copy, or None."""
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    ds = tfds.load(name, split=split, data_dir=tfds_dir, download=False,
-                   batch_size=-1, as_supervised=True)
+    builder = tfds.builder(name, data_dir=tfds_dir)
+    # A copy is only trusted once TFDS has finished writing it.
+    if not tf.io.gfile.exists(os.path.join(builder.data_dir,
+                                           'dataset_info.json')):
+      return None
+    ds = builder.as_dataset(split=split, batch_size=-1, as_supervised=True)
   except Exception:  # pylint: disable=broad-except
     return None  # Not prepared here (no download offline): use local files.
   images, labels = tfds.as_numpy(ds)
@@ -177,9 +182,9 @@ def load_images(name, split='train', data_dir=None, with_labels=False,
                 use_tfds=True):
   """Loads an image set as uint8 [N, H, W, C] (and int64 labels).
 
-  Order: files in `data_dir` if it holds them; a prepared TFDS copy; the
-  default local folder of the set (Fashion-MNIST from Debian). Missing or
-  corrupt files raise UserError naming the file and the fix.
+  Order: files in `data_dir` if it holds them; the default local folder of
+  the set (Fashion-MNIST from Debian); a fully prepared TFDS copy. Missing
+  or corrupt files raise UserError naming the file and the fix.
   """
   check_dataset(name)
   if name in TOY_DATASETS:
@@ -194,12 +199,11 @@ def load_images(name, split='train', data_dir=None, with_labels=False,
                       f'holding the {name} files')
     if _has_local_files(name, data_dir):
       result = loader(data_dir, split)
+  default = DEFAULT_DIRS.get(name)
+  if result is None and default and _has_local_files(name, default):
+    result = loader(default, split)
   if result is None and use_tfds:
     result = _load_tfds(name, split)
-  if result is None:
-    default = DEFAULT_DIRS.get(name)
-    if default and _has_local_files(name, default):
-      result = loader(default, split)
   if result is None:
     hint = {
         'fashion_mnist': 'install Debian package dataset-fashion-mnist '

@@ -9,16 +9,20 @@ same command resumes from the last checkpoint in --workdir).
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
+import tensorflow as tf
 
 import configs
 from tilt_tf import cli
+from tilt_tf import export_lib
+from tilt_tf import io_utils
 from tilt_tf import train_lib
 from tilt_tf.errors import UserError
+
+STAGES = train_lib.STAGES + ('export',)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('base', 'glf', 'Base model: ' + ', '.join(sorted(configs.MODULES)) + '.')
@@ -26,7 +30,8 @@ flags.DEFINE_string('dataset', None, 'Data set (default: the config\'s).')
 flags.DEFINE_string('data_dir', None, 'Folder with local data files.')
 flags.DEFINE_string('workdir', None, 'Run folder (default runs/<base>_<dataset>[_<preset>]).')
 flags.DEFINE_string('preset', 'paper', 'paper (the paper\'s settings), small (CPU), test (seconds).')
-flags.DEFINE_string('stage', 'all', 'all, or one of ' + ', '.join(train_lib.STAGES) + ' (comma-separated list allowed).')
+flags.DEFINE_string('stage', 'all', 'all, or one of ' + ', '.join(STAGES) + ' (comma-separated list allowed).')
+flags.DEFINE_string('export_dir', None, 'SavedModel folder for the export stage (default <workdir>/export; versions 1/, 2/, ... inside).')
 flags.DEFINE_integer('seed', None, 'Random seed (stateless; same seed, same metrics.json).')
 flags.DEFINE_integer('langevin_steps', None, 'Langevin steps per EBM training step (paper: 60).')
 flags.DEFINE_integer('sample_langevin_steps', None, 'Langevin steps when sampling (paper: 100).')
@@ -70,21 +75,45 @@ def main(argv):
   if len(argv) > 1:
     raise UserError(f'unexpected arguments {argv[1:]}; flags look like --base=glf')
   config = build_config()
-  stages = (train_lib.STAGES if FLAGS.stage == 'all'
+  stages = (STAGES if FLAGS.stage == 'all'
             else tuple(s.strip() for s in FLAGS.stage.split(',')))
   for s in stages:
-    if s not in train_lib.STAGES:
+    if s not in STAGES:
       raise UserError(f'unknown --stage {s!r}; choose all or one of '
-                      f'{", ".join(train_lib.STAGES)}')
+                      f'{", ".join(STAGES)}')
   suffix = '' if config.preset == 'paper' else f'_{config.preset}'
   workdir = cli.resolve_path(
       FLAGS.workdir or os.path.join('runs', f'{config.base_name}_{config.dataset}{suffix}'))
   logging.info('run %s on %s, preset %s -> %s', config.base_name,
                config.dataset, config.preset, workdir)
   strategy = train_lib.make_strategy(FLAGS.num_cpu_devices)
-  metrics = train_lib.run(config, workdir, stages, strategy)
+  metrics = train_lib.run(config, workdir,
+                          tuple(s for s in stages if s != 'export'), strategy)
   if metrics:
     print(cli.summary_table(metrics))
+  if 'export' in stages:
+    export_dir = cli.resolve_path(FLAGS.export_dir or
+                                  os.path.join(workdir, 'export'))
+    if FLAGS.stage == 'all' and _exported_already(workdir, export_dir):
+      logging.info('export: %s already holds this run\'s best energy',
+                   export_dir)
+    else:
+      print('exported', export_lib.export_run(workdir, export_dir))
+
+
+def _exported_already(workdir, export_dir):
+  """True if the newest version in export_dir came from this run's current
+  best energy (so rerunning a finished command writes nothing new)."""
+  latest = export_lib.next_version(export_dir) - 1
+  if latest < 1:
+    return False
+  info = io_utils.read_json(os.path.join(
+      export_dir, str(latest), 'assets.extra', 'tilt_export.json'), {})
+  ckpts = os.path.join(workdir, 'checkpoints')
+  # The energy the export stage would restore: the best monitored, else the last.
+  best = (tf.train.latest_checkpoint(os.path.join(ckpts, 'tilt_best')) or
+          tf.train.latest_checkpoint(os.path.join(ckpts, 'tilt')))
+  return bool(best) and info.get('energy_checkpoint') == best
 
 
 if __name__ == '__main__':
