@@ -20,6 +20,7 @@ def get_config(preset='paper'):
   images.set_image_defaults(c, preset)
   if preset == 'small':
     c.ebm.steps = 400
+    c.ebm.monitor_every = 50
   return c
 
 
