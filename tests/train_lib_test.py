@@ -93,5 +93,43 @@ class TrainLibTest(tf.test.TestCase):
                        metrics['data']['energy_distance'])
 
 
+
+class DivergenceTest(tf.test.TestCase):
+  """A NaN in training rolls back to the last checkpoint with a lower rate."""
+
+  def _poisoned_pipeline(self, workdir, transient):
+    config = _config(**{'base.steps': 40, 'checkpoint_every': 20})
+    pipeline = train_lib.Pipeline(config, workdir)
+    lr0 = float(pipeline.base_opt.learning_rate.numpy())
+    clean = pipeline.generator.per_example_loss
+
+    def poisoned(x, seed, training=True):
+      loss, metrics = clean(x, seed, training)
+      bad = tf.equal(pipeline.base_step, 25)
+      if transient:  # Goes away once the learning rate has been lowered.
+        bad = tf.logical_and(bad, pipeline.base_opt.learning_rate > 0.9 * lr0)
+      return loss + tf.where(bad, np.nan, 0.0), metrics
+
+    pipeline.generator.per_example_loss = poisoned
+    return pipeline, lr0
+
+  def test_transient_nan_is_rolled_back(self):
+    pipeline, lr0 = self._poisoned_pipeline(
+        self.create_tempdir().full_path, transient=True)
+    with self.assertLogs(level='WARNING') as logs:
+      pipeline.train_base()
+    self.assertIn('non-finite metrics', '\n'.join(logs.output))
+    self.assertEqual(int(pipeline.base_step.numpy()), 40)
+    self.assertAllClose(pipeline.base_opt.learning_rate.numpy(), lr0 / 2)
+    for v in pipeline.generator.trainable_variables:
+      self.assertTrue(np.all(np.isfinite(v.numpy())))
+
+  def test_persistent_nan_gives_up_with_a_clear_error(self):
+    pipeline, _ = self._poisoned_pipeline(self.create_tempdir().full_path,
+                                          transient=False)
+    with self.assertRaisesRegex(UserError, 'base training diverged'):
+      pipeline.train_base()
+
+
 if __name__ == '__main__':
   tf.test.main()
