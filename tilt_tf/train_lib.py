@@ -262,10 +262,14 @@ class Pipeline:
         shown = ' '.join(f'{k}={v:.4g}' for k, v in sorted(metrics.items()))
         logging.info('%s %d/%d %s | %.2f steps/s ETA %s', name, step, total,
                      shown, rate, _fmt_eta((total - step) / max(rate, 1e-9)))
-      if step % cfg.checkpoint_every == 0 or step == total:
+      # after_loop -> None (nothing to keep), False (checkpoint) or True
+      # (checkpoint and stop): a monitor check is always checkpointed, so
+      # its state and the weights it judged resume together.
+      verdict = after_loop(step) if after_loop is not None else None
+      if (verdict is not None or step % cfg.checkpoint_every == 0 or
+          step == total):
         manager.save(checkpoint_number=step)
-      if after_loop is not None and after_loop(step):
-        manager.save(checkpoint_number=step)
+      if verdict:
         logging.info('%s: stopping early at step %d', name, step)
         break
     self.writer.flush()
@@ -392,14 +396,13 @@ class Pipeline:
       return iter(self.strategy.experimental_distribute_dataset(ds))
 
     def monitor(step):
+      """None if no check is due, else whether to stop (patience)."""
       if cfg.monitor_every <= 0 or (step % cfg.monitor_every and
                                     step != cfg.steps):
-        return False
+        return None
       out = sampler(tf.constant(cfg.monitor_samples), monitor_seed,
                     tf.constant(cfg.sample_langevin_steps))
       score = self.monitor_score(out['x_tilted'].numpy())
-      if score is None:
-        return False
       self._scalars('monitor', step, {'score': score})
       self.monitor_curve.append({'step': step, 'score': round(score, 6)})
       if score < float(self.best_score.numpy()):
@@ -415,13 +418,19 @@ class Pipeline:
       return bool(cfg.patience and
                   int(self.checks_since_best.numpy()) >= cfg.patience)
 
-    self.monitor_curve = io_utils.read_json(self._path('monitor.json'), [])
+    # Checks after the restored step belong to a run killed before its
+    # checkpoint; they are redone (same seeds, same scores).
+    restored = int(self.tilt_step.numpy())
+    self.monitor_curve = [
+        m for m in io_utils.read_json(self._path('monitor.json'), [])
+        if m['step'] <= restored]
     loop = self._make_loop(step_fn, self.tilt_step, self.seed + 2)
 
     def after_loop(step):
-      stop = monitor(step)
-      io_utils.write_json(self._path('monitor.json'), self.monitor_curve)
-      return stop
+      verdict = monitor(step)
+      if verdict is not None:
+        io_utils.write_json(self._path('monitor.json'), self.monitor_curve)
+      return verdict
 
     seconds, steps = self._drive('tilt', self.tilt_step, cfg.steps,
                                  make_iterator, loop, self.tilt_mgr,
