@@ -20,6 +20,12 @@ EXPECTED = {
     'samples': 'images',
     'eval_base/energy_distance': 'scalars',
     'eval_tilted/energy_distance': 'scalars',
+    'energy/data': 'histograms',
+    'energy/base_samples': 'histograms',
+    'energy/tilted_samples': 'histograms',
+    'monitor/tilted_samples': 'images',
+    'samples/langevin_chain': 'images',
+    '_hparams_/session_start_info': 'hparams',
 }
 
 
@@ -56,6 +62,9 @@ class TensorBoardTest(tf.test.TestCase):
     self.assertGreater(len(steps['tilt/loss']), 1)
     self.assertLen(steps['monitor/score'],
                    config.ebm.steps // config.ebm.monitor_every)
+    # Histograms and pictures at every monitor check.
+    self.assertEqual(steps['energy/tilted_samples'], steps['monitor/score'])
+    self.assertEqual(steps['monitor/tilted_samples'], steps['monitor/score'])
 
 
 if __name__ == '__main__':

@@ -152,6 +152,7 @@ class Pipeline:
     self.best_mgr = tf.train.CheckpointManager(
         self.best_ckpt, os.path.join(ckpt_dir, 'tilt_best'), max_to_keep=1)
     self.writer = tf.summary.create_file_writer(self._path('tensorboard'))
+    self._write_hparams()
 
   # ---------------------------------------------------------------- helpers
 
@@ -359,6 +360,34 @@ class Pipeline:
     return fid.fid_from_activations(real_act,
                                     fid.activations(samples, extractor))
 
+  def _monitor_summaries(self, step, out):
+    """TensorBoard at a monitor check: energy histograms of data vs base
+    vs tilted samples, and the tilted samples as a picture."""
+    n = int(out['x_tilted'].shape[0])
+    data = data_lib.to_float(self.train_array[:n])
+    with self.writer.as_default(step=step):
+      for name, x in (('data', data), ('base_samples', out['x_base']),
+                      ('tilted_samples', out['x_tilted'])):
+        tf.summary.histogram(f'energy/{name}', self.energy(x))
+      if self.is_toy:
+        png = figures.toy_scatter_png([data, out['x_tilted']],
+                                      ['data', f'tilted, EBM step {step}'])
+      else:
+        png = figures.grid_png([out['x_tilted'][:self.config.sample.grid]])
+      tf.summary.image('monitor/tilted_samples', tf.io.decode_png(png)[None])
+
+  def _write_hparams(self):
+    """The run's settings for TensorBoard's HParams dashboard."""
+    from tensorboard.plugins.hparams import api as hp  # pylint: disable=g-import-not-at-top
+    flat = {}
+    for section in ('base', 'ebm'):
+      for k, v in self.config[section].items():
+        flat[f'{section}.{k}'] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    flat.update(base_name=self.config.base_name, dataset=self.dataset,
+                preset=self.config.preset, seed=self.seed)
+    with self.writer.as_default():
+      hp.hparams(flat, trial_id=os.path.basename(self.workdir.rstrip('/')))
+
   def train_tilt(self):
     cfg = self.config.ebm
     self.restore_base()
@@ -403,6 +432,7 @@ class Pipeline:
       out = sampler(tf.constant(cfg.monitor_samples), monitor_seed,
                     tf.constant(cfg.sample_langevin_steps))
       score = self.monitor_score(out['x_tilted'].numpy())
+      self._monitor_summaries(step, out)
       self._scalars('monitor', step, {'score': score})
       self.monitor_curve.append({'step': step, 'score': round(score, 6)})
       if score < float(self.best_score.numpy()):
@@ -488,8 +518,20 @@ class Pipeline:
           [self.train_array[:5000], cat['x_base'], cat['x_tilted']],
           ['data', f'{self.config.base_name} (base)', 'tilted (latent EBM)'])
       figures.write_png(self._path('samples.png'), png)
+      traj = sampler(tf.constant(2000), tf.constant([self.seed, 99]),
+                     tf.constant(self.config.ebm.sample_langevin_steps),
+                     record_every=self.config.sample.chain_every
+                    )['trajectory'].numpy()  # [T, n, 2] in latent space.
+      frames = np.linspace(0, len(traj) - 1, min(len(traj), 6)).astype(int)
+      every = self.config.sample.chain_every
+      chain_png = figures.toy_scatter_png(
+          [self.generator.decode(traj[t]).numpy() for t in frames],
+          [f'Langevin step {t * every}' for t in frames])
+      figures.write_png(self._path('langevin_chain.png'), chain_png)
       with self.writer.as_default(step=step):
         tf.summary.image('samples', tf.io.decode_png(png)[None])
+        tf.summary.image('samples/langevin_chain',
+                         tf.io.decode_png(chain_png)[None])
       return
     g = self.config.sample.grid
     figures.write_png(self._path('samples.png'), figures.grid_png(
