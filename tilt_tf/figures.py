@@ -7,7 +7,8 @@ import numpy as np
 
 from tilt_tf import io_utils
 
-__all__ = ['to_uint8', 'tile', 'toy_scatter_png', 'grid_png', 'write_png']
+__all__ = ['to_uint8', 'tile', 'toy_scatter_png', 'grid_png', 'curves_png',
+           'write_png']
 
 
 def to_uint8(images):
@@ -68,6 +69,37 @@ def toy_scatter_png(panels, titles, lim=2.0):
     ax.set_ylim(-lim, lim)
     ax.set_aspect('equal')
     ax.set_title(title)
+  fig.tight_layout()
+  buf = io.BytesIO()
+  fig.savefig(buf, format='png', dpi=100)
+  plt.close(fig)
+  return buf.getvalue()
+
+
+def curves_png(curves, xlabel, ylabel, title=''):
+  """Line plot of named curves, each one's minimum marked, PNG bytes.
+
+  Args:
+    curves: dict label -> (xs, ys); empty curves are skipped.
+    xlabel, ylabel, title: axis labels and title.
+  """
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for label, (xs, ys) in curves.items():
+    if not len(xs):  # pylint: disable=g-explicit-length-test
+      continue
+    line, = ax.plot(xs, ys, marker='.', label=label)
+    best = int(np.argmin(ys))
+    ax.plot([xs[best]], [ys[best]], marker='*', markersize=12,
+            color=line.get_color(), linestyle='none')
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  if ax.get_legend_handles_labels()[0]:
+    ax.legend()
   fig.tight_layout()
   buf = io.BytesIO()
   fig.savefig(buf, format='png', dpi=100)

@@ -1,17 +1,24 @@
 """Atomic file writes: write to a temp name in the same folder, then rename.
 
 A run killed at any moment leaves either the old file or the new one, never a
-half-written one.
+half-written one (and a temporary name, which `remove_temp_files` clears).
 """
 
 import io
 import json
 import os
+import re
+import shutil
 import tempfile
 
 import numpy as np
 
-__all__ = ['atomic_write', 'write_json', 'read_json', 'savez']
+__all__ = ['atomic_write', 'write_json', 'read_json', 'savez',
+           'remove_temp_files']
+
+# Temporary names: atomic_write's, and TensorFlow's checkpoint state file and
+# checkpoint shard folder (renamed or merged away when a save completes).
+_TEMP_NAME = re.compile(r'\.tmp-.+|checkpoint\.tmp[0-9a-f]{32}|ckpt-\d+_temp')
 
 
 def atomic_write(path, payload):
@@ -49,3 +56,28 @@ def savez(path, **arrays):
   buf = io.BytesIO()
   np.savez_compressed(buf, **arrays)
   atomic_write(path, buf.getvalue())
+
+
+def remove_temp_files(*folders):
+  """Deletes the temporary names a writer killed mid-write left in `folders`
+  (not below them); nothing reads them. Returns the paths removed.
+
+  Only for folders no other process is writing to.
+  """
+  removed = []
+  for folder in folders:
+    if not os.path.isdir(folder):
+      continue
+    for name in os.listdir(folder):
+      if not _TEMP_NAME.fullmatch(name):
+        continue
+      path = os.path.join(folder, name)
+      if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+      else:
+        try:
+          os.remove(path)
+        except FileNotFoundError:
+          continue
+      removed.append(path)
+  return removed

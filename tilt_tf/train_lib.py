@@ -112,6 +112,9 @@ class Pipeline:
       io_utils.write_json(self._path('run.json'), {
           'identity': _identity(config), 'preset': config.preset,
           'config': _jsonable(config.to_dict())})
+    # Temporary files of a run killed mid-write (nothing reads them).
+    io_utils.remove_temp_files(workdir, *(
+        self._path('checkpoints', d) for d in ('base', 'tilt', 'tilt_best')))
 
     with self.strategy.scope():
       self.generator = registry.make_generator(config.base_name, config.base,

@@ -23,6 +23,8 @@ Tilting happens in the flow's base variable u ~ N(0, I) (64 dims):
 decode(u) = dec(flow.forward(u)).
 """
 
+import collections
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -34,7 +36,7 @@ from tilt_tf.generators import vae
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
-__all__ = ['GLF', 'make']
+__all__ = ['GLF', 'LatentFlowParts', 'flow_nll', 'make', 'make_latent_flow']
 
 
 def _coupling_net(in_dim, out_dim, hidden, name):
@@ -53,6 +55,62 @@ def _shift_and_log_scale_fn(net):
     shift, raw = tf.split(net(x), 2, axis=-1)
     return shift, tf.tanh(raw)  # |log scale| <= 1 per coupling.
   return fn
+
+
+LatentFlowParts = collections.namedtuple(
+    'LatentFlowParts', ['bijector', 'coupling_nets', 'loc', 'log_scale'])
+
+
+def make_latent_flow(dim, flow_layers=4, flow_hidden=256):
+  """GLF's latent flow u -> z over vectors of size `dim` (see the module doc).
+
+  The bijector does not track the Keras nets and variables it closes over:
+  the caller keeps `coupling_nets`, `loc` and `log_scale` as attributes of a
+  tf.Module so that `trainable_variables` and checkpoints see them.
+
+  Args:
+    dim: vector size, >= 2.
+    flow_layers: number of affine couplings.
+    flow_hidden: units of each coupling's hidden layer.
+
+  Returns:
+    LatentFlowParts(bijector, coupling_nets, loc, log_scale); `bijector`
+    maps the base variable u to z.
+  """
+  masked = dim // 2
+  coupling_nets = [
+      _coupling_net(masked, dim - masked, flow_hidden, f'coupling_{i}')
+      for i in range(flow_layers)]
+  loc = tf.Variable(tf.zeros([dim]), name='latent_loc')
+  log_scale = tf.Variable(tf.zeros([dim]), name='latent_log_scale')
+  reverse = np.arange(dim - 1, -1, -1, dtype=np.int32)
+  forward_order = []  # u -> z, first applied first.
+  for i, net in enumerate(coupling_nets):
+    if i:
+      forward_order.append(tfb.Permute(reverse))
+    forward_order.append(tfb.RealNVP(
+        num_masked=masked, shift_and_log_scale_fn=_shift_and_log_scale_fn(net)))
+  forward_order += [tfb.Scale(log_scale=log_scale), tfb.Shift(loc)]
+  bijector = tfb.Chain(forward_order[::-1], name='latent_flow')
+  return LatentFlowParts(bijector, coupling_nets, loc, log_scale)
+
+
+def flow_nll(bijector, z):
+  """-log p(z) under z = bijector(u), u ~ N(0, I): shape [B].
+
+  Args:
+    bijector: u -> z, e.g. `make_latent_flow(...).bijector`.
+    z: [B, dim].
+
+  Returns:
+    [B] float32: 0.5 |u|^2 + 0.5 dim log(2 pi) - log |det du/dz|.
+  """
+  z = tf.identity(z)  # No bijector cache: gradients reach z.
+  u = bijector.inverse(z)
+  ildj = bijector.inverse_log_det_jacobian(z, event_ndims=1)
+  dim = tf.cast(tf.shape(z)[-1], z.dtype)
+  return (0.5 * tf.reduce_sum(tf.square(u), axis=-1) +
+          0.5 * dim * np.log(2 * np.pi) - ildj)
 
 
 class GLF(base.Generator):
@@ -78,22 +136,13 @@ class GLF(base.Generator):
     self.recon = recon
     self.encoder = vae.make_encoder(d, data_shape, width)
     self.decoder = vae.make_decoder(d, data_shape, width)
-    masked = d // 2
-    self.coupling_nets = [
-        _coupling_net(masked, d - masked, flow_hidden, f'coupling_{i}')
-        for i in range(flow_layers)]
-    self.latent_loc = tf.Variable(tf.zeros([d]), name='latent_loc')
-    self.latent_log_scale = tf.Variable(tf.zeros([d]), name='latent_log_scale')
-    reverse = np.arange(d - 1, -1, -1, dtype=np.int32)
-    forward_order = []  # u -> z, first applied first.
-    for i, net in enumerate(self.coupling_nets):
-      if i:
-        forward_order.append(tfb.Permute(reverse))
-      forward_order.append(tfb.RealNVP(
-          num_masked=masked, shift_and_log_scale_fn=_shift_and_log_scale_fn(net)))
-    forward_order += [tfb.Scale(log_scale=self.latent_log_scale),
-                      tfb.Shift(self.latent_loc)]
-    self.flow = tfb.Chain(forward_order[::-1], name='latent_flow')  # u -> z.
+    flow = make_latent_flow(d, flow_layers, flow_hidden)
+    # The same attribute names as before the flow was factored out, so
+    # checkpoints are unchanged.
+    self.coupling_nets = flow.coupling_nets
+    self.latent_loc = flow.loc
+    self.latent_log_scale = flow.log_scale
+    self.flow = flow.bijector  # u -> z.
 
   def flow_forward(self, u):
     """z = flow(u), [B, latent_dim]."""
@@ -105,11 +154,7 @@ class GLF(base.Generator):
 
   def flow_nll(self, z):
     """-log p_flow(z), [B]: -log N(u; 0, I) - log |det du/dz|."""
-    z = tf.identity(z)
-    u = self.flow.inverse(z)
-    ildj = self.flow.inverse_log_det_jacobian(z, event_ndims=1)
-    return self.neg_log_prior(u) + 0.5 * self.latent_dim * np.log(
-        2 * np.pi) - ildj
+    return flow_nll(self.flow, z)
 
   def decode(self, z, training=False):
     """Images sigmoid(dec(flow(u))) in [0, 1]; `z` is the base variable u."""
