@@ -27,6 +27,13 @@ class FiguresIOTest(tf.test.TestCase):
     png = figures.toy_scatter_png([np.zeros((10, 2))] * 2, ['a', 'b'])
     self.assertEqual(tf.io.decode_png(png).shape[-1], 4)
 
+  def test_curves_png(self):
+    png = figures.curves_png({'VAE + EBM': ([20, 40, 60], [30.0, 25.0, 27.0]),
+                              'GLF + EBM': ([], [])}, 'step', 'FID', 'title')
+    image = tf.io.decode_png(png)
+    self.assertEqual(image.shape[-1], 4)
+    self.assertGreater(image.shape[0], 100)
+
   def test_atomic_write_leaves_old_file_on_failure(self):
     path = os.path.join(self.create_tempdir().full_path, 'm.json')
     io_utils.write_json(path, {'a': 1})

@@ -18,6 +18,8 @@ soft-clamped by tanh; then a learned elementwise affine (an ActNorm-like
 Shift + Scale) so the flow can match the latents' overall scale.
 The couplings' Keras nets are attributes of the module, so
 `trainable_variables` and checkpoints see them (the bijector does not).
+`make_latent_flow` builds this flow alone (Table 1's "VAE + flow" baseline
+fits it to a VAE's latents, tilt_tf/baselines.py).
 
 Tilting happens in the flow's base variable u ~ N(0, I) (64 dims):
 decode(u) = dec(flow.forward(u)).

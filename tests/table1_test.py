@@ -1,0 +1,115 @@
+"""The table1 binary: every row on fake data (test preset), reuse, bad input."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import tensorflow as tf
+
+from tests import image_data_testutil
+from tilt_tf import table1
+
+BUILT = ('VAE', 'Two-stage VAE', 'VAE + flow', 'VAE + EBM', 'GLF',
+         'GLF + EBM', 'VAE (T=0.7)', 'VAE (T=0.85)', 'GLF (T=0.7)',
+         'GLF (T=0.85)')
+NOT_BUILT = ('GLOW', 'GLOW + EBM', 'EBM on data')
+KEYS = ('model', 'fid', 'precision', 'recall', 'seconds', 'paper_fid')
+
+
+def _run(args, cwd, env_extra=None):
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+             TF_CPP_MIN_LOG_LEVEL='3')
+  env.update(env_extra or {})
+  return subprocess.run([sys.executable, '-m', 'tilt_tf.table1'] + args,
+                        capture_output=True, text=True, cwd=cwd, env=env,
+                        timeout=800, check=False)
+
+
+def _mtimes(workdir):
+  """mtime of every file that a rerun must not rewrite."""
+  paths = (glob.glob(os.path.join(workdir, 'rows', '*')) +
+           glob.glob(os.path.join(workdir, '*', 'checkpoints', '*', '*')) +
+           glob.glob(os.path.join(workdir, '*', '*.npz')) +
+           glob.glob(os.path.join(workdir, '*', '*.json')))
+  return {p: os.path.getmtime(p) for p in paths}
+
+
+class Table1Test(tf.test.TestCase):
+
+  def test_rows_then_reuse(self):
+    data_dir = self.create_tempdir().full_path
+    image_data_testutil.fake_fashion(data_dir)
+    work = self.create_tempdir().full_path
+    env = {'TILT_TF_CACHE': self.create_tempdir().full_path}
+    args = ['--dataset=fashion_mnist', '--preset=test',
+            f'--data_dir={data_dir}', '--workdir=table']
+    first = _run(args, work, env)
+    self.assertEqual(first.returncode, 0, first.stderr[-3000:])
+    workdir = os.path.join(work, 'table')  # Relative to where it ran.
+    with open(os.path.join(workdir, 'table1.json')) as f:
+      doc = json.load(f)
+    self.assertEqual(doc['dataset'], 'fashion_mnist')
+    self.assertEqual(doc['preset'], 'test')
+    self.assertEqual(doc['feature_extractor'], 'classifier:fashion_mnist_v1')
+    rows = {r['model']: r for r in doc['rows']}
+    self.assertCountEqual(rows, BUILT + NOT_BUILT)
+    # The paper's rows in its order, then the temperature rows.
+    self.assertEqual([r['model'] for r in doc['rows']][:9],
+                     list(table1.PAPER_ROWS))
+    for model in BUILT:
+      for key in KEYS:
+        self.assertIn(key, rows[model])
+      self.assertEqual(rows[model]['status'], 'done')
+      self.assertEqual(rows[model]['n'], 128)
+      self.assertGreaterEqual(rows[model]['fid'], 0.0)
+      self.assertBetween(rows[model]['precision'], 0.0, 1.0)
+      self.assertGreater(rows[model]['seconds'], 0.0)
+    for model in NOT_BUILT:
+      self.assertEqual(rows[model]['status'], 'not built yet')
+      self.assertIsNone(rows[model]['fid'])
+    self.assertEqual(rows['GLF + EBM']['paper_fid'], 25.3)
+    self.assertEqual(rows['Two-stage VAE']['paper_fid'], 55.7)
+    self.assertEqual(rows['EBM on data']['paper_fid'], 39.3)
+    self.assertIsNone(rows['VAE (T=0.7)']['paper_fid'])
+    # A tilted row costs its base's training plus the EBM's.
+    self.assertGreater(rows['VAE + EBM']['seconds'], rows['VAE']['seconds'])
+    with open(os.path.join(workdir, 'table1.md')) as f:
+      md = f.read()
+    self.assertIn('| GLOW | not built yet | | | | | 58.7 |', md)
+    self.assertIn('| VAE + flow | ', md)
+    self.assertIn(md.strip(), first.stdout)
+    for name in ('fid_vs_step.png', 'rows/two_stage_vae.json',
+                 'rows/vae_flow.npz', 'rows/glf_t07.png'):
+      self.assertTrue(os.path.exists(os.path.join(workdir, name)), name)
+    self.assertNotEmpty(glob.glob(os.path.join(workdir, 'tensorboard', '*')))
+    self.assertRegex(first.stderr, r'row 4/10 VAE \+ flow: fitting')
+    self.assertRegex(first.stderr, r'row 4/10 VAE \+ flow done: FID')
+
+    # A second invocation reuses every run and row: nothing is rewritten.
+    before = _mtimes(workdir)
+    second = _run(args, work, env)
+    self.assertEqual(second.returncode, 0, second.stderr[-3000:])
+    self.assertEqual(_mtimes(workdir), before)
+    self.assertNotIn('fitting', second.stderr)
+    self.assertNotIn('running the', second.stderr)
+    self.assertRegex(second.stderr, r'row 3/10 Two-stage VAE: reusing')
+    with open(os.path.join(workdir, 'table1.json')) as f:
+      self.assertEqual(json.load(f), doc)
+
+  def test_bad_input_is_one_line(self):
+    work = self.create_tempdir().full_path
+    for flag, message in (('--dataset=svhn', "unknown dataset 'svhn'"),
+                          ('--preset=huge', "unknown preset 'huge'")):
+      result = _run([flag, '--workdir=w'], work)
+      self.assertEqual(result.returncode, 2, result.stderr[-2000:])
+      lines = [l for l in result.stderr.splitlines()
+               if l.startswith('error:')]
+      self.assertLen(lines, 1, result.stderr[-2000:])
+      self.assertIn(message, lines[0])
+      self.assertFalse(os.path.exists(os.path.join(work, 'w')))
+
+
+if __name__ == '__main__':
+  tf.test.main()

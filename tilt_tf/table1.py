@@ -1,0 +1,386 @@
+"""Table 1 of the paper: every row that exists, the paper's FID beside each.
+
+  ./bazelw run //tilt_tf:table1 -- --dataset=fashion_mnist --preset=small
+  .venv/bin/python -m tilt_tf.table1 --dataset=fashion_mnist --preset=small
+
+For each base in BASES it runs the ordinary pipeline (train_lib.run: base,
+tilt, sample, eval) in <workdir>/<base>/ and takes the rows "VAE" and
+"VAE + EBM" (etc.) from that run's metrics.json and timings.json; then it
+computes the baselines on the trained base (tilt_tf/baselines.py): the
+two-stage VAE and VAE + flow on the VAE, and low-temperature prior sampling
+on every base. Each baseline row is written to <workdir>/rows/<slug>.json
+(with its samples in <slug>.npz and a picture in <slug>.png).
+
+Resumable: a base run whose metrics.json is complete is reused as is (an
+unfinished one resumes from its checkpoints), and so is every finished
+baseline row whose settings have not changed; delete a row's file or a
+run's folder to redo it.
+
+Outputs: <workdir>/table1.json, table1.md (printed at the end),
+fid_vs_step.png (the EBM's monitored FID against its training step, per base,
+paper §5.3) and <workdir>/tensorboard/ (the same picture and the table).
+Default workdir: runs/table1_<dataset>[_<preset>].
+"""
+
+import collections
+import os
+import time
+
+from absl import flags
+from absl import logging
+import tensorflow as tf
+
+import configs
+from configs import table1 as table1_config
+from tilt_tf import baselines
+from tilt_tf import cli
+from tilt_tf import figures
+from tilt_tf import io_utils
+from tilt_tf import train_lib
+from tilt_tf.errors import UserError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('dataset', 'fashion_mnist', 'Image data set: fashion_mnist, mnist or cifar10.')
+flags.DEFINE_string('preset', 'paper', 'paper (the paper\'s settings), small (CPU), test (seconds); for every run and baseline.')
+flags.DEFINE_string('workdir', None, 'Folder for the runs and the table (default runs/table1_<dataset>[_<preset>]).')
+flags.DEFINE_string('data_dir', None, 'Folder with local data files.')
+
+# The base models that exist; each gets a pipeline run and rows "<NAME>" and
+# "<NAME> + EBM". Add 'glow' here when its generator lands (and 'pixel_ebm'
+# for "EBM on data" with its own row kind).
+BASES = ('vae', 'glf')
+
+NAMES = {'vae': 'VAE', 'glf': 'GLF', 'glow': 'GLOW'}
+
+# Paper Table 1 (Xiao, Yan, Amit 2020): FID, 10,000 samples vs the test
+# split, Inception features.
+PAPER_ROWS = ('GLOW', 'GLOW + EBM', 'VAE', 'Two-stage VAE', 'VAE + flow',
+              'VAE + EBM', 'GLF', 'GLF + EBM', 'EBM on data')
+PAPER_FID = {
+    'mnist': (29.4, 12.3, 18.9, 19.3, 18.6, 16.0, 14.2, 12.1, 25.5),
+    'fashion_mnist': (58.7, 41.6, 57.1, 55.7, 52.3, 38.1, 32.5, 25.3, 39.3),
+    'cifar10': (76.2, 67.8, 139.6, 134.6, 128.2, 108.4, 96.6, 85.1, 80.6),
+}
+PAPER_FID = {k: dict(zip(PAPER_ROWS, v)) for k, v in PAPER_FID.items()}
+
+# Baselines fitted in a base's latent space: base -> (model, slug, latent
+# model kind, its section of configs/table1.py).
+LATENT_BASELINES = {
+    'vae': (('Two-stage VAE', 'two_stage_vae', 'two_stage_vae', 'two_stage'),
+            ('VAE + flow', 'vae_flow', 'flow', 'flow')),
+}
+
+# kind: 'base' / 'tilted' (from the run's metrics.json), 'latent' (arg: the
+# LATENT_BASELINES entry), 'temperature' (arg: T).
+Row = collections.namedtuple('Row', ['model', 'slug', 'base', 'kind', 'arg'])
+
+METRICS = ('fid', 'precision', 'recall')
+
+
+def plan_rows(bases, temperatures):
+  """The rows to compute, in the order they are computed (base by base)."""
+  rows = []
+  for b in bases:
+    name = NAMES.get(b, b.upper())
+    rows.append(Row(name, b, b, 'base', None))
+    rows.append(Row(f'{name} + EBM', f'{b}_ebm', b, 'tilted', None))
+    for entry in LATENT_BASELINES.get(b, ()):
+      rows.append(Row(entry[0], entry[1], b, 'latent', entry))
+    for t in temperatures:
+      rows.append(Row(f'{name} (T={t:g})', f'{b}_t{t:g}'.replace('.', ''), b,
+                      'temperature', float(t)))
+  return rows
+
+
+def table_order(rows):
+  """The paper's row order, then the rows it does not have (temperatures)."""
+  def key(item):
+    i, row = item
+    model = row['model']
+    return (PAPER_ROWS.index(model) if model in PAPER_ROWS
+            else len(PAPER_ROWS), i)
+  return [row for _, row in sorted(enumerate(rows), key=key)]
+
+
+def _round(v, digits=4):
+  return None if v is None else round(float(v), digits)
+
+
+class Table1:
+  """Computes (or reuses) every row for one data set and preset."""
+
+  def __init__(self, dataset, preset, workdir, data_dir=None):
+    if dataset not in PAPER_FID:
+      raise UserError(f'unknown dataset {dataset!r} for table1; choose one of '
+                      f'{", ".join(sorted(PAPER_FID))}')
+    self.configs = {b: configs.get_config(b, dataset, preset) for b in BASES}
+    for config in self.configs.values():
+      if data_dir:
+        config.data_dir = data_dir
+    self.dataset, self.preset = dataset, preset
+    self.workdir, self.data_dir = workdir, data_dir
+    self.tcfg = table1_config.get_config(preset)
+    self.rows = plan_rows(BASES, self.tcfg.temperatures)
+    self._extractor = None
+
+  def _path(self, *parts):
+    return os.path.join(self.workdir, *parts)
+
+  def _log(self, row, message):
+    i = self.rows.index(row) + 1
+    logging.info('row %d/%d %s%s', i, len(self.rows), row.model, message)
+
+  # ------------------------------------------------------------- base runs
+
+  def _run_base(self, base):
+    """Runs (or reuses) one base's pipeline; returns (metrics, timings)."""
+    config = self.configs[base]
+    run_dir = self._path(base)
+    metrics = io_utils.read_json(os.path.join(run_dir, 'metrics.json'))
+    first = next(r for r in self.rows if r.base == base)
+    if (metrics and metrics.get('preset') == config.preset and
+        metrics.get('dataset') == config.dataset and
+        'fid' in metrics.get('tilted', {})):
+      self._log(first, f': reusing the finished run in {run_dir}')
+    else:
+      self._log(first, f': running the {base} pipeline (base, tilt, sample, '
+                f'eval) in {run_dir} ...')
+      metrics = train_lib.run(config, run_dir)
+    timings = io_utils.read_json(os.path.join(run_dir, 'timings.json'), {})
+    return metrics, timings
+
+  def _pipeline_row(self, row, metrics, timings):
+    part = metrics['base' if row.kind == 'base' else 'tilted']
+    base_s = timings.get('base', {}).get('seconds')
+    extra = (0.0 if row.kind == 'base'
+             else timings.get('tilt', {}).get('seconds'))
+    out = {k: _round(part.get(k)) for k in METRICS}
+    out.update(
+        model=row.model, slug=row.slug, status='done',
+        n=part.get('n'), feature_extractor=part.get('feature_extractor'),
+        seconds=(None if base_s is None or extra is None
+                 else round(base_s + extra, 1)),
+        extra_seconds=None if extra is None else round(extra, 1),
+        source=os.path.join(row.base, 'metrics.json'))
+    self._log(row, f' done: FID {out["fid"]:.2f} in {out["seconds"]} s '
+              '(training, from the run\'s timings.json)')
+    return out
+
+  # ------------------------------------------------------------ baselines
+
+  def _settings(self, row):
+    """What a baseline row depends on; a stored row is reused only if equal."""
+    config = self.configs[row.base]
+    s = {'dataset': self.dataset, 'preset': self.preset, 'seed': self.tcfg.seed,
+         'num_samples': config.sample.num, 'kind': row.kind}
+    if row.kind == 'latent':
+      s['latent_model'] = row.arg[2]
+      s['config'] = self.tcfg[row.arg[3]].to_dict()
+    else:
+      s['temperature'] = row.arg
+    return s
+
+  def _extractor_for(self, config):
+    if self._extractor is None:
+      from tilt_tf import fid  # pylint: disable=g-import-not-at-top
+      self._extractor = fid.get_extractor(
+          self.dataset, self.data_dir or None,
+          classifier_epochs=config.eval.classifier_epochs or None)
+    return self._extractor
+
+  def _load_base(self, base):
+    """The run's Pipeline with the trained generator restored."""
+    pipeline = train_lib.Pipeline(self.configs[base], self._path(base),
+                                  strategy=tf.distribute.get_strategy())
+    pipeline.writer.close()
+    pipeline.restore_base()
+    return pipeline
+
+  def _baseline_row(self, row, base_seconds, state):
+    """Computes one baseline row (fit, sample, score) and stores it."""
+    from tilt_tf import fid  # pylint: disable=g-import-not-at-top
+    config = self.configs[row.base]
+    if state.get('pipeline') is None:
+      self._log(row, ': loading the trained base model')
+      state['pipeline'] = self._load_base(row.base)
+    generator = state['pipeline'].generator
+    t0 = time.time()
+    extra, fit = 0.0, None
+    if row.kind == 'latent':
+      if state.get('posterior') is None:
+        self._log(row, ': encoding the train split (aggregate posterior)')
+        t = time.time()
+        state['posterior'] = baselines.posterior_stats(
+            generator, state['pipeline'].train_array)
+        state['encode_seconds'] = time.time() - t
+      _, _, kind, section = row.arg
+      cfg = self.tcfg[section]
+      self._log(row, f': fitting {kind} ({cfg.steps} steps) to the '
+                f'{NAMES[row.base]} latents ...')
+      aux = baselines.make_latent_model(kind, generator.latent_dim, cfg)
+      fit = baselines.fit_latent_model(aux, *state['posterior'], cfg,
+                                       seed=self.tcfg.seed,
+                                       log_prefix=f'{row.slug} fit')
+      extra = state['encode_seconds'] + fit['seconds']
+      sampler = baselines.stacked_sampler(aux, generator)
+    else:
+      sampler = baselines.temperature_sampler(generator, row.arg)
+    self._log(row, f': sampling {config.sample.num} images ...')
+    t = time.time()
+    images = baselines.draw_images(sampler, config.sample.num,
+                                   min(config.sample.batch_size,
+                                       config.sample.num), self.tcfg.seed)
+    sample_seconds = time.time() - t
+    t = time.time()
+    scores = fid.evaluate_images(images, self.dataset, self.data_dir or None,
+                                 extractor=self._extractor_for(config))
+    out = {k: _round(scores[k]) for k in METRICS}
+    out.update(
+        model=row.model, slug=row.slug, status='done', n=scores['n'],
+        feature_extractor=scores['feature_extractor'],
+        seconds=(None if base_seconds is None
+                 else round(base_seconds + extra, 1)),
+        extra_seconds=round(extra, 1), fit=fit,
+        sample_seconds=round(sample_seconds, 1),
+        eval_seconds=round(time.time() - t, 1),
+        wall_seconds=round(time.time() - t0, 1),
+        settings=self._settings(row))
+    io_utils.savez(self._path('rows', f'{row.slug}.npz'), images=images)
+    figures.write_png(self._path('rows', f'{row.slug}.png'),
+                      figures.grid_png([images[:config.sample.grid]]))
+    io_utils.write_json(self._path('rows', f'{row.slug}.json'), out)
+    self._log(row, f' done: FID {out["fid"]:.2f} in '
+              f'{out["wall_seconds"]:.0f} s')
+    return out
+
+  # ------------------------------------------------------------------ all
+
+  def compute(self):
+    """Every row (computed or reused), in the paper's order."""
+    results = []
+    for base in BASES:
+      metrics, timings = self._run_base(base)
+      base_seconds = timings.get('base', {}).get('seconds')
+      state = {}
+      for row in (r for r in self.rows if r.base == base):
+        if row.kind in ('base', 'tilted'):
+          results.append(self._pipeline_row(row, metrics, timings))
+          continue
+        stored = io_utils.read_json(self._path('rows', f'{row.slug}.json'))
+        if stored and stored.get('settings') == self._settings(row):
+          self._log(row, f': reusing rows/{row.slug}.json (FID '
+                    f'{stored["fid"]:.2f})')
+          results.append(stored)
+          continue
+        if stored:
+          self._log(row, ': settings changed since rows/'
+                    f'{row.slug}.json; recomputing')
+        results.append(self._baseline_row(row, base_seconds, state))
+    built = {r['model'] for r in results}
+    for model in PAPER_ROWS:
+      if model not in built:
+        results.append({'model': model, 'status': 'not built yet'})
+    paper = PAPER_FID[self.dataset]
+    for r in results:
+      r['paper_fid'] = paper.get(r['model'])
+    return table_order(results)
+
+  def monitor_curves(self):
+    """base name -> (EBM steps, monitored FIDs) from each run's monitor.json."""
+    curves = {}
+    for base in BASES:
+      monitor = io_utils.read_json(self._path(base, 'monitor.json'), [])
+      curves[f'{NAMES[base]} + EBM'] = ([m['step'] for m in monitor],
+                                        [m['score'] for m in monitor])
+    return curves
+
+  def write(self, rows):
+    """table1.json, table1.md, fid_vs_step.png and TensorBoard; returns md."""
+    extractors = sorted({r['feature_extractor'] for r in rows
+                         if r.get('feature_extractor')})
+    doc = {
+        'dataset': self.dataset, 'preset': self.preset,
+        'feature_extractor': (extractors[0] if len(extractors) == 1
+                              else extractors),
+        'paper_fid_source': 'Xiao, Yan, Amit 2020, Table 1 (Inception FID)',
+        'rows': [{k: r.get(k) for k in (
+            'model', 'fid', 'precision', 'recall', 'seconds',
+            'extra_seconds', 'paper_fid', 'status', 'n')} for r in rows],
+    }
+    io_utils.write_json(self._path('table1.json'), doc)
+    md = markdown(doc)
+    io_utils.atomic_write(self._path('table1.md'), md)
+    monitor_samples = {c.ebm.monitor_samples for c in self.configs.values()}
+    png = figures.curves_png(
+        self.monitor_curves(), 'EBM training step',
+        f'monitored FID ({"/".join(str(n) for n in sorted(monitor_samples))} '
+        'samples)',
+        f'{self.dataset}, preset {self.preset}: FID during tilting '
+        '(star: best, kept)')
+    figures.write_png(self._path('fid_vs_step.png'), png)
+    writer = tf.summary.create_file_writer(self._path('tensorboard'))
+    with writer.as_default(step=0):
+      tf.summary.image('table1/fid_vs_step', tf.io.decode_png(png)[None])
+      tf.summary.text('table1/table', md)
+    writer.close()
+    return md
+
+
+def _cell(v, fmt):
+  return '' if v is None else format(v, fmt)
+
+
+def markdown(doc):
+  """The table as markdown (rows as in table1.json)."""
+  lines = [
+      f'# Table 1: {doc["dataset"]}, preset {doc["preset"]}', '',
+      f'FID / precision / recall of n generated images vs the test split, in '
+      f'the feature space `{doc["feature_extractor"]}`. Our FIDs are '
+      'comparable with each other, not with the paper\'s (Inception '
+      'features, paper presets).', '',
+      '| Model | FID | Precision | Recall | Seconds | Extra seconds | '
+      'Paper FID |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: |']
+  for r in doc['rows']:
+    paper = _cell(r.get('paper_fid'), '.1f')
+    if r.get('status') != 'done':
+      lines.append(f'| {r["model"]} | {r["status"]} | | | | | {paper} |')
+      continue
+    lines.append(
+        f'| {r["model"]} | {_cell(r["fid"], ".2f")} | '
+        f'{_cell(r["precision"], ".3f")} | {_cell(r["recall"], ".3f")} | '
+        f'{_cell(r["seconds"], ".0f")} | {_cell(r["extra_seconds"], ".0f")} '
+        f'| {paper} |')
+  n = sorted({r['n'] for r in doc['rows'] if r.get('n')})
+  lines += [
+      '',
+      f'n = {", ".join(str(x) for x in n)} samples per row. Seconds: '
+      'wall-clock training time of the row\'s sampler on this machine, '
+      'its base model included; extra seconds: what the row adds to its '
+      'base model (EBM training, or encoding the train split and fitting the '
+      'auxiliary prior; 0 for temperature sampling). Sampling and scoring '
+      'are not counted. "not built yet": that model is not implemented in '
+      'tilt_tf yet.', '']
+  return '\n'.join(lines)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise UserError(f'unexpected arguments {argv[1:]}; flags look like '
+                    '--dataset=fashion_mnist')
+  preset = FLAGS.preset
+  suffix = '' if preset == 'paper' else f'_{preset}'
+  workdir = cli.resolve_path(
+      FLAGS.workdir or os.path.join('runs', f'table1_{FLAGS.dataset}{suffix}'))
+  data_dir = cli.resolve_path(FLAGS.data_dir) if FLAGS.data_dir else None
+  table = Table1(FLAGS.dataset, preset, workdir, data_dir)
+  logging.info('table1 on %s, preset %s -> %s (%d rows to compute)',
+               FLAGS.dataset, preset, workdir, len(table.rows))
+  rows = table.compute()
+  print(table.write(rows))
+  print(f'wrote {os.path.join(workdir, "table1.md")}, table1.json, '
+        'fid_vs_step.png')
+
+
+if __name__ == '__main__':
+  cli.run_main(main)
