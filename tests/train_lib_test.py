@@ -59,6 +59,16 @@ class TrainLibTest(tf.test.TestCase):
     a = np.load(os.path.join(straight, 'samples_tilted.npz'))['samples']
     b = np.load(os.path.join(pieces, 'samples_tilted.npz'))['samples']
     self.assertAllEqual(a, b)
+    # The resumed run's timings cover the whole stage, both invocations.
+    with open(os.path.join(pieces, 'timings.json')) as f:
+      timings = json.load(f)
+    self.assertEqual(timings['base']['steps'], _config().base.steps)
+    first_piece = 'ckpt-20'
+    reader = tf.train.load_checkpoint(
+        os.path.join(pieces, 'checkpoints', 'base', first_piece))
+    seconds_of_first = reader.get_tensor('seconds/.ATTRIBUTES/VARIABLE_VALUE')
+    self.assertGreater(seconds_of_first, 0)
+    self.assertGreater(timings['base']['seconds'], seconds_of_first)
 
   def test_other_seed_other_samples(self):
     a = self.create_tempdir().full_path

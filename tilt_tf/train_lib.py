@@ -127,6 +127,10 @@ class Pipeline:
       self.base_opt = self.generator.make_optimizer(config.base)
       self.base_opt.build(self.generator.trainable_variables)
       self.base_step = tf.Variable(0, dtype=tf.int64, name='base_step')
+      # Wall seconds spent in each stage over all invocations (a resumed
+      # run reports its whole cost, up to the last checkpoint before a kill).
+      self.base_seconds = tf.Variable(0.0, dtype=tf.float64)
+      self.tilt_seconds = tf.Variable(0.0, dtype=tf.float64)
       self.energy = ebm_lib.make_energy(config.ebm, self.data_shape)
       self.ebm_opt = tf_keras.optimizers.Adam(config.ebm.learning_rate,
                                               beta_1=config.ebm.beta_1)
@@ -142,11 +146,13 @@ class Pipeline:
     ckpt_dir = self._path('checkpoints')
     keep = config.keep_checkpoints
     self.base_ckpt = tf.train.Checkpoint(
-        generator=self.generator, optimizer=self.base_opt, step=self.base_step)
+        generator=self.generator, optimizer=self.base_opt, step=self.base_step,
+        seconds=self.base_seconds)
     self.base_mgr = tf.train.CheckpointManager(
         self.base_ckpt, os.path.join(ckpt_dir, 'base'), max_to_keep=keep)
     self.tilt_ckpt = tf.train.Checkpoint(
         energy=self.energy, optimizer=self.ebm_opt, step=self.tilt_step,
+        seconds=self.tilt_seconds,
         best_score=self.best_score, best_step=self.best_step,
         checks_since_best=self.checks_since_best)
     self.tilt_mgr = tf.train.CheckpointManager(
@@ -222,8 +228,11 @@ class Pipeline:
     return loop
 
   def _drive(self, name, step_var, total, make_iterator, loop, manager,
-             log_every, after_loop=None, periods=()):
+             log_every, clock, after_loop=None, periods=()):
     """Runs `loop` until step_var == total: logs, summaries, checkpoints.
+
+    `clock` (a checkpointed variable) accumulates the stage's wall seconds
+    across invocations. Returns (total seconds, total steps) of the stage.
 
     On non-finite metrics, rolls back to the last checkpoint, halves the
     learning rate and goes on; gives up after a few tries.
@@ -231,6 +240,12 @@ class Pipeline:
     cfg = self.config
     step = int(step_var.numpy())
     start_step, t0 = step, time.time()
+    seconds_before = float(clock.numpy())
+
+    def save():
+      clock.assign(seconds_before + time.time() - t0)
+      manager.save(checkpoint_number=step)
+
     iterator = make_iterator(step)
     retries = 0
     periods = tuple(p for p in (log_every, cfg.checkpoint_every) +
@@ -272,12 +287,12 @@ class Pipeline:
       verdict = after_loop(step) if after_loop is not None else None
       if (verdict is not None or step % cfg.checkpoint_every == 0 or
           step == total):
-        manager.save(checkpoint_number=step)
+        save()
       if verdict:
         logging.info('%s: stopping early at step %d', name, step)
         break
     self.writer.flush()
-    return time.time() - t0, step - start_step
+    return seconds_before + time.time() - t0, step
 
   # ----------------------------------------------------------------- stages
 
@@ -315,7 +330,8 @@ class Pipeline:
     loop = self._make_loop(step_fn, self.base_step, self.seed + 1)
     seconds, steps = self._drive('base', self.base_step, cfg.steps,
                                  make_iterator, loop, self.base_mgr,
-                                 log_every=self.config.log_every)
+                                 log_every=self.config.log_every,
+                                 clock=self.base_seconds)
     self._record_time('base', seconds, steps=steps,
                       steps_per_s=round(steps / max(seconds, 1e-9), 3))
 
@@ -468,6 +484,7 @@ class Pipeline:
     seconds, steps = self._drive('tilt', self.tilt_step, cfg.steps,
                                  make_iterator, loop, self.tilt_mgr,
                                  log_every=cfg.log_every,
+                                 clock=self.tilt_seconds,
                                  after_loop=after_loop,
                                  periods=(cfg.monitor_every,))
     self._record_time('tilt', seconds, steps=steps,
