@@ -1,0 +1,503 @@
+"""Benchmarks of the latent EBM's hot paths; prints one JSON object per line.
+
+  ./bazelw run //benchmarks:all -- [--output=FILE] [--quick]
+  .venv/bin/python -m benchmarks.all --quick
+
+Records (key "benchmark"):
+
+  gemm            FLOP/s of a large float32 matmul: this machine's reference.
+  langevin        per base (vae, glf) and preset (small, paper): a short-run
+                  Langevin chain (60 steps, batch 64) through the base's
+                  decoder and the ResNet energy, run eagerly, as a tf.function
+                  and as a tf.function with jit_compile=True; steps/s,
+                  samples/s of 100-step sampling chains, FLOPs per step and
+                  the fraction of the GEMM rate they reach.
+  tilt_over_base  GLF: estimated wall time of the tilt stage over the base one.
+  memory          RSS before and after many compiled Langevin calls.
+
+Every chain goes through the project's one sampler,
+`LatentEBM.sample_latents` (-> `langevin.langevin`); "eager" calls that same
+Python function without `tf.function`. Models have random weights (the cost
+does not depend on them) and data are random images.
+
+Timing: a warm-up call first (tracing, XLA compilation), then the median of up
+to --repeats calls. A chain whose full length does not fit in --budget_s
+seconds is timed on fewer steps and scaled per step; the `*_steps_timed` keys
+say how many steps were timed. Every record carries the device, the TF
+version and the 1-minute load average (other jobs sharing the CPU slow
+everything down alike, ratios less so).
+"""
+
+import datetime
+import gc
+import json
+import os
+import resource
+import statistics
+import time
+
+from absl import flags
+from absl import logging
+import psutil
+import tensorflow as tf
+import tf_keras
+
+import configs
+from tilt_tf import cli
+from tilt_tf import data as data_lib
+from tilt_tf import ebm as ebm_lib
+from tilt_tf import langevin as langevin_lib
+from tilt_tf.errors import UserError
+from tilt_tf.generators import registry
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('output', None, 'Also append the JSON lines to this file.')
+flags.DEFINE_bool('quick', False, 'Tiny sizes and a few steps (smoke test, '
+                  'seconds); flags given explicitly still win.')
+flags.DEFINE_list('benchmarks', ['gemm', 'langevin', 'tilt_over_base',
+                                 'memory'], 'Which benchmarks to run.')
+flags.DEFINE_list('bases', ['vae', 'glf'], 'Image bases for `langevin`.')
+flags.DEFINE_list('presets', ['small', 'paper'],
+                  'Presets (architectures) for `langevin`.')
+flags.DEFINE_string('dataset', 'fashion_mnist', 'Image data set (its shape).')
+flags.DEFINE_string('tilt_preset', 'paper', 'GLF preset for `tilt_over_base`.')
+flags.DEFINE_integer('batch', 64, 'Chains per Langevin call in `langevin`.')
+flags.DEFINE_float('budget_s', 8.0, 'Seconds one timing may take; longer '
+                   'chains are timed on fewer steps and scaled per step.')
+flags.DEFINE_integer('repeats', 3, 'Timed calls per figure (median).')
+flags.DEFINE_integer('gemm_size', 2048, 'n of the n x n float32 GEMM.')
+flags.DEFINE_integer('base_steps_timed', 50, 'Base train steps timed.')
+flags.DEFINE_integer('memory_calls', 1000, 'Langevin calls in `memory`.')
+flags.DEFINE_integer('memory_steps', 5, 'Langevin steps per call in `memory`.')
+flags.DEFINE_string('memory_preset', 'test', 'GLF preset for `memory`.')
+flags.DEFINE_string('note', '', 'Free text copied into every record.')
+
+BENCHMARKS = ('gemm', 'langevin', 'tilt_over_base', 'memory')
+IMAGE_BASES = ('vae', 'glf')
+
+# --quick: flag -> value, unless the flag is given on the command line.
+_QUICK = {
+    'presets': ['test'],
+    'tilt_preset': 'test',
+    'batch': 8,
+    'budget_s': 0.5,
+    'repeats': 1,
+    'gemm_size': 256,
+    'base_steps_timed': 2,
+    'memory_calls': 20,
+    'memory_steps': 2,
+}
+
+_FLOPS_METHOD = (
+    'tf.compat.v1.profiler float_operation (TF\'s registered FLOP counts: '
+    'conv, matmul, elementwise) over the tf.function graph of one Langevin '
+    'step (U(z) and dU/dz at the timed batch), reduced with extract_sub_graph '
+    'to the ops U and dU/dz need (the unused weight gradients dropped)')
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _rss_mb():
+  return psutil.Process().memory_info().rss / 2**20
+
+
+def _peak_rss_mb():
+  # ru_maxrss is in KiB on Linux.
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+
+
+def _timed(fn):
+  """Seconds of one call of fn(); its result is fetched to the host."""
+  start = time.perf_counter()
+  tf.nest.map_structure(lambda t: t.numpy(), fn())
+  return time.perf_counter() - start
+
+
+def _median_time(fn, budget_s, repeats):
+  """(median seconds, calls): calls fn() up to `repeats` times in budget_s."""
+  times = []
+  start = time.perf_counter()
+  while len(times) < repeats:
+    times.append(_timed(fn))
+    # Stop when another call would overrun the budget.
+    if time.perf_counter() - start + times[-1] > budget_s:
+      break
+  return statistics.median(times), len(times)
+
+
+def _time_chain(run, chain_steps, budget_s, repeats):
+  """Times run(k) (a k-step chain), k = chain_steps if it fits the budget.
+
+  Args:
+    run: k -> tensors; a chain of k steps.
+    chain_steps: the chain length to report.
+    budget_s: seconds one timed call may take.
+    repeats: timed calls (median).
+
+  Returns:
+    dict: s_per_step, steps_timed, calls, first_call_s (the warm-up: tracing
+    and compilation included).
+  """
+  first = _timed(lambda: run(1))
+  guess = _timed(lambda: run(1))  # Per step plus the call's fixed cost.
+  k = chain_steps
+  if guess * chain_steps > budget_s:
+    k = max(1, min(chain_steps, int(budget_s / guess)))
+  seconds, calls = _median_time(lambda: run(k), budget_s, repeats)
+  return {'s_per_step': seconds / k, 'steps_timed': k, 'calls': calls,
+          'first_call_s': first}
+
+
+def _build(base, preset, dataset):
+  """(config, generator, energy, LatentEBM) with random weights."""
+  cfg = configs.get_config(base, dataset, preset)
+  shape = data_lib.data_shape(cfg.dataset)
+  tf_keras.utils.set_random_seed(cfg.seed)
+  generator = registry.make_generator(base, cfg.base, shape)
+  energy = ebm_lib.make_energy(cfg.ebm, shape)
+  latent_ebm = ebm_lib.LatentEBM(generator, energy, alpha=cfg.ebm.alpha)
+  return cfg, generator, energy, latent_ebm
+
+
+def _chain_fn(latent_ebm, batch, step_size):
+  """(seed, num_steps) -> final latents of a fresh short-run chain."""
+
+  def chain(seed, num_steps):
+    return latent_ebm.sample_latents(batch, seed, step_size, num_steps)['z']
+
+  return chain
+
+
+def _runner(fn):
+  seed = tf.constant([0, 1], tf.int32)
+  return lambda k: fn(seed, tf.constant(k, tf.int32))
+
+
+def _step_flops(latent_ebm, batch):
+  """Profiler FLOPs of one Langevin step (see _FLOPS_METHOD)."""
+  spec = tf.TensorSpec([batch, latent_ebm.generator.latent_dim], tf.float32)
+  step = tf.function(
+      lambda z: langevin_lib.potential_grad(latent_ebm.potential, z))
+  concrete = step.get_concrete_function(spec)
+  # The traced graph also holds the weight gradients the tape built but dU/dz
+  # does not use (the runtime prunes them): keep what the outputs need.
+  needed = tf.compat.v1.graph_util.extract_sub_graph(
+      concrete.graph.as_graph_def(add_shapes=True),
+      [t.op.name for t in concrete.outputs])
+  graph = tf.Graph()
+  with graph.as_default():
+    tf.graph_util.import_graph_def(needed, name='')
+  builder = tf.compat.v1.profiler.ProfileOptionBuilder
+  options = builder(builder.float_operation()).with_empty_output().build()
+  return tf.compat.v1.profiler.profile(graph=graph,
+                                       options=options).total_float_ops
+
+
+# ------------------------------------------------------------- benchmarks
+
+
+def bench_gemm():
+  n = FLAGS.gemm_size
+  a = tf.random.stateless_normal([n, n], seed=[1, 2])
+  b = tf.random.stateless_normal([n, n], seed=[3, 4])
+  matmul = tf.function(lambda: tf.linalg.matmul(a, b))
+  _timed(matmul)  # Warm-up.
+  seconds, calls = _median_time(matmul, FLAGS.budget_s, max(FLAGS.repeats, 10))
+  flops = 2 * n**3
+  return {'benchmark': 'gemm', 'base': None, 'preset': None,
+          'size': n, 'calls': calls, 'seconds': seconds,
+          'gemm_flop_s': flops / seconds,
+          'method': ('float32 n x n tf.linalg.matmul in a tf.function, median '
+                     'of the timed calls after a warm-up; FLOPs = 2 n^3')}
+
+
+def bench_langevin(base, preset, gemm_flop_s):
+  """Eager vs compiled vs XLA chains, throughput and FLOP rate."""
+  cfg, generator, _, latent_ebm = _build(base, preset, FLAGS.dataset)
+  batch, eps = FLAGS.batch, cfg.ebm.step_size
+  train_steps = cfg.ebm.langevin_steps
+  sample_steps = cfg.ebm.sample_langevin_steps
+  chain = _chain_fn(latent_ebm, batch, eps)
+  compiled = _runner(tf.function(chain))
+  xla = _runner(tf.function(chain, jit_compile=True))
+  eager = _runner(chain)
+  budget, repeats = FLAGS.budget_s, FLAGS.repeats
+
+  logging.info('langevin %s/%s: compiled', base, preset)
+  c = _time_chain(compiled, train_steps, budget, repeats)
+  logging.info('langevin %s/%s: XLA', base, preset)
+  x = _time_chain(xla, train_steps, budget, repeats)
+  logging.info('langevin %s/%s: eager', base, preset)
+  e = _time_chain(eager, train_steps, budget, repeats)
+  logging.info('langevin %s/%s: %d-step sampling chains', base, preset,
+               sample_steps)
+  s = _time_chain(compiled, sample_steps, budget, repeats)
+  sx = _time_chain(xla, sample_steps, budget, repeats)
+  flops = _step_flops(latent_ebm, batch)
+
+  achieved = flops / c['s_per_step']
+  achieved_xla = flops / x['s_per_step']
+  return {
+      'benchmark': 'langevin', 'base': base, 'preset': preset,
+      'dataset': cfg.dataset, 'batch': batch,
+      'latent_dim': generator.latent_dim,
+      'energy_channels': list(cfg.ebm.channels),
+      'energy_stem_stride': cfg.ebm.stem_stride,
+      'decoder_width': cfg.base.width,
+      'chain_steps': train_steps,
+      'compiled_chain_s': c['s_per_step'] * train_steps,
+      'xla_chain_s': x['s_per_step'] * train_steps,
+      'eager_chain_s': e['s_per_step'] * train_steps,
+      'compiled_steps_timed': c['steps_timed'],
+      'xla_steps_timed': x['steps_timed'],
+      'eager_steps_timed': e['steps_timed'],
+      'compiled_vs_eager_speedup': e['s_per_step'] / c['s_per_step'],
+      'xla_vs_compiled': c['s_per_step'] / x['s_per_step'],
+      'compiled_first_call_s': c['first_call_s'],
+      'xla_first_call_s': x['first_call_s'],
+      'langevin_steps_per_s': 1.0 / c['s_per_step'],
+      'langevin_steps_per_s_xla': 1.0 / x['s_per_step'],
+      'sample_chain_steps': sample_steps,
+      'sample_chain_s': s['s_per_step'] * sample_steps,
+      'sample_steps_timed': s['steps_timed'],
+      'samples_per_s': batch / (s['s_per_step'] * sample_steps),
+      'samples_per_s_xla': batch / (sx['s_per_step'] * sample_steps),
+      'step_flops': flops,
+      'flops_method': _FLOPS_METHOD,
+      'step_flop_s': achieved,
+      'step_flop_s_xla': achieved_xla,
+      'gemm_flop_s': gemm_flop_s,
+      'gemm_peak_fraction': achieved / gemm_flop_s,
+      'gemm_peak_fraction_xla': achieved_xla / gemm_flop_s,
+      'method': ('median of timed calls after a warm-up call; speedups '
+                 'compare seconds per step of the same chain; eager runs '
+                 'LatentEBM.sample_latents without tf.function'),
+  }
+
+
+def _monitor_checks(steps, every):
+  if every <= 0:
+    return 0
+  return steps // every + (1 if steps % every else 0)
+
+
+def bench_tilt_over_base(preset):
+  """GLF: (tilt stage time) / (base stage time), both estimated."""
+  cfg, generator, energy, latent_ebm = _build('glf', preset, FLAGS.dataset)
+  shape = generator.data_shape
+  budget, repeats = FLAGS.budget_s, FLAGS.repeats
+  ecfg = cfg.ebm
+
+  # Base stage: generator.train_step, as train_lib's loop calls it.
+  x_base = tf.random.stateless_uniform((cfg.base.batch_size,) + shape, [0, 3])
+  generator.build(x_base)
+  base_opt = generator.make_optimizer(cfg.base)
+  base_step = tf.function(lambda x, seed: generator.train_step(
+      x, seed, base_opt, cfg.base.batch_size)['loss'])
+  seed = tf.constant([0, 5], tf.int32)
+  base_first_s = _timed(lambda: base_step(x_base, seed))
+  n_base = FLAGS.base_steps_timed
+  logging.info('tilt_over_base/%s: %d base steps', preset, n_base)
+  start = time.perf_counter()
+  for _ in range(n_base):
+    loss = base_step(x_base, seed)
+  loss.numpy()
+  base_step_s = (time.perf_counter() - start) / n_base
+
+  # Tilt stage: Langevin negatives + the energy's update, as in train_lib.
+  batch = ecfg.batch_size
+  ebm_opt = tf_keras.optimizers.Adam(ecfg.learning_rate, beta_1=ecfg.beta_1)
+  x_data = tf.random.stateless_uniform((batch,) + shape, [0, 4])
+
+  @tf.function
+  def ebm_step(seed, num_steps):
+    chain = latent_ebm.sample_latents(batch, seed, ecfg.step_size, num_steps)
+    with tf.GradientTape() as tape:
+      loss, _ = latent_ebm.per_example_loss(x_data, chain['z'])
+      loss = tf.reduce_mean(loss)
+    variables = energy.trainable_variables
+    ebm_opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return loss
+
+  logging.info('tilt_over_base/%s: Langevin per step', preset)
+  lang = _time_chain(
+      _runner(tf.function(_chain_fn(latent_ebm, batch, ecfg.step_size))),
+      ecfg.langevin_steps, budget, repeats)
+  logging.info('tilt_over_base/%s: EBM steps', preset)
+  ebm = _time_chain(_runner(ebm_step), ecfg.langevin_steps, budget, repeats)
+  k = ebm['steps_timed']
+  ebm_step_s = (ebm['s_per_step'] * k +
+                (ecfg.langevin_steps - k) * lang['s_per_step'])
+
+  checks = _monitor_checks(ecfg.steps, ecfg.monitor_every)
+  check_s = (ecfg.monitor_samples * ecfg.sample_langevin_steps *
+             lang['s_per_step'] / batch)
+  base_s = cfg.base.steps * base_step_s
+  tilt_s = ecfg.steps * ebm_step_s + checks * check_s
+  return {
+      'benchmark': 'tilt_over_base', 'base': 'glf', 'preset': preset,
+      'dataset': cfg.dataset,
+      'tilt_over_base_time': tilt_s / base_s,
+      'tilt_over_base_time_without_monitor': ecfg.steps * ebm_step_s / base_s,
+      'base_stage_s_est': base_s,
+      'tilt_stage_s_est': tilt_s,
+      'base_steps': cfg.base.steps,
+      'base_batch': cfg.base.batch_size,
+      'base_step_s': base_step_s,
+      'base_steps_timed': n_base,
+      'base_first_call_s': base_first_s,
+      'ebm_steps': ecfg.steps,
+      'ebm_batch': batch,
+      'ebm_langevin_steps': ecfg.langevin_steps,
+      'ebm_step_s': ebm_step_s,
+      'ebm_langevin_steps_timed': k,
+      'langevin_s_per_step': lang['s_per_step'],
+      'monitor_checks': checks,
+      'monitor_check_s_est': check_s,
+      'method': (
+          'base stage = base.steps (epochs x steps per epoch) x the mean '
+          'time of base_steps_timed compiled generator.train_step calls '
+          '(random images, after a warm-up); tilt stage = ebm.steps x the '
+          'time of one compiled EBM step (LatentEBM.sample_latents with '
+          'ebm.langevin_steps, loss, Adam update; timed with '
+          'ebm_langevin_steps_timed of those Langevin steps, the rest added '
+          'at langevin_s_per_step) + monitor_checks x (monitor_samples x '
+          'sample_langevin_steps Langevin steps at the EBM batch\'s cost per '
+          'chain step); the monitor\'s FID features, checkpoints and summaries '
+          'are not counted'),
+  }
+
+
+def bench_memory():
+  """RSS around many calls of one compiled sampler (a leak shows as growth)."""
+  cfg, generator, _, latent_ebm = _build('glf', FLAGS.memory_preset,
+                                         FLAGS.dataset)
+  batch, steps, calls = FLAGS.batch, FLAGS.memory_steps, FLAGS.memory_calls
+  chain = tf.function(_chain_fn(latent_ebm, batch, cfg.ebm.step_size))
+  num_steps = tf.constant(steps, tf.int32)
+
+  def call(i):
+    return chain(tf.constant([i, 0], tf.int32), num_steps).numpy()
+
+  call(0)  # Tracing.
+  gc.collect()
+  rss_start = _rss_mb()
+  rss_half = rss_start
+  start = time.perf_counter()
+  for i in range(1, calls + 1):
+    call(i)
+    if i == calls // 2:
+      gc.collect()
+      rss_half = _rss_mb()
+  seconds = time.perf_counter() - start
+  gc.collect()
+  rss_end = _rss_mb()
+  return {
+      'benchmark': 'memory', 'base': 'glf', 'preset': FLAGS.memory_preset,
+      'batch': batch, 'latent_dim': generator.latent_dim,
+      'calls': calls, 'chain_steps': steps, 'seconds': seconds,
+      'rss_mb_start': rss_start,
+      'rss_mb_after_half': rss_half,
+      'rss_mb_after_calls': rss_end,
+      'rss_growth_mb': rss_end - rss_start,
+      'rss_growth_second_half_mb': rss_end - rss_half,
+      'method': ('psutil RSS after gc.collect(): after the tracing call, '
+                 'after calls // 2 calls and after all calls of one '
+                 'compiled sampler (a new seed tensor each call); '
+                 'peak_rss_mb is ru_maxrss of the whole process'),
+  }
+
+
+# ------------------------------------------------------------------ main
+
+
+def _round(value):
+  if isinstance(value, float):
+    return float(f'{value:.6g}')
+  return value
+
+
+def _context():
+  return {
+      'device': 'GPU' if tf.config.list_physical_devices('GPU') else 'CPU',
+      'tf_version': tf.__version__,
+      'cpu_count': os.cpu_count(),
+      'load_avg_1m': os.getloadavg()[0],
+      'peak_rss_mb': _peak_rss_mb(),
+      'quick': FLAGS.quick,
+      'note': FLAGS.note,
+      'time': datetime.datetime.now(datetime.timezone.utc).isoformat(
+          timespec='seconds'),
+  }
+
+
+def _emit(record, output):
+  record = {k: _round(v) for k, v in {**record, **_context()}.items()}
+  line = json.dumps(record, allow_nan=False)
+  print(line, flush=True)
+  if output:
+    with open(output, 'a') as f:
+      f.write(line + '\n')
+
+
+def _apply_quick():
+  for name, value in _QUICK.items():
+    if not FLAGS[name].present:
+      FLAGS[name].value = value
+
+
+def _check_flags():
+  unknown = set(FLAGS.benchmarks) - set(BENCHMARKS)
+  if unknown:
+    raise UserError(f'unknown --benchmarks {", ".join(sorted(unknown))}; '
+                    f'choose from {", ".join(BENCHMARKS)}')
+  for name in ('batch', 'repeats', 'gemm_size', 'base_steps_timed',
+               'memory_calls', 'memory_steps'):
+    if FLAGS[name].value < 1:
+      raise UserError(f'--{name}={FLAGS[name].value} is out of range; it '
+                      'must be >= 1')
+  if not FLAGS.budget_s > 0:
+    raise UserError(f'--budget_s={FLAGS.budget_s} must be > 0')
+  for base in FLAGS.bases:
+    if base not in IMAGE_BASES:
+      raise UserError(f'--bases: benchmarks cover {", ".join(IMAGE_BASES)}; '
+                      f'got {base!r}')
+  for preset in FLAGS.presets + [FLAGS.tilt_preset, FLAGS.memory_preset]:
+    if preset not in configs.PRESETS:
+      raise UserError(f'unknown preset {preset!r}; choose one of '
+                      f'{", ".join(configs.PRESETS)}')
+  data_lib.check_dataset(FLAGS.dataset)
+  if data_lib.is_toy(FLAGS.dataset):
+    raise UserError(f'--dataset={FLAGS.dataset} is a toy set; benchmarks '
+                    'need an image data set '
+                    f'({", ".join(data_lib.IMAGE_DATASETS)})')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise UserError(f'unexpected arguments {argv[1:]}; flags look like '
+                    '--quick')
+  if FLAGS.quick:
+    _apply_quick()
+  _check_flags()
+  output = cli.resolve_path(FLAGS.output) if FLAGS.output else None
+  if output:
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+  selected = set(FLAGS.benchmarks)
+  gemm = None
+  if selected & {'gemm', 'langevin'}:
+    gemm = bench_gemm()
+    _emit(gemm, output)
+  if 'langevin' in selected:
+    for preset in FLAGS.presets:
+      for base in FLAGS.bases:
+        _emit(bench_langevin(base, preset, gemm['gemm_flop_s']), output)
+  if 'tilt_over_base' in selected:
+    _emit(bench_tilt_over_base(FLAGS.tilt_preset), output)
+  if 'memory' in selected:
+    _emit(bench_memory(), output)
+
+
+if __name__ == '__main__':
+  cli.run_main(main)
