@@ -30,7 +30,7 @@ def set_image_defaults(c, preset):
     c.base.epochs = 10
     c.ebm.channels = (32, 64)
     c.ebm.stem_stride = 2
-    c.ebm.monitor_every = 25
+    c.ebm.monitor_every = 50
     c.ebm.monitor_samples = 1000
     c.ebm.log_every = 10
   elif preset == 'test':

@@ -17,6 +17,7 @@ EXPECTED = {
     'tilt/energy_samples': 'scalars',
     'tilt/langevin_grad_norm': 'scalars',
     'monitor/score': 'scalars',
+    'monitor/base_score': 'scalars',
     'samples': 'images',
     'eval_base/energy_distance': 'scalars',
     'eval_tilted/energy_distance': 'scalars',

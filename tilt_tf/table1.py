@@ -292,6 +292,10 @@ class Table1:
       monitor = io_utils.read_json(self._path(base, 'monitor.json'), [])
       curves[f'{NAMES[base]} + EBM'] = ([m['step'] for m in monitor],
                                         [m['score'] for m in monitor])
+      # The same chains' starting points without the EBM (newer runs).
+      with_base = [m for m in monitor if 'base_score' in m]
+      curves[f'{NAMES[base]} (same z0)'] = ([m['step'] for m in with_base],
+                                            [m['base_score'] for m in with_base])
     return curves
 
   def write(self, rows):

@@ -451,9 +451,12 @@ class Pipeline:
       out = sampler(tf.constant(cfg.monitor_samples), monitor_seed,
                     tf.constant(cfg.sample_langevin_steps))
       score = self.monitor_score(out['x_tilted'].numpy())
+      # The same chains' starting points, decoded: the untilted reference.
+      base_score = self.monitor_score(out['x_base'].numpy())
       self._monitor_summaries(step, out)
-      self._scalars('monitor', step, {'score': score})
-      self.monitor_curve.append({'step': step, 'score': round(score, 6)})
+      self._scalars('monitor', step, {'score': score, 'base_score': base_score})
+      self.monitor_curve.append({'step': step, 'score': round(score, 6),
+                                 'base_score': round(base_score, 6)})
       if score < float(self.best_score.numpy()):
         self.best_score.assign(score)
         self.best_step.assign(step)
@@ -461,9 +464,9 @@ class Pipeline:
         self.best_mgr.save(checkpoint_number=step)
       else:
         self.checks_since_best.assign_add(1)
-      logging.info('tilt monitor step %d: score %.5f (best %.5f at step %d)',
-                   step, score, float(self.best_score.numpy()),
-                   int(self.best_step.numpy()))
+      logging.info('tilt monitor step %d: score %.5f (base %.5f; best %.5f '
+                   'at step %d)', step, score, base_score,
+                   float(self.best_score.numpy()), int(self.best_step.numpy()))
       return bool(cfg.patience and
                   int(self.checks_since_best.numpy()) >= cfg.patience)
 
