@@ -2,11 +2,13 @@
 
 import json
 import os
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
 
 import configs
+from tilt_tf import io_utils
 from tilt_tf import train_lib
 from tilt_tf.errors import UserError
 
@@ -69,6 +71,33 @@ class TrainLibTest(tf.test.TestCase):
     seconds_of_first = reader.get_tensor('seconds/.ATTRIBUTES/VARIABLE_VALUE')
     self.assertGreater(seconds_of_first, 0)
     self.assertGreater(timings['base']['seconds'], seconds_of_first)
+
+  def test_killed_sample_stage_resumes_at_its_batch(self):
+    straight = self.create_tempdir().full_path
+    train_lib.run(_config(), straight)
+    pieces = self.create_tempdir().full_path
+    train_lib.run(_config(), pieces, stages=('base', 'tilt'))
+    real_savez, calls = io_utils.savez, []
+
+    def dies_on_second_batch(path, **arrays):
+      if 'part-' in path:
+        calls.append(path)
+        if len(calls) == 2:
+          raise KeyboardInterrupt('killed')
+      real_savez(path, **arrays)
+
+    with mock.patch.object(io_utils, 'savez', dies_on_second_batch):
+      with self.assertRaises(KeyboardInterrupt):
+        train_lib.run(_config(), pieces, stages=('sample',))
+    self.assertEqual(
+        sorted(os.listdir(os.path.join(pieces, 'sample_parts'))),
+        ['part-00000.npz', 'plan.json'])
+    calls.clear()
+    with mock.patch.object(io_utils, 'savez', dies_on_second_batch):
+      train_lib.run(_config(), pieces, stages=('sample', 'eval'))
+    self.assertLen(calls, 1)  # Only the missing batch was drawn again.
+    self.assertFalse(os.path.exists(os.path.join(pieces, 'sample_parts')))
+    self.assertEqual(_metrics(straight), _metrics(pieces))
 
   def test_other_seed_other_samples(self):
     a = self.create_tempdir().full_path

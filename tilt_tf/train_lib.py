@@ -8,6 +8,7 @@ Layout of a workdir (one checkpoint layout for every base):
   checkpoints/tilt_best/   the energy with the best monitored sample quality
   samples_base.npz         base samples (`samples` or `images`, `latents`)
   samples_tilted.npz       tilted samples, same keys
+  sample_parts/            batches drawn so far by an unfinished sample stage
   *.png                    figures; tensorboard/ event files
   metrics.json             quality figures only (reproducible from the seed)
   timings.json             seconds per stage, rates (not reproducible)
@@ -18,6 +19,7 @@ Every loop runs `steps_per_loop` steps inside one `tf.function` through
 
 import math
 import os
+import shutil
 import time
 
 from absl import logging
@@ -513,20 +515,36 @@ class Pipeline:
     t0 = time.time()
     sampler = self._sample_fn()
     n, bs = cfg.sample.num, min(cfg.sample.batch_size, cfg.sample.num)
+    keys = ('z_base', 'x_base', 'z_tilted', 'x_tilted')
+    # Each batch is kept as it is drawn (batch i from seed [seed, 1000 + i]),
+    # so a killed sample stage resumes at the batch it was drawing.
+    parts_dir = self._path('sample_parts')
+    plan = {'energy_checkpoint': which, 'n': n, 'batch_size': bs,
+            'langevin_steps': cfg.ebm.sample_langevin_steps}
+    if io_utils.read_json(os.path.join(parts_dir, 'plan.json')) != plan:
+      shutil.rmtree(parts_dir, ignore_errors=True)
+      io_utils.write_json(os.path.join(parts_dir, 'plan.json'), plan)
+    num_batches = int(math.ceil(n / bs))
     parts = []
-    for i in range(int(math.ceil(n / bs))):
-      m = min(bs, n - i * bs)
-      out = sampler(tf.constant(m), tf.constant([self.seed, 1000 + i]),
-                    tf.constant(cfg.ebm.sample_langevin_steps))
-      parts.append({k: v.numpy() for k, v in out.items()})
-    cat = {k: np.concatenate([p[k] for p in parts])
-           for k in ('z_base', 'x_base', 'z_tilted', 'x_tilted')}
+    for i in range(num_batches):
+      path = os.path.join(parts_dir, f'part-{i:05d}.npz')
+      if not os.path.exists(path):
+        m = min(bs, n - i * bs)
+        out = sampler(tf.constant(m), tf.constant([self.seed, 1000 + i]),
+                      tf.constant(cfg.ebm.sample_langevin_steps))
+        io_utils.savez(path, **{k: out[k].numpy() for k in keys})
+        logging.info('sample: batch %d/%d (%.0f s)', i + 1, num_batches,
+                     time.time() - t0)
+      with np.load(path) as part:
+        parts.append({k: part[k] for k in keys})
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in keys}
     key = 'samples' if self.is_toy else 'images'
     conv = (lambda x: x) if self.is_toy else figures.to_uint8
     io_utils.savez(self._path('samples_base.npz'),
                    **{key: conv(cat['x_base']), 'latents': cat['z_base']})
     io_utils.savez(self._path('samples_tilted.npz'),
                    **{key: conv(cat['x_tilted']), 'latents': cat['z_tilted']})
+    shutil.rmtree(parts_dir)
     seconds = time.time() - t0
     self._write_figures(cat, sampler)
     self._record_time('sample', seconds, n=n, energy_checkpoint=which,
