@@ -1,5 +1,6 @@
 """Figures and atomic writes."""
 
+import errno
 import os
 
 import numpy as np
@@ -41,6 +42,48 @@ class FiguresIOTest(tf.test.TestCase):
       io_utils.write_json(path, {'a': object()})
     self.assertEqual(io_utils.read_json(path), {'a': 1})
     self.assertEqual(os.listdir(os.path.dirname(path)), ['m.json'])
+
+  def test_failed_write_names_the_file_and_leaves_no_temp(self):
+    folder = self.create_tempdir().full_path
+    path = os.path.join(folder, 'm.json')
+    io_utils.write_json(path, {'a': 1})
+    real_fsync = os.fsync
+
+    def full_disk(fd):
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    os.fsync = full_disk
+    try:
+      with self.assertRaises(OSError) as caught:
+        io_utils.write_json(path, {'a': 2})
+    finally:
+      os.fsync = real_fsync
+    self.assertEqual(caught.exception.errno, errno.ENOSPC)
+    self.assertEqual(caught.exception.filename, path)
+    self.assertEqual(io_utils.read_json(path), {'a': 1})
+    self.assertEqual(os.listdir(folder), ['m.json'])
+
+  def test_remove_temp_files(self):
+    folder = self.create_tempdir().full_path
+    ckpts = os.path.join(folder, 'checkpoints')
+    # What kills leave: atomic_write's temporary, TensorFlow's checkpoint
+    # state temporary and unmerged shard folder.
+    leftovers = [os.path.join(folder, '.tmp-monitor.jsonab12cd34'),
+                 os.path.join(ckpts, 'checkpoint.tmp' + 'f' * 32)]
+    keep = [os.path.join(folder, 'monitor.json'),
+            os.path.join(folder, 'notes.tmp'),
+            os.path.join(ckpts, 'checkpoint'),
+            os.path.join(ckpts, 'ckpt-20.index')]
+    os.makedirs(os.path.join(ckpts, 'ckpt-40_temp'))
+    for path in leftovers + keep:
+      io_utils.atomic_write(path, 'x')
+    removed = io_utils.remove_temp_files(folder, ckpts,
+                                         os.path.join(folder, 'none'))
+    self.assertCountEqual(
+        removed, leftovers + [os.path.join(ckpts, 'ckpt-40_temp')])
+    self.assertCountEqual(os.listdir(folder),
+                          ['monitor.json', 'notes.tmp', 'checkpoints'])
+    self.assertCountEqual(os.listdir(ckpts), ['checkpoint', 'ckpt-20.index'])
 
   def test_savez_roundtrip(self):
     path = os.path.join(self.create_tempdir().full_path, 's.npz')

@@ -1,29 +1,108 @@
 """The train binary: a dry run, and one clear line for each kind of bad input."""
 
+import errno
+import gzip
+import hashlib
 import json
 import os
+import re
+import shutil
+import struct
 import subprocess
 import sys
+import tempfile
 
+import numpy as np
 import tensorflow as tf
 
+from tilt_tf import cli
 
-def _run(args, cwd=None, env_extra=None):
+_TOY = ['--base=mlp_vae', '--dataset=25gaussians', '--preset=test']
+
+# Code run in the binary's process before it starts: a full disk, as ext4
+# reports it (at write() or fsync()) to every Python file write.
+_DISK_FULL = """
+import errno, os
+def _fsync(fd):
+  raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+os.fsync = _fsync
+"""
+
+
+def _run(args, cwd=None, env_extra=None, inject=None):
+  """Runs the train binary; `inject`: Python code to run in its process
+  first (fault injection)."""
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
              TF_CPP_MIN_LOG_LEVEL='3')
   env.update(env_extra or {})
-  return subprocess.run([sys.executable, '-m', 'tilt_tf.train'] + args,
-                        capture_output=True, text=True, cwd=cwd, env=env,
-                        timeout=300, check=False)
+  if inject:
+    command = [sys.executable, '-c', inject + (
+        '\nimport runpy\n'
+        'runpy.run_module("tilt_tf.train", run_name="__main__", '
+        'alter_sys=True)\n')]
+  else:
+    command = [sys.executable, '-m', 'tilt_tf.train']
+  return subprocess.run(command + args, capture_output=True, text=True,
+                        cwd=cwd, env=env, timeout=300, check=False)
+
+
+def _snapshot(folder):
+  """{relative path: sha256} of every file under folder."""
+  out = {}
+  for root, _, files in os.walk(folder):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, 'rb') as f:
+        out[os.path.relpath(path, folder)] = hashlib.sha256(
+            f.read()).hexdigest()
+  return out
+
+
+def _write_idx(path, array):
+  header = struct.pack('>HBB', 0, 0x08, array.ndim)
+  header += struct.pack('>' + 'I' * array.ndim, *array.shape)
+  with gzip.open(path, 'wb') as f:
+    f.write(header + array.astype(np.uint8).tobytes())
+
+
+def _can_write(folder):
+  try:
+    with tempfile.TemporaryFile(dir=folder):
+      return True
+  except OSError:
+    return False
 
 
 class TrainCLITest(tf.test.TestCase):
+
+  _trained = None  # A workdir whose base stage is done (made once).
+
+  @classmethod
+  def tearDownClass(cls):
+    if cls._trained:
+      shutil.rmtree(os.path.dirname(cls._trained), ignore_errors=True)
+    super().tearDownClass()
+
+  def _trained_workdir(self):
+    """A fresh copy of a workdir holding a finished toy base stage."""
+    cls = type(self)
+    if cls._trained is None:
+      workdir = os.path.join(
+          tempfile.mkdtemp(dir=os.environ.get('TEST_TMPDIR')), 'run')
+      proc = _run(_TOY + ['--stage=base', f'--workdir={workdir}'])
+      self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+      cls._trained = workdir
+    copy = os.path.join(self.create_tempdir().full_path, 'run')
+    shutil.copytree(cls._trained, copy)
+    return copy
 
   def _assert_user_error(self, proc, pattern):
     self.assertEqual(proc.returncode, 2, proc.stderr[-2000:])
     self.assertNotIn('Traceback', proc.stderr)
     last = proc.stderr.strip().splitlines()[-1]
     self.assertRegex(last, '^error: ' + pattern)
+    self.assertLen([l for l in proc.stderr.splitlines()
+                    if l.startswith('error:')], 1)
 
   def test_dry_run_resolves_workdir_against_invocation_dir(self):
     here = self.create_tempdir().full_path
@@ -54,6 +133,115 @@ class TrainCLITest(tf.test.TestCase):
         cwd = self.create_tempdir().full_path
         self._assert_user_error(_run(args, cwd=cwd), pattern)
         self.assertEqual(os.listdir(cwd), [])  # Nothing written.
+
+  def test_workdir_under_a_file(self):
+    # Cannot be created (as any user, root included): mkdir says ENOTDIR.
+    tmp = self.create_tempdir().full_path
+    notes = os.path.join(tmp, 'notes.txt')
+    with open(notes, 'w') as f:
+      f.write('keep me')
+    proc = _run(_TOY + [f'--workdir={notes}/run'], cwd=tmp)
+    self._assert_user_error(proc, re.escape(f'{notes}/run: Not a directory; '
+                                            'a part of that path is a file'))
+    self.assertEqual(_snapshot(tmp), {'notes.txt': hashlib.sha256(
+        b'keep me').hexdigest()})
+
+  def test_read_only_workdir(self):
+    workdir = self.create_tempdir().full_path
+    os.chmod(workdir, 0o555)
+    self.addCleanup(os.chmod, workdir, 0o755)
+    if _can_write(workdir):
+      self.skipTest('this user writes through chmod 0555 (root or '
+                    'CAP_DAC_OVERRIDE); test_workdir_under_a_file covers an '
+                    'unwritable --workdir for every user')
+    proc = _run(_TOY + [f'--workdir={workdir}'])
+    self._assert_user_error(proc, re.escape(
+        os.path.join(workdir, 'run.json') + ': Permission denied; make it '
+        'writable or choose another path'))
+    self.assertEqual(os.listdir(workdir), [])
+
+  def test_disk_full(self):
+    # The base stage is done; the disk fills up during the tilt stage, at
+    # the first Python write (monitor.json after EBM step 10).
+    workdir = self._trained_workdir()
+    before = _snapshot(workdir)
+    proc = _run(_TOY + ['--stage=tilt', f'--workdir={workdir}'],
+                inject=_DISK_FULL)
+    self._assert_user_error(proc, re.escape(
+        os.path.join(workdir, 'monitor.json') + ': No space left on device; '
+        'free some space'))
+    after = _snapshot(workdir)
+    for name, digest in before.items():  # What was there is intact.
+      self.assertEqual(after.get(name), digest, name)
+    self.assertFalse([n for n in os.listdir(workdir) if n.startswith('.tmp')])
+    self.assertNotIn('monitor.json', after)
+
+  def test_corrupt_data_file(self):
+    # data_test covers each kind of damage; here the binary's one line for a
+    # .gz cut short (an interrupted download).
+    data_dir = self.create_tempdir().full_path
+    rng = np.random.default_rng(0)
+    for prefix, m in (('train', 20), ('t10k', 10)):
+      _write_idx(os.path.join(data_dir, f'{prefix}-images-idx3-ubyte.gz'),
+                 rng.integers(0, 256, (m, 28, 28)))
+      _write_idx(os.path.join(data_dir, f'{prefix}-labels-idx1-ubyte.gz'),
+                 rng.integers(0, 10, (m,)))
+    path = os.path.join(data_dir, 'train-images-idx3-ubyte.gz')
+    with open(path, 'rb') as f:
+      raw = f.read()
+    with open(path, 'wb') as f:
+      f.write(raw[:len(raw) // 2])
+    before = _snapshot(data_dir)
+    tmp = self.create_tempdir().full_path
+    proc = _run(['--base=vae', '--dataset=mnist', '--preset=test',
+                 f'--data_dir={data_dir}', '--workdir=run'], cwd=tmp)
+    self._assert_user_error(proc, 'corrupt data file ' + re.escape(path) +
+                            r' \(.*\); re-download it')
+    self.assertEqual(os.listdir(tmp), [])
+    self.assertEqual(_snapshot(data_dir), before)
+
+  def test_workdir_of_another_base(self):
+    workdir = self._trained_workdir()
+    before = _snapshot(workdir)
+    proc = _run(['--base=vae', '--dataset=fashion_mnist', '--preset=test',
+                 f'--workdir={workdir}'])
+    self._assert_user_error(proc, re.escape(
+        f'--workdir {workdir} holds a run of base=mlp_vae '
+        'dataset=25gaussians that differs in ') + '.*another --workdir')
+    self.assertEqual(_snapshot(workdir), before)
+
+  def test_file_system_error_messages(self):
+    """TensorFlow's and Python's errors for the same conditions."""
+    folder = self.create_tempdir().full_path
+    a_file = os.path.join(folder, 'f')
+    with open(a_file, 'w') as f:
+      f.write('x')
+    try:
+      tf.io.gfile.makedirs(os.path.join(a_file, 'run'))
+    except tf.errors.OpError as e:
+      self.assertRegex(cli._file_system_error(e),  # pylint: disable=protected-access
+                       f'^{re.escape(a_file)} is not a directory; a part of '
+                       'that path is a file, not a folder; choose another')
+    else:
+      self.fail('makedirs under a file worked')
+    if os.path.exists('/dev/full'):  # A device that is always full.
+      with self.assertRaises(tf.errors.ResourceExhaustedError) as caught:
+        tf.io.write_file('/dev/full', 'x' * 100_000)
+      self.assertRegex(cli._file_system_error(caught.exception),  # pylint: disable=protected-access
+                       '^/dev/full; No space left on device; free some space')
+    for code, fix in ((errno.EROFS, 'choose a path on a writable disk'),
+                      (errno.EACCES, 'make it writable'),
+                      (errno.EDQUOT, 'free some space')):
+      e = OSError(code, os.strerror(code), '/x/run.json')
+      self.assertEqual(cli._file_system_error(e),  # pylint: disable=protected-access
+                       f'/x/run.json: {os.strerror(code)}; ' +
+                       cli._FS_ERRORS[code][1])  # pylint: disable=protected-access
+      self.assertStartsWith(cli._FS_ERRORS[code][1], fix)  # pylint: disable=protected-access
+    # Not the user's to fix: left to the traceback.
+    self.assertIsNone(cli._file_system_error(OSError(errno.EIO, 'I/O')))  # pylint: disable=protected-access
+    self.assertIsNone(cli._file_system_error(ValueError('Permission denied')))  # pylint: disable=protected-access
+    self.assertIsNone(cli._file_system_error(  # pylint: disable=protected-access
+        tf.errors.ResourceExhaustedError(None, None, 'OOM when allocating')))
 
 
 if __name__ == '__main__':

@@ -27,16 +27,20 @@ def atomic_write(path, payload):
     payload = payload.encode()
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-' + os.path.basename(path))
+  tmp = None
   try:
+    fd, tmp = tempfile.mkstemp(dir=folder,
+                               prefix='.tmp-' + os.path.basename(path))
     with os.fdopen(fd, 'wb') as f:
       f.write(payload)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
+  except BaseException as e:
+    if tmp is not None and os.path.exists(tmp):
       os.remove(tmp)
+    if isinstance(e, OSError):  # Name the file written, not the temporary.
+      e.filename, e.filename2 = path, None
     raise
 
 

@@ -1,0 +1,152 @@
+"""Kill -9 anywhere: a run killed at four points and resumed ends with the
+same metrics.json as a run that went straight through.
+
+The train binary runs as a subprocess; its stderr log is read line by line and
+the process gets SIGKILL as soon as a line shows it reached a given point
+(inside the base, tilt, sample and eval stages). Each kill is followed by a
+rerun of the same command, the last of which runs to completion.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import tensorflow as tf
+
+_ARGS = ['--base=mlp_vae', '--dataset=25gaussians', '--preset=test',
+         '--seed=0']
+_TIMEOUT = 150  # Seconds for one run of the binary.
+
+# (stage, stderr line that triggers the kill). The `test` preset trains the
+# base 40 steps (checkpoint every 20) and the EBM 20 steps (monitor check
+# and checkpoint every 10), so each kill lands after some but not all of
+# that stage's files were written:
+_KILLS = (
+    # After the base checkpoint at step 20, before step 40.
+    ('base', r'\] base 30/40 '),
+    # After the monitor check at EBM step 10 saved the best energy and
+    # before (or while) monitor.json and the tilt checkpoint are written.
+    ('tilt', r'\] tilt monitor step 10:'),
+    # While the sampler runs (compiling takes most of a second).
+    ('sample', r'\] stage sample$'),
+    # While evaluating, before metrics.json is written.
+    ('eval', r'\] stage eval$'),
+)
+
+
+def _env():
+  return dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+              TF_CPP_MIN_LOG_LEVEL='3')
+
+
+def _command(workdir):
+  return [sys.executable, '-m', 'tilt_tf.train', f'--workdir={workdir}'] + _ARGS
+
+
+def _run_and_kill(workdir, pattern):
+  """Runs the binary; SIGKILLs it at the first stderr line matching pattern.
+
+  Returns the stderr lines read, or raises if the run ended without one.
+  """
+  proc = subprocess.Popen(_command(workdir), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, env=_env())
+  watchdog = threading.Timer(_TIMEOUT, proc.kill)
+  watchdog.start()
+  lines = []
+  try:
+    for line in proc.stderr:
+      lines.append(line.rstrip('\n'))
+      if re.search(pattern, lines[-1]):
+        proc.send_signal(signal.SIGKILL)
+        break
+    proc.stderr.close()
+    proc.wait()
+  finally:
+    watchdog.cancel()
+  if proc.returncode != -signal.SIGKILL or not re.search(pattern, lines[-1]):
+    raise AssertionError(f'the run ended (code {proc.returncode}) before a '
+                         f'line matching {pattern!r}:\n' +
+                         '\n'.join(lines[-30:]))
+  return lines
+
+
+def _run(workdir):
+  return subprocess.run(_command(workdir), capture_output=True, text=True,
+                        env=_env(), timeout=_TIMEOUT, check=False)
+
+
+def _load_json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def _temp_files(workdir):
+  """Temporary names left by a killed writer: io_utils' `.tmp-*`,
+  TensorFlow's `checkpoint.tmp<uuid>` and `ckpt-N_temp/` (export_lib's
+  `.tmp-N-*/` too)."""
+  found = []
+  for root, dirs, files in os.walk(workdir):
+    for name in dirs + files:
+      if '.tmp' in name or name.endswith('_temp'):
+        found.append(os.path.relpath(os.path.join(root, name), workdir))
+  return found
+
+
+def _state(workdir):
+  """Files and the step of each checkpoint folder's latest checkpoint."""
+  steps = {}
+  for name in ('base', 'tilt', 'tilt_best'):
+    latest = tf.train.latest_checkpoint(
+        os.path.join(workdir, 'checkpoints', name))
+    steps[name] = int(latest.rsplit('-', 1)[1]) if latest else None
+  return {'files': sorted(os.listdir(workdir)), 'checkpoints': steps,
+          'temp': _temp_files(workdir)}
+
+
+class KillResumeTest(tf.test.TestCase):
+
+  def test_killed_four_times_then_resumed_gives_the_same_metrics(self):
+    t0 = time.time()
+    straight = self.create_tempdir('straight').full_path
+    proc = _run(straight)
+    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+
+    killed = self.create_tempdir('killed').full_path
+    logs = {}
+    for stage, pattern in _KILLS:
+      logs[stage] = _run_and_kill(killed, pattern)
+      landed = _state(killed)
+      print(f'killed in {stage}: {landed}', flush=True)
+      # Every kill came before the run finished.
+      self.assertNotIn('metrics.json', landed['files'])
+      if stage == 'base':  # Before any tilt checkpoint.
+        self.assertEqual(landed['checkpoints']['tilt'], None)
+      elif stage == 'tilt':  # Before the last monitor check was saved.
+        self.assertIn(landed['checkpoints']['tilt'], (None, 10))
+        self.assertEqual(landed['checkpoints']['tilt_best'], 10)
+      elif stage == 'sample':
+        self.assertNotIn('samples_tilted.npz', landed['files'])
+    # The second run resumed the base from its step-20 checkpoint.
+    self.assertFalse([l for l in logs['tilt'] if '] base 10/40 ' in l])
+    proc = _run(killed)
+    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+
+    self.assertEqual(_load_json(os.path.join(straight, 'metrics.json')),
+                     _load_json(os.path.join(killed, 'metrics.json')))
+    for name in ('samples_base.npz', 'samples_tilted.npz'):
+      a, b = (np.load(os.path.join(d, name)) for d in (straight, killed))
+      for key in a.files:
+        self.assertAllEqual(a[key], b[key], msg=f'{name}[{key}]')
+    self.assertEqual(_temp_files(killed), [])
+    self.assertEqual(_temp_files(straight), [])
+    print(f'kill/resume test: {time.time() - t0:.1f}s', flush=True)
+
+
+if __name__ == '__main__':
+  tf.test.main()
