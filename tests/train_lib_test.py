@@ -99,6 +99,28 @@ class TrainLibTest(tf.test.TestCase):
     self.assertFalse(os.path.exists(os.path.join(pieces, 'sample_parts')))
     self.assertEqual(_metrics(straight), _metrics(pieces))
 
+  def test_monitor_stops_after_patience_and_sampling_uses_the_best(self):
+    workdir = self.create_tempdir().full_path
+    config = _config(**{'ebm.steps': 40, 'ebm.patience': 1})
+    train_lib.run(config, workdir, stages=('base',))
+    # Per check: the tilted samples' score, then the base reference's.
+    scores = iter([1.0, 9.0, 2.0, 9.0, 3.0, 9.0, 4.0, 9.0])
+    with mock.patch.object(train_lib.Pipeline, 'monitor_score',
+                           lambda self, samples: next(scores)):
+      metrics = train_lib.run(config, workdir)
+    self.assertEqual(metrics['tilt']['steps'], 20)  # Stopped: 2 of 4 checks.
+    self.assertEqual(metrics['tilt']['best_step'], 10)
+    self.assertEqual([m['score'] for m in metrics['tilt']['monitor']],
+                     [1.0, 2.0])
+    with open(os.path.join(workdir, 'timings.json')) as f:
+      used = json.load(f)['sample']['energy_checkpoint']
+    self.assertRegex(used, r'tilt_best/ckpt-10$')
+    # Rerunning the finished command does not train past the stop.
+    train_lib.run(config, workdir, stages=('tilt',))
+    self.assertEqual(
+        tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints', 'tilt')),
+        os.path.join(workdir, 'checkpoints', 'tilt', 'ckpt-20'))
+
   def test_other_seed_other_samples(self):
     a = self.create_tempdir().full_path
     b = self.create_tempdir().full_path

@@ -413,9 +413,12 @@ class Pipeline:
     cfg = self.config.ebm
     self.restore_base()
     self.tilt_mgr.restore_or_initialize()
-    if int(self.tilt_step.numpy()) >= cfg.steps:
-      logging.info('tilt: done (%d steps), reusing the checkpoint',
-                   int(self.tilt_step.numpy()))
+    stopped = bool(cfg.patience and
+                   int(self.checks_since_best.numpy()) >= cfg.patience)
+    if int(self.tilt_step.numpy()) >= cfg.steps or stopped:
+      logging.info('tilt: done (%d steps%s), reusing the checkpoint',
+                   int(self.tilt_step.numpy()),
+                   ', stopped by the monitor' if stopped else '')
       return
     global_batch = cfg.batch_size
     sampler = self._sample_fn()
