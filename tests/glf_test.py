@@ -8,25 +8,13 @@ import tensorflow_probability as tfp
 import tf_keras as keras
 
 from tilt_tf.generators import glf
+from tests import generator_testutil
 from tilt_tf.generators import registry
 
 tfd = tfp.distributions
 
 SHAPES = (('mnist', (28, 28, 1), 'bce'), ('cifar', (32, 32, 3), 'mse'))
 LATENT = 8
-
-
-def blobs(n, shape):
-  """n smooth images in [0, 1]: one Gaussian blob each, per-channel tint."""
-  h, w, c = shape
-  yy, xx = np.mgrid[0:h, 0:w] / h
-  out = []
-  for i in range(n):
-    cy, cx = 0.25 + 0.5 * (i % 2), 0.25 + 0.5 * (i // 2 % 2)
-    blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.02)
-    tint = np.linspace(1.0, 0.5, c) if i % 3 else np.linspace(0.5, 1.0, c)
-    out.append(blob[..., None] * tint)
-  return tf.constant(np.stack(out), tf.float32)
 
 
 def make_glf(shape, recon, width=8, flow_layers=4, flow_hidden=32):
@@ -95,7 +83,7 @@ class GLFTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.named_parameters(*SHAPES)
   def test_loss_shape_and_gradients(self, shape, recon):
     gen, _ = make_glf(shape, recon)
-    x = blobs(4, shape)
+    x = generator_testutil.blobs(4, shape)
     with tf.GradientTape(persistent=True) as tape:
       loss, metrics = gen.per_example_loss(x, tf.constant([3, 4]))
       mean = tf.reduce_mean(loss)
@@ -137,7 +125,7 @@ class GLFTest(tf.test.TestCase, parameterized.TestCase):
   def test_overfits_tiny_batch(self, shape, recon):
     gen, cfg = make_glf(shape, recon)
     opt = gen.make_optimizer(cfg)
-    x = blobs(4, shape)
+    x = generator_testutil.blobs(4, shape)
     step = tf.function(lambda s: gen.train_step(x, s, opt, 4))
     out = [step(tf.constant([0, i])) for i in range(300)]
     recon_loss = [float(o['recon']) for o in out]
@@ -154,7 +142,7 @@ class GLFTest(tf.test.TestCase, parameterized.TestCase):
     gen, cfg = make_glf(shape, 'bce')
     opt = gen.make_optimizer(cfg)
     for i in range(3):  # Move weights and batch-norm statistics.
-      gen.train_step(blobs(4, shape), tf.constant([0, i]), opt, 4)
+      gen.train_step(generator_testutil.blobs(4, shape), tf.constant([0, i]), opt, 4)
     path = tf.train.Checkpoint(generator=gen).save(
         self.create_tempdir().full_path + '/ckpt')
     other, _ = make_glf(shape, 'bce')
@@ -166,23 +154,9 @@ class GLFTest(tf.test.TestCase, parameterized.TestCase):
                         rtol=0)
 
   def test_mirrored_train_step(self):
-    devices = [d.name for d in tf.config.list_logical_devices('CPU')][:2]
-    strategy = tf.distribute.MirroredStrategy(devices)
     shape = (28, 28, 1)
-    with strategy.scope():
-      gen, cfg = make_glf(shape, 'bce')
-      opt = gen.make_optimizer(cfg)
-      opt.build(gen.trainable_variables)
-    data = strategy.experimental_distribute_dataset(
-        tf.data.Dataset.from_tensors(blobs(4, shape)).repeat())
-
-    @tf.function
-    def step(x):
-      out = strategy.run(gen.train_step, args=(x, tf.constant([0, 1]), opt, 4))
-      return strategy.reduce(tf.distribute.ReduceOp.SUM, out['loss'], None)
-
-    it = iter(data)
-    losses = [float(step(next(it))) for _ in range(3)]
+    losses = generator_testutil.mirrored_train_losses(
+        lambda: make_glf(shape, 'bce'), shape)
     self.assertAllEqual(np.isfinite(losses), [True] * 3)
 
 

@@ -6,23 +6,11 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from tests import generator_testutil
 from tilt_tf.generators import registry
 from tilt_tf.generators import vae
 
 SHAPES = (('mnist', (28, 28, 1), 'bce'), ('cifar', (32, 32, 3), 'mse'))
-
-
-def blobs(n, shape):
-  """n smooth images in [0, 1]: one Gaussian blob each, per-channel tint."""
-  h, w, c = shape
-  yy, xx = np.mgrid[0:h, 0:w] / h
-  out = []
-  for i in range(n):
-    cy, cx = 0.25 + 0.5 * (i % 2), 0.25 + 0.5 * (i // 2 % 2)
-    blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.02)
-    tint = np.linspace(1.0, 0.5, c) if i % 3 else np.linspace(0.5, 1.0, c)
-    out.append(blob[..., None] * tint)
-  return tf.constant(np.stack(out), tf.float32)
 
 
 def make_vae(shape, recon, width=8, latent_dim=16):
@@ -45,7 +33,7 @@ class VAETest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.named_parameters(*SHAPES)
   def test_loss_shape_and_gradients(self, shape, recon):
     gen, _ = make_vae(shape, recon)
-    x = blobs(4, shape)
+    x = generator_testutil.blobs(4, shape)
     with tf.GradientTape() as tape:
       loss, metrics = gen.per_example_loss(x, tf.constant([3, 4]))
       mean = tf.reduce_mean(loss)
@@ -60,7 +48,7 @@ class VAETest(tf.test.TestCase, parameterized.TestCase):
 
   def test_same_seed_same_loss(self):
     gen, _ = make_vae((28, 28, 1), 'bce')
-    x = blobs(4, (28, 28, 1))
+    x = generator_testutil.blobs(4, (28, 28, 1))
     a, _ = gen.per_example_loss(x, tf.constant([5, 6]))
     b, _ = gen.per_example_loss(x, tf.constant([5, 6]))
     self.assertAllEqual(a, b)
@@ -68,7 +56,7 @@ class VAETest(tf.test.TestCase, parameterized.TestCase):
   def test_bad_recon_raises(self):
     gen, _ = make_vae((28, 28, 1), 'l1')
     with self.assertRaisesRegex(ValueError, 'recon'):
-      gen.per_example_loss(blobs(2, (28, 28, 1)), tf.constant([0, 0]))
+      gen.per_example_loss(generator_testutil.blobs(2, (28, 28, 1)), tf.constant([0, 0]))
 
   def test_decode_differentiable_in_z(self):
     gen, _ = make_vae((28, 28, 1), 'bce')
@@ -89,7 +77,7 @@ class VAETest(tf.test.TestCase, parameterized.TestCase):
   def test_overfits_tiny_batch(self, shape, recon):
     gen, cfg = make_vae(shape, recon)
     opt = gen.make_optimizer(cfg)
-    x = blobs(4, shape)
+    x = generator_testutil.blobs(4, shape)
     step = tf.function(lambda s: gen.train_step(x, s, opt, 4))
     losses = [float(step(tf.constant([0, i]))['loss']) for i in range(300)]
     self.assertLess(np.mean(losses[-20:]), 0.5 * losses[0])
@@ -99,7 +87,7 @@ class VAETest(tf.test.TestCase, parameterized.TestCase):
     gen, cfg = make_vae(shape, 'bce')
     opt = gen.make_optimizer(cfg)
     for i in range(3):  # Move weights and batch-norm statistics.
-      gen.train_step(blobs(4, shape), tf.constant([0, i]), opt, 4)
+      gen.train_step(generator_testutil.blobs(4, shape), tf.constant([0, i]), opt, 4)
     path = tf.train.Checkpoint(generator=gen).save(
         self.create_tempdir().full_path + '/ckpt')
     other, _ = make_vae(shape, 'bce')
@@ -109,23 +97,9 @@ class VAETest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(gen.decode(z), other.decode(z), atol=0, rtol=0)
 
   def test_mirrored_train_step(self):
-    devices = [d.name for d in tf.config.list_logical_devices('CPU')][:2]
-    strategy = tf.distribute.MirroredStrategy(devices)
     shape = (28, 28, 1)
-    with strategy.scope():
-      gen, cfg = make_vae(shape, 'bce')
-      opt = gen.make_optimizer(cfg)
-      opt.build(gen.trainable_variables)
-    data = strategy.experimental_distribute_dataset(
-        tf.data.Dataset.from_tensors(blobs(4, shape)).repeat())
-
-    @tf.function
-    def step(x):
-      out = strategy.run(gen.train_step, args=(x, tf.constant([0, 1]), opt, 4))
-      return strategy.reduce(tf.distribute.ReduceOp.SUM, out['loss'], None)
-
-    it = iter(data)
-    losses = [float(step(next(it))) for _ in range(3)]
+    losses = generator_testutil.mirrored_train_losses(
+        lambda: make_vae(shape, 'bce'), shape)
     self.assertAllEqual(np.isfinite(losses), [True] * 3)
 
 
