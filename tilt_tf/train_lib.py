@@ -31,6 +31,7 @@ from tilt_tf import figures
 from tilt_tf import io_utils
 from tilt_tf import toy_metrics
 from tilt_tf.errors import UserError
+from tilt_tf.generators import base as generator_base
 from tilt_tf.generators import registry
 
 __all__ = ['STAGES', 'Pipeline', 'make_strategy', 'run']
@@ -196,22 +197,33 @@ class Pipeline:
       for k, v in metrics.items():
         tf.summary.scalar(f'{prefix}/{k}', v)
 
-  def _replica_seed(self, seed):
-    ctx = tf.distribute.get_replica_context()
-    return tf.random.experimental.stateless_fold_in(
-        seed, ctx.replica_id_in_sync_group)
+  def _check_batch(self, global_batch, stage):
+    """Equal local batches: what `rng.batch_normal` assumes."""
+    replicas = self.strategy.num_replicas_in_sync
+    if global_batch % replicas:
+      raise UserError(
+          f'the {stage} batch size {global_batch} does not split evenly over '
+          f'{replicas} replicas; use a multiple of {replicas}')
 
   def _reduce(self, per_replica):
     return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
             for k, v in per_replica.items()}
 
   def _make_loop(self, step_fn, step_var, seed):
-    """A tf.function running n steps of `step_fn(x, seed)` over replicas."""
+    """A tf.function running n steps of `step_fn(x, seed)` over replicas.
+
+    Every replica gets the same seed, a function of (seed, step); the noise
+    drawn from it is a function of the global example index too
+    (`rng.batch_normal`), so N replicas compute what one device does.
+    """
 
     def one_step(iterator):
       x = next(iterator)
       step_seed = tf.random.experimental.stateless_fold_in(
           tf.constant([seed, 0], tf.int32), tf.cast(step_var, tf.int32))
+      # Replica 0's seed in earlier versions, which folded the replica id in:
+      # kept so single-device runs draw the same numbers as before.
+      step_seed = tf.random.experimental.stateless_fold_in(step_seed, 0)
       metrics = self._reduce(self.strategy.run(step_fn, args=(x, step_seed)))
       step_var.assign_add(1)
       return metrics
@@ -317,10 +329,10 @@ class Pipeline:
                    int(self.base_step.numpy()))
       return
     global_batch = cfg.batch_size
+    self._check_batch(global_batch, 'base')
 
     def step_fn(x, seed):
-      return self.generator.train_step(x, self._replica_seed(seed),
-                                       self.base_opt, global_batch)
+      return self.generator.train_step(x, seed, self.base_opt, global_batch)
 
     def make_iterator(step):
       ds = data_lib.make_dataset(self.train_array, global_batch,
@@ -416,20 +428,20 @@ class Pipeline:
                    int(self.tilt_step.numpy()))
       return
     global_batch = cfg.batch_size
+    self._check_batch(global_batch, 'tilt')
     sampler = self._sample_fn()
     monitor_seed = tf.constant([self.seed, 7], tf.int32)
 
     def step_fn(x, seed):
       n = tf.shape(x)[0]
       chain = self.latent_ebm.sample_latents(
-          n, self._replica_seed(seed), cfg.step_size, cfg.langevin_steps)
+          n, seed, cfg.step_size, cfg.langevin_steps)
       with tf.GradientTape() as tape:
         loss, metrics = self.latent_ebm.per_example_loss(x, chain['z'])
         scaled = tf.nn.compute_average_loss(loss,
                                             global_batch_size=global_batch)
-      variables = self.energy.trainable_variables
-      grads = tape.gradient(scaled, variables)
-      self.ebm_opt.apply_gradients(zip(grads, variables))
+      grads = generator_base.apply_summed_gradients(
+          self.ebm_opt, tape, scaled, self.energy.trainable_variables)
       out = {'loss': scaled}
       for k, v in metrics.items():
         out[k] = tf.nn.compute_average_loss(v, global_batch_size=global_batch)
