@@ -14,12 +14,15 @@ the samples by O(1)).
 
 import json
 import os
+import types
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
 
 import configs
 from tilt_tf import train_lib
+from tilt_tf.errors import UserError
 
 RTOL = 1e-5
 ATOL = 1e-6
@@ -97,6 +100,51 @@ class DistributeTest(tf.test.TestCase):
                               msg=f'{which}:{n}')
         else:
           self.assertAllEqual(va, vb, msg=f'{which}:{n}')
+
+
+def _tf_config(chief=0, workers=2, task=('worker', 0)):
+  cluster = {'worker': [f'localhost:{1000 + i}' for i in range(workers)]}
+  if chief:
+    cluster['chief'] = ['localhost:999']
+  return json.dumps({'cluster': cluster,
+                     'task': {'type': task[0], 'index': task[1]}})
+
+
+class MultiWorkerConfigTest(tf.test.TestCase):
+  """TF_CONFIG handling (the 2-process run is benchmarks/multiworker.sh)."""
+
+  def test_cluster_size(self):
+    for value, size in ((None, 0), ('', 0), (_tf_config(workers=1), 1),
+                        (_tf_config(workers=2), 2),
+                        (_tf_config(chief=1, workers=1), 2)):
+      env = {} if value is None else {'TF_CONFIG': value}
+      with mock.patch.dict(os.environ, env, clear=True):
+        self.assertEqual(train_lib._cluster_size(), size, value)
+
+  def test_bad_tf_config_is_a_user_error(self):
+    for value in ('{not json', '[]', '{"task": {}}'):
+      with mock.patch.dict(os.environ, {'TF_CONFIG': value}):
+        with self.assertRaisesRegex(UserError, 'TF_CONFIG'):
+          train_lib.make_strategy()
+
+  def test_logical_devices_and_workers_do_not_mix(self):
+    with mock.patch.dict(os.environ, {'TF_CONFIG': _tf_config()}):
+      with self.assertRaisesRegex(UserError, 'num_cpu_devices'):
+        train_lib.make_strategy(num_cpu_devices=2)
+
+  def test_worker_workdir(self):
+    def fake(task_type, task_id, chief):
+      return types.SimpleNamespace(
+          cluster_resolver=types.SimpleNamespace(task_type=task_type,
+                                                 task_id=task_id),
+          extended=types.SimpleNamespace(should_checkpoint=chief))
+
+    for strategy, workdir, mine in (
+        (fake('worker', 0, True), '/r/run/', '/r/run/'),  # The chief.
+        (fake('worker', 1, False), '/r/run/', '/r/run_worker1'),
+        (fake('worker', 0, False), '/r/run', '/r/run_worker0'),  # + a chief.
+        (tf.distribute.get_strategy(), '/r/run', '/r/run')):
+      self.assertEqual(train_lib.worker_workdir(workdir, strategy), mine)
 
 
 if __name__ == '__main__':

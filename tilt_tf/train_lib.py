@@ -16,6 +16,7 @@ Every loop runs `steps_per_loop` steps inside one `tf.function` through
 `strategy.run`; losses are scaled by the global batch.
 """
 
+import json
 import math
 import os
 import time
@@ -49,12 +50,35 @@ _MUTABLE_BASE_FIELDS = ('steps',)
 _MAX_DIVERGENCE_RETRIES = 3
 
 
-def make_strategy(num_cpu_devices=0):
-  """MirroredStrategy over local GPUs; the default strategy on one CPU.
+def _cluster_size():
+  """How many tasks (chief + workers) TF_CONFIG names; 0 if it is unset."""
+  raw = os.environ.get('TF_CONFIG', '')
+  if not raw.strip():
+    return 0
+  try:
+    cluster = json.loads(raw)['cluster']
+    return len(cluster.get('chief', [])) + len(cluster.get('worker', []))
+  except (ValueError, KeyError, TypeError, AttributeError) as e:
+    raise UserError(f'TF_CONFIG is not a JSON object with a "cluster" '
+                    f'({e!r}): {raw[:200]}') from None
 
-  num_cpu_devices > 1 splits the CPU into that many logical devices and
-  mirrors over them (for testing distribution without GPUs).
+
+def make_strategy(num_cpu_devices=0):
+  """The strategy for this process; call it before anything else runs TF.
+
+  - TF_CONFIG naming more than one task (chief + workers):
+    MultiWorkerMirroredStrategy, one replica per worker (or per GPU); see
+    `run` for where each worker writes.
+  - Local GPUs: MirroredStrategy over them.
+  - Else the default strategy on one CPU; num_cpu_devices > 1 splits the CPU
+    into that many logical devices and mirrors over them (for testing
+    distribution without GPUs).
   """
+  if _cluster_size() > 1:
+    if num_cpu_devices > 1:
+      raise UserError('--num_cpu_devices splits one process\'s CPU; with a '
+                      'multi-worker TF_CONFIG each worker is one replica')
+    return tf.distribute.MultiWorkerMirroredStrategy()
   gpus = tf.config.list_physical_devices('GPU')
   if gpus:
     return tf.distribute.MirroredStrategy()
@@ -632,10 +656,28 @@ def toy_metrics_fresh(name, seed):
   return _FRESH[(name, seed)]
 
 
+def worker_workdir(workdir, strategy):
+  """Where this process writes: `workdir` on the chief (and on one machine),
+  `<workdir>_worker<i>` on the other workers of a multi-worker strategy.
+
+  Every worker runs every stage and saves its own checkpoints (saving may
+  involve collectives, and a resumed worker must restore its own state);
+  the replicas hold the same weights, so the chief's folder is the run.
+  """
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or strategy.extended.should_checkpoint:
+    return workdir
+  return f'{workdir.rstrip(os.sep)}_{resolver.task_type}{resolver.task_id}'
+
+
 def run(config, workdir, stages=STAGES, strategy=None):
   """Runs the given stages in order; returns metrics if eval ran."""
   tf.config.experimental.enable_op_determinism()
-  pipeline = Pipeline(config, workdir, strategy)
+  strategy = strategy or make_strategy()
+  mine = worker_workdir(workdir, strategy)
+  if mine != workdir:
+    logging.info('multi-worker: this worker writes to %s', mine)
+  pipeline = Pipeline(config, mine, strategy)
   actions = {'base': pipeline.train_base, 'tilt': pipeline.train_tilt,
              'sample': pipeline.sample, 'eval': pipeline.evaluate}
   result = None
