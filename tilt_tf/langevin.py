@@ -5,10 +5,15 @@
 with U(z) = E(G(z)) - log p0(z). The whole chain is one `tf.while_loop`, so
 wrapping the caller in `tf.function` compiles it into a single graph with no
 host round-trip per step. Noise is stateless: w_i is drawn from
-`fold_in(seed, i)`, so the same seed reproduces the chain exactly.
+`fold_in(seed, i)`, so the same seed reproduces the chain exactly. Inside a
+replica of a tf.distribute strategy, chain j of the replica's batch gets the
+noise of chain j + offset of the global batch (`rng.batch_normal`), so N
+replicas run the same chains as one device.
 """
 
 import tensorflow as tf
+
+from tilt_tf import rng
 
 __all__ = ['langevin', 'potential_grad']
 
@@ -53,8 +58,8 @@ def langevin(potential_fn, z0, seed, step_size=0.01, num_steps=60,
 
   def body(i, z, grad_norm_sum, traj):
     _, grad = potential_grad(potential_fn, z)
-    noise = tf.random.stateless_normal(
-        tf.shape(z), seed=tf.random.experimental.stateless_fold_in(seed, i),
+    noise = rng.batch_normal(
+        tf.shape(z), tf.random.experimental.stateless_fold_in(seed, i),
         dtype=z.dtype)
     z = z - 0.5 * step_size * grad + noise_std * noise
     z = tf.ensure_shape(z, z0.shape)

@@ -91,7 +91,10 @@ def main(argv):
                           tuple(s for s in stages if s != 'export'), strategy)
   if metrics:
     print(cli.summary_table(metrics))
-  if 'export' in stages:
+  if 'export' in stages and (train_lib.worker_workdir(workdir, strategy) !=
+                             workdir):
+    logging.info('export: left to the chief of this multi-worker run')
+  elif 'export' in stages:
     export_dir = cli.resolve_path(FLAGS.export_dir or
                                   os.path.join(workdir, 'export'))
     if FLAGS.stage == 'all' and _exported_already(workdir, export_dir):

@@ -17,6 +17,7 @@ Every loop runs `steps_per_loop` steps inside one `tf.function` through
 `strategy.run`; losses are scaled by the global batch.
 """
 
+import json
 import math
 import os
 import shutil
@@ -33,6 +34,7 @@ from tilt_tf import figures
 from tilt_tf import io_utils
 from tilt_tf import toy_metrics
 from tilt_tf.errors import UserError
+from tilt_tf.generators import base as generator_base
 from tilt_tf.generators import registry
 
 __all__ = ['STAGES', 'Pipeline', 'make_strategy', 'run']
@@ -50,12 +52,35 @@ _MUTABLE_BASE_FIELDS = ('steps',)
 _MAX_DIVERGENCE_RETRIES = 3
 
 
-def make_strategy(num_cpu_devices=0):
-  """MirroredStrategy over local GPUs; the default strategy on one CPU.
+def _cluster_size():
+  """How many tasks (chief + workers) TF_CONFIG names; 0 if it is unset."""
+  raw = os.environ.get('TF_CONFIG', '')
+  if not raw.strip():
+    return 0
+  try:
+    cluster = json.loads(raw)['cluster']
+    return len(cluster.get('chief', [])) + len(cluster.get('worker', []))
+  except (ValueError, KeyError, TypeError, AttributeError) as e:
+    raise UserError(f'TF_CONFIG is not a JSON object with a "cluster" '
+                    f'({e!r}): {raw[:200]}') from None
 
-  num_cpu_devices > 1 splits the CPU into that many logical devices and
-  mirrors over them (for testing distribution without GPUs).
+
+def make_strategy(num_cpu_devices=0):
+  """The strategy for this process; call it before anything else runs TF.
+
+  - TF_CONFIG naming more than one task (chief + workers):
+    MultiWorkerMirroredStrategy, one replica per worker (or per GPU); see
+    `run` for where each worker writes.
+  - Local GPUs: MirroredStrategy over them.
+  - Else the default strategy on one CPU; num_cpu_devices > 1 splits the CPU
+    into that many logical devices and mirrors over them (for testing
+    distribution without GPUs).
   """
+  if _cluster_size() > 1:
+    if num_cpu_devices > 1:
+      raise UserError('--num_cpu_devices splits one process\'s CPU; with a '
+                      'multi-worker TF_CONFIG each worker is one replica')
+    return tf.distribute.MultiWorkerMirroredStrategy()
   gpus = tf.config.list_physical_devices('GPU')
   if gpus:
     return tf.distribute.MirroredStrategy()
@@ -198,22 +223,33 @@ class Pipeline:
       for k, v in metrics.items():
         tf.summary.scalar(f'{prefix}/{k}', v)
 
-  def _replica_seed(self, seed):
-    ctx = tf.distribute.get_replica_context()
-    return tf.random.experimental.stateless_fold_in(
-        seed, ctx.replica_id_in_sync_group)
+  def _check_batch(self, global_batch, stage):
+    """Equal local batches: what `rng.batch_normal` assumes."""
+    replicas = self.strategy.num_replicas_in_sync
+    if global_batch % replicas:
+      raise UserError(
+          f'the {stage} batch size {global_batch} does not split evenly over '
+          f'{replicas} replicas; use a multiple of {replicas}')
 
   def _reduce(self, per_replica):
     return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
             for k, v in per_replica.items()}
 
   def _make_loop(self, step_fn, step_var, seed):
-    """A tf.function running n steps of `step_fn(x, seed)` over replicas."""
+    """A tf.function running n steps of `step_fn(x, seed)` over replicas.
+
+    Every replica gets the same seed, a function of (seed, step); the noise
+    drawn from it is a function of the global example index too
+    (`rng.batch_normal`), so N replicas compute what one device does.
+    """
 
     def one_step(iterator):
       x = next(iterator)
       step_seed = tf.random.experimental.stateless_fold_in(
           tf.constant([seed, 0], tf.int32), tf.cast(step_var, tf.int32))
+      # Replica 0's seed in earlier versions, which folded the replica id in:
+      # kept so single-device runs draw the same numbers as before.
+      step_seed = tf.random.experimental.stateless_fold_in(step_seed, 0)
       metrics = self._reduce(self.strategy.run(step_fn, args=(x, step_seed)))
       step_var.assign_add(1)
       return metrics
@@ -319,10 +355,10 @@ class Pipeline:
                    int(self.base_step.numpy()))
       return
     global_batch = cfg.batch_size
+    self._check_batch(global_batch, 'base')
 
     def step_fn(x, seed):
-      return self.generator.train_step(x, self._replica_seed(seed),
-                                       self.base_opt, global_batch)
+      return self.generator.train_step(x, seed, self.base_opt, global_batch)
 
     def make_iterator(step):
       ds = data_lib.make_dataset(self.train_array, global_batch,
@@ -421,20 +457,20 @@ class Pipeline:
                    ', stopped by the monitor' if stopped else '')
       return
     global_batch = cfg.batch_size
+    self._check_batch(global_batch, 'tilt')
     sampler = self._sample_fn()
     monitor_seed = tf.constant([self.seed, 7], tf.int32)
 
     def step_fn(x, seed):
       n = tf.shape(x)[0]
       chain = self.latent_ebm.sample_latents(
-          n, self._replica_seed(seed), cfg.step_size, cfg.langevin_steps)
+          n, seed, cfg.step_size, cfg.langevin_steps)
       with tf.GradientTape() as tape:
         loss, metrics = self.latent_ebm.per_example_loss(x, chain['z'])
         scaled = tf.nn.compute_average_loss(loss,
                                             global_batch_size=global_batch)
-      variables = self.energy.trainable_variables
-      grads = tape.gradient(scaled, variables)
-      self.ebm_opt.apply_gradients(zip(grads, variables))
+      grads = generator_base.apply_summed_gradients(
+          self.ebm_opt, tape, scaled, self.energy.trainable_variables)
       out = {'loss': scaled}
       for k, v in metrics.items():
         out[k] = tf.nn.compute_average_loss(v, global_batch_size=global_batch)
@@ -644,10 +680,28 @@ def toy_metrics_fresh(name, seed):
   return _FRESH[(name, seed)]
 
 
+def worker_workdir(workdir, strategy):
+  """Where this process writes: `workdir` on the chief (and on one machine),
+  `<workdir>_worker<i>` on the other workers of a multi-worker strategy.
+
+  Every worker runs every stage and saves its own checkpoints (saving may
+  involve collectives, and a resumed worker must restore its own state);
+  the replicas hold the same weights, so the chief's folder is the run.
+  """
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or strategy.extended.should_checkpoint:
+    return workdir
+  return f'{workdir.rstrip(os.sep)}_{resolver.task_type}{resolver.task_id}'
+
+
 def run(config, workdir, stages=STAGES, strategy=None):
   """Runs the given stages in order; returns metrics if eval ran."""
   tf.config.experimental.enable_op_determinism()
-  pipeline = Pipeline(config, workdir, strategy)
+  strategy = strategy or make_strategy()
+  mine = worker_workdir(workdir, strategy)
+  if mine != workdir:
+    logging.info('multi-worker: this worker writes to %s', mine)
+  pipeline = Pipeline(config, mine, strategy)
   actions = {'base': pipeline.train_base, 'tilt': pipeline.train_tilt,
              'sample': pipeline.sample, 'eval': pipeline.evaluate}
   result = None

@@ -15,9 +15,11 @@ import abc
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tilt_tf import rng
+
 tfd = tfp.distributions
 
-__all__ = ['Generator']
+__all__ = ['Generator', 'apply_summed_gradients']
 
 
 class Generator(tf.Module, metaclass=abc.ABCMeta):
@@ -39,9 +41,12 @@ class Generator(tf.Module, metaclass=abc.ABCMeta):
         loc=tf.zeros([self.latent_dim]), scale_diag=tf.ones([self.latent_dim]))
 
   def prior_sample(self, n, seed, temperature=1.0):
-    """z ~ N(0, T^2 I), stateless: the same seed gives the same z."""
-    return temperature * tf.random.stateless_normal([n, self.latent_dim],
-                                                    seed=seed)
+    """z ~ N(0, T^2 I), stateless: the same seed gives the same z.
+
+    Inside a replica, these are the replica's rows of the global batch's
+    draw (`rng.batch_normal`).
+    """
+    return temperature * rng.batch_normal([n, self.latent_dim], seed)
 
   def neg_log_prior(self, z):
     """-log p0(z) up to a constant: 0.5 ||z||^2, shape [B]."""
@@ -73,18 +78,30 @@ class Generator(tf.Module, metaclass=abc.ABCMeta):
     """One update of the base model; safe inside `strategy.run`.
 
     Returns a dict of scalar metrics (per-replica sums / global batch, so a
-    SUM reduction over replicas gives the global mean).
+    SUM reduction over replicas gives the global mean; `grad_norm` is the
+    norm of the global batch's gradient on any number of replicas).
     """
     with tf.GradientTape() as tape:
       loss, metrics = self.per_example_loss(x, seed, training=True)
       scaled = tf.nn.compute_average_loss(loss,
                                           global_batch_size=global_batch_size)
-    variables = self.trainable_variables
-    grads = tape.gradient(scaled, variables)
-    optimizer.apply_gradients(zip(grads, variables))
+    grads = apply_summed_gradients(optimizer, tape, scaled,
+                                   self.trainable_variables)
     out = {'loss': scaled}
     for k, v in metrics.items():
       out[k] = tf.nn.compute_average_loss(v, global_batch_size=global_batch_size)
     out['grad_norm'] = tf.linalg.global_norm(grads) / tf.cast(
         tf.distribute.get_strategy().num_replicas_in_sync, tf.float32)
     return out
+
+
+def apply_summed_gradients(optimizer, tape, loss, variables):
+  """Sums the gradients over replicas, applies them; returns the sums.
+
+  The optimizer's own all-reduce, done here instead so the caller sees the
+  global batch's gradient (the same on every replica, and on 1 device).
+  """
+  grads = tape.gradient(loss, variables)
+  pairs = optimizer.aggregate_gradients(zip(grads, variables))
+  optimizer.apply_gradients(pairs, skip_gradients_aggregation=True)
+  return [g for g, _ in pairs]

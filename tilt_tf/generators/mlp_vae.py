@@ -11,6 +11,7 @@ import math
 import tensorflow as tf
 import tf_keras as keras
 
+from tilt_tf import rng
 from tilt_tf.generators import base
 
 __all__ = ['MLPVAE']
@@ -46,7 +47,7 @@ class MLPVAE(base.Generator):
 
   def per_example_loss(self, x, seed, training=True):
     mean, log_var = self.encode(x, training)
-    eps = tf.random.stateless_normal(tf.shape(mean), seed=seed)
+    eps = rng.batch_normal(tf.shape(mean), seed)
     z = mean + tf.exp(0.5 * log_var) * eps
     x_mean = self.decoder(z, training=training)
     log_scale = self.log_scale

@@ -18,6 +18,7 @@ The auto-encoder pieces are shared with GLF (tilt_tf/generators/glf.py).
 import tensorflow as tf
 import tf_keras as keras
 
+from tilt_tf import rng
 from tilt_tf.generators import base
 
 __all__ = ['VAE', 'make', 'make_encoder', 'make_decoder', 'reconstruction']
@@ -143,7 +144,7 @@ class VAE(base.Generator):
       (loss [B], {'recon': [B], 'kl': [B]}).
     """
     mean, log_var = self.encode(x, training)
-    eps = tf.random.stateless_normal(tf.shape(mean), seed=seed)
+    eps = rng.batch_normal(tf.shape(mean), seed)
     z = mean + tf.exp(0.5 * log_var) * eps
     rec = reconstruction(x, self.decoder(z, training=training), self.recon)
     kl = 0.5 * tf.reduce_sum(tf.exp(log_var) + tf.square(mean) - 1. - log_var,
