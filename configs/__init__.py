@@ -15,6 +15,7 @@ MODULES = {
     'mlp_vae': 'toy',
     'vae': 'vae',
     'glf': 'glf',
+    'glow': 'glow',
 }
 
 

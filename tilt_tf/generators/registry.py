@@ -1,6 +1,6 @@
 """`--base` name -> Generator, built from a config.
 
-Image bases (vae, glf, glow) register here as they land; each factory takes
+Image bases (vae, glf, glow) register here; each factory takes
 (config.base, data_shape) and returns a Generator.
 """
 
@@ -37,7 +37,13 @@ def _glf(cfg, data_shape):
   return glf.make(cfg, data_shape)
 
 
-BASES = ('mlp_vae', 'vae', 'glf')
+@register('glow')
+def _glow(cfg, data_shape):
+  from tilt_tf.generators import glow  # pylint: disable=g-import-not-at-top
+  return glow.make(cfg, data_shape)
+
+
+BASES = ('mlp_vae', 'vae', 'glf', 'glow')
 
 
 def make_generator(name, cfg, data_shape):
