@@ -16,6 +16,7 @@ MODULES = {
     'vae': 'vae',
     'glf': 'glf',
     'glow': 'glow',
+    'pixel_ebm': 'pixel_ebm',
 }
 
 

@@ -208,6 +208,24 @@ class GlowTest(tf.test.TestCase):
       e = tf.reduce_sum(tf.square(gen.decode(z)))
     self.assertAllClose(tape.gradient(e, z), g, rtol=1e-4, atol=1e-5)
 
+  def test_unknown_batch_size(self):
+    # Samplers are traced with the number of samples as a tensor.
+    gen, _ = make_glow()
+    x = images(6, (28, 28, 1))
+    gen.build(x)
+    decode = tf.function(gen.decode, input_signature=[
+        tf.TensorSpec([None, 784], tf.float32)])
+    encode = tf.function(gen.encode, input_signature=[
+        tf.TensorSpec([None, 28, 28, 1], tf.float32)])
+    nll = tf.function(gen.nll, input_signature=[
+        tf.TensorSpec([None, 28, 28, 1], tf.float32),
+        tf.TensorSpec([2], tf.int32)])
+    z = encode(x)
+    self.assertEqual(z.shape, (6, 784))
+    self.assertAllClose(decode(z), x, atol=0.5 / 255, rtol=0)
+    self.assertAllClose(nll(x, tf.constant([1, 2])),
+                        gen.nll(x, tf.constant([1, 2])), rtol=1e-5)
+
   def test_memory_bounded_over_repeated_calls(self):
     # tensorflow/probability#1177 reports RSS growing while training a
     # tfb.Glow: repeated compiled decode (+ input gradient, as in a

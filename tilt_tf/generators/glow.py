@@ -49,6 +49,24 @@ PREPROCESS = ('logit', 'affine')
 _LEVELS = 256  # 8-bit data.
 
 
+def _int32_reshapes(flow):
+  """Makes every Reshape's event shapes int32, in place.
+
+  tfb.Glow builds its squeezes (`Expand`) from numpy int64 shapes, and
+  `Reshape` then concatenates a dynamic batch shape (int32) with an int64
+  event shape: any call whose batch size is unknown while tracing (a
+  `tf.function` with `reduce_retracing`, a sampler fed `num_samples`)
+  fails with "ConcatV2 ... [int32, int64]". Static batch sizes never
+  reach that concat. The shapes are constants, so casting them is exact.
+  """
+  for module in flow.submodules:
+    if isinstance(module, tfb.Reshape):
+      for attr in ('_event_shape_in', '_event_shape_out'):
+        value = getattr(module, attr)
+        if tf.is_tensor(value) and value.dtype == tf.int64:
+          setattr(module, attr, tf.cast(value, tf.int32))
+
+
 class Glow(base.Generator):
   """GLOW flow x = post(flow(z)) over images in [0, 1], z ~ N(0, I)."""
 
@@ -85,6 +103,7 @@ class Glow(base.Generator):
                                                num_hidden=width),
         exit_bijector_fn=tfb.GlowDefaultExitNetwork,
         seed=seed, name='glow_flow')
+    _int32_reshapes(self.flow)
 
   # ------------------------------------------------------ pre-processing
 

@@ -43,7 +43,14 @@ def _glow(cfg, data_shape):
   return glow.make(cfg, data_shape)
 
 
-BASES = ('mlp_vae', 'vae', 'glf', 'glow')
+@register('pixel_ebm')
+def _pixel_ebm(cfg, data_shape):
+  # "EBM on data": trained by the base stage, no latent (tiltable = False).
+  from tilt_tf import pixel_ebm  # pylint: disable=g-import-not-at-top
+  return pixel_ebm.make(cfg, data_shape)
+
+
+BASES = ('mlp_vae', 'vae', 'glf', 'glow', 'pixel_ebm')
 
 
 def make_generator(name, cfg, data_shape):
