@@ -228,10 +228,20 @@ class GlowTest(tf.test.TestCase):
 
   def test_memory_bounded_over_repeated_calls(self):
     # tensorflow/probability#1177 reports RSS growing while training a
-    # tfb.Glow: repeated compiled decode (+ input gradient, as in a
-    # Langevin step) and eager decode calls must not grow it.
-    gen, _ = make_glow()
-    gen.build(images(4, (28, 28, 1)))
+    # tfb.Glow: repeated compiled train steps, compiled decode (+ input
+    # gradient, as in a Langevin step) and eager decode calls must not
+    # grow it.
+    gen, cfg = make_glow()
+    x = images(4, (28, 28, 1))
+    gen.build(x)
+    opt = gen.make_optimizer(cfg)
+    train = tf.function(lambda s: gen.train_step(x, s, opt, 4))
+    for i in range(10):
+      train(tf.constant([0, i]))
+    start = rss_mb()
+    for i in range(200):
+      train(tf.constant([1, i]))
+    training = rss_mb() - start
 
     @tf.function
     def step(z):
@@ -252,8 +262,9 @@ class GlowTest(tf.test.TestCase):
     for _ in range(200):
       gen.decode(z)
     eager = rss_mb() - start
-    print(f'RSS growth over 200 calls: compiled {compiled:.2f} MB, '
-          f'eager {eager:.2f} MB')
+    print(f'RSS growth over 200 calls: train steps {training:.2f} MB, '
+          f'compiled decode {compiled:.2f} MB, eager decode {eager:.2f} MB')
+    self.assertLess(training, 4.0)
     self.assertLess(compiled, 4.0)
     self.assertLess(eager, 4.0)
 
