@@ -73,7 +73,7 @@ flags.DEFINE_string('memory_preset', 'test', 'GLF preset for `memory`.')
 flags.DEFINE_string('note', '', 'Free text copied into every record.')
 
 BENCHMARKS = ('gemm', 'langevin', 'tilt_over_base', 'memory')
-IMAGE_BASES = ('vae', 'glf')
+IMAGE_BASES = ('vae', 'glf', 'glow')  # --bases=glow on request.
 
 # --quick: flag -> value, unless the flag is given on the command line.
 _QUICK = {

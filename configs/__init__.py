@@ -15,6 +15,8 @@ MODULES = {
     'mlp_vae': 'toy',
     'vae': 'vae',
     'glf': 'glf',
+    'glow': 'glow',
+    'pixel_ebm': 'pixel_ebm',
 }
 
 

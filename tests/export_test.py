@@ -180,6 +180,15 @@ class ExportTest(tf.test.TestCase):
                     os.path.join(base_only, 'checkpoints', 'base'))
     with self.assertRaisesRegex(UserError, 'no tilt checkpoint'):
       export_lib.export_run(base_only, export_dir)
+    # A pixel-space EBM (--base=pixel_ebm) has no latent sampler.
+    pixel = self.create_tempdir().full_path
+    with open(os.path.join(self.workdir, 'run.json')) as f:
+      run = json.load(f)
+    run['identity']['base_name'] = 'pixel_ebm'
+    with open(os.path.join(pixel, 'run.json'), 'w') as f:
+      json.dump(run, f)
+    with self.assertRaisesRegex(UserError, 'no latent sampler to export'):
+      export_lib.export_run(pixel, export_dir)
     self.assertEqual(sorted(os.listdir(export_dir)), ['1', '2'])
 
   def test_saved_model_cli_run(self):

@@ -1,4 +1,7 @@
-"""The table1 binary: every row on fake data (test preset), reuse, bad input."""
+"""The table1 binary: every row on fake data (test preset), reuse, bad input.
+
+All of the paper's rows are built: GLOW, GLOW + EBM and EBM on data included.
+"""
 
 import glob
 import json
@@ -11,10 +14,10 @@ import tensorflow as tf
 from tests import image_data_testutil
 from tilt_tf import table1
 
-BUILT = ('VAE', 'Two-stage VAE', 'VAE + flow', 'VAE + EBM', 'GLF',
-         'GLF + EBM', 'VAE (T=0.7)', 'VAE (T=0.85)', 'GLF (T=0.7)',
-         'GLF (T=0.85)')
-NOT_BUILT = ('GLOW', 'GLOW + EBM', 'EBM on data')
+BUILT = ('GLOW', 'GLOW + EBM', 'VAE', 'Two-stage VAE', 'VAE + flow',
+         'VAE + EBM', 'GLF', 'GLF + EBM', 'EBM on data', 'VAE (T=0.7)',
+         'VAE (T=0.85)', 'GLF (T=0.7)', 'GLF (T=0.85)', 'GLOW (T=0.7)',
+         'GLOW (T=0.85)')
 KEYS = ('model', 'fid', 'precision', 'recall', 'seconds', 'paper_fid')
 
 
@@ -54,7 +57,7 @@ class Table1Test(tf.test.TestCase):
     self.assertEqual(doc['preset'], 'test')
     self.assertEqual(doc['feature_extractor'], 'classifier:fashion_mnist_v1')
     rows = {r['model']: r for r in doc['rows']}
-    self.assertCountEqual(rows, BUILT + NOT_BUILT)
+    self.assertCountEqual(rows, BUILT)
     # The paper's rows in its order, then the temperature rows.
     self.assertEqual([r['model'] for r in doc['rows']][:9],
                      list(table1.PAPER_ROWS))
@@ -66,26 +69,27 @@ class Table1Test(tf.test.TestCase):
       self.assertGreaterEqual(rows[model]['fid'], 0.0)
       self.assertBetween(rows[model]['precision'], 0.0, 1.0)
       self.assertGreater(rows[model]['seconds'], 0.0)
-    for model in NOT_BUILT:
-      self.assertEqual(rows[model]['status'], 'not built yet')
-      self.assertIsNone(rows[model]['fid'])
     self.assertEqual(rows['GLF + EBM']['paper_fid'], 25.3)
     self.assertEqual(rows['Two-stage VAE']['paper_fid'], 55.7)
     self.assertEqual(rows['EBM on data']['paper_fid'], 39.3)
     self.assertIsNone(rows['VAE (T=0.7)']['paper_fid'])
     # A tilted row costs its base's training plus the EBM's.
     self.assertGreater(rows['VAE + EBM']['seconds'], rows['VAE']['seconds'])
+    self.assertGreater(rows['GLOW + EBM']['seconds'], rows['GLOW']['seconds'])
+    # The pixel EBM's row: its training time, nothing on top.
+    self.assertEqual(rows['EBM on data']['extra_seconds'], 0.0)
     with open(os.path.join(workdir, 'table1.md')) as f:
       md = f.read()
-    self.assertIn('| GLOW | not built yet | | | | | 58.7 |', md)
+    self.assertRegex(md, r'\| GLOW \| \d+\.\d\d \| .* \| 58\.7 \|')
+    self.assertRegex(md, r'\| EBM on data \| \d+\.\d\d \| .* \| 39\.3 \|')
     self.assertIn('| VAE + flow | ', md)
     self.assertIn(md.strip(), first.stdout)
     for name in ('fid_vs_step.png', 'rows/two_stage_vae.json',
                  'rows/vae_flow.npz', 'rows/glf_t07.png'):
       self.assertTrue(os.path.exists(os.path.join(workdir, name)), name)
     self.assertNotEmpty(glob.glob(os.path.join(workdir, 'tensorboard', '*')))
-    self.assertRegex(first.stderr, r'row 4/10 VAE \+ flow: fitting')
-    self.assertRegex(first.stderr, r'row 4/10 VAE \+ flow done: FID')
+    self.assertRegex(first.stderr, r'row 4/15 VAE \+ flow: fitting')
+    self.assertRegex(first.stderr, r'row 4/15 VAE \+ flow done: FID')
 
     # A second invocation reuses every run and row: nothing is rewritten.
     before = _mtimes(workdir)
@@ -94,7 +98,7 @@ class Table1Test(tf.test.TestCase):
     self.assertEqual(_mtimes(workdir), before)
     self.assertNotIn('fitting', second.stderr)
     self.assertNotIn('running the', second.stderr)
-    self.assertRegex(second.stderr, r'row 3/10 Two-stage VAE: reusing')
+    self.assertRegex(second.stderr, r'row 3/15 Two-stage VAE: reusing')
     with open(os.path.join(workdir, 'table1.json')) as f:
       self.assertEqual(json.load(f), doc)
 

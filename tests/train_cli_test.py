@@ -125,6 +125,10 @@ class TrainCLITest(tf.test.TestCase):
         (['--base=mlp_vae', '--num_samples=0'], '--num_samples=0 is out of range'),
         (['--base=mlp_vae', '--stage=fly'], "unknown --stage 'fly'"),
         (['--base=mlp_vae', 'extra'], 'unexpected arguments'),
+        (['--base=pixel_ebm', '--tilt_steps=5'],
+         '--tilt_steps does not apply to --base=pixel_ebm'),
+        (['--base=pixel_ebm', '--num_cpu_devices=2'],
+         '--base=pixel_ebm runs on one device'),
         (['--base=mlp_vae', '--dataset=mnist', '--data_dir=/no/such/dir'],
          '--data_dir /no/such/dir does not exist'),
     ]

@@ -1,4 +1,5 @@
-"""Image pipeline dry runs (test preset) for VAE and GLF on tiny IDX files."""
+"""Image pipeline dry runs (test preset) for every image base on tiny IDX
+files: VAE, GLF, GLOW, and the pixel EBM (no tilt stage)."""
 
 import json
 import os
@@ -14,7 +15,7 @@ from tilt_tf import train_lib
 
 class TrainImagesTest(tf.test.TestCase, parameterized.TestCase):
 
-  @parameterized.parameters('vae', 'glf')
+  @parameterized.parameters('vae', 'glf', 'glow', 'pixel_ebm')
   def test_dry_run(self, base):
     data_dir = self.create_tempdir().full_path
     image_data_testutil.fake_fashion(data_dir)
@@ -29,11 +30,25 @@ class TrainImagesTest(tf.test.TestCase, parameterized.TestCase):
     tilted = np.load(os.path.join(workdir, 'samples_tilted.npz'))
     self.assertEqual(tilted['images'].shape, (128, 28, 28, 1))
     self.assertEqual(tilted['images'].dtype, np.uint8)
-    self.assertEqual(tilted['latents'].shape[0], 128)
     for key in ('base', 'tilted'):
       for field in ('fid', 'precision', 'recall', 'feature_extractor'):
         self.assertIn(field, metrics[key])
       self.assertTrue(np.isfinite(metrics[key]['fid']))
+    if base == 'pixel_ebm':
+      # No latent: no tilt stage, and both sample files hold its samples.
+      base_npz = np.load(os.path.join(workdir, 'samples_base.npz'))
+      self.assertAllEqual(base_npz['images'], tilted['images'])
+      self.assertNotIn('latents', tilted)
+      self.assertEqual(metrics['base'], metrics['tilted'])
+      self.assertNotIn('tilt', metrics)
+      self.assertFalse(os.path.exists(os.path.join(workdir, 'monitor.json')))
+      self.assertFalse(os.path.exists(
+          os.path.join(workdir, 'checkpoints', 'tilt')))
+      return
+    self.assertEqual(tilted['latents'].shape[0], 128)
+    if base == 'glow':
+      self.assertEqual(tilted['latents'].shape, (128, 784))
+      self.assertBetween(metrics['base_model']['test_bits_per_dim'], 0., 20.)
     with open(os.path.join(workdir, 'monitor.json')) as f:
       self.assertLen(json.load(f), 2)
 

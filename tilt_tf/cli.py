@@ -100,4 +100,6 @@ def summary_table(metrics):
       v = metrics[c].get(k)
       row += (f'{v:14.4f}' if isinstance(v, float) else f'{v!s:>14}')
     lines.append(row)
+  for k, v in metrics.get('base_model', {}).items():  # e.g. GLOW's bits/dim.
+    lines.append(f'base model {k}'.ljust(26) + f'{v:14.4f}')
   return '\n'.join(lines)

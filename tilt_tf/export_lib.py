@@ -93,6 +93,10 @@ def load_pipeline(workdir):
   except (KeyError, TypeError) as e:
     raise UserError(f'{workdir}/run.json is malformed (missing {e}); it was '
                     'not written by this version of tilt_tf') from None
+  if base_name == 'pixel_ebm':
+    raise UserError(f'{workdir} holds a pixel-space EBM (--base=pixel_ebm): '
+                    'it has no latent sampler to export (its samples come '
+                    'from replay-buffer chains); export a latent-EBM run')
   config = configs.get_config(base_name, dataset, preset)
   _apply_stored(config, stored)
   ckpt_dir = os.path.join(workdir, 'checkpoints')

@@ -5,7 +5,8 @@
 
 For each base in BASES it runs the ordinary pipeline (train_lib.run: base,
 tilt, sample, eval) in <workdir>/<base>/ and takes the rows "VAE" and
-"VAE + EBM" (etc.) from that run's metrics.json and timings.json; then it
+"VAE + EBM" (etc.) from that run's metrics.json and timings.json ("EBM on
+data" is the pixel-space EBM's run, --base=pixel_ebm, one row); then it
 computes the baselines on the trained base (tilt_tf/baselines.py): the
 two-stage VAE and VAE + flow on the VAE, and low-temperature prior sampling
 on every base. Each baseline row is written to <workdir>/rows/<slug>.json
@@ -45,12 +46,13 @@ flags.DEFINE_string('preset', 'paper', 'paper (the paper\'s settings), small (CP
 flags.DEFINE_string('workdir', None, 'Folder for the runs and the table (default runs/table1_<dataset>[_<preset>]).')
 flags.DEFINE_string('data_dir', None, 'Folder with local data files.')
 
-# The base models that exist; each gets a pipeline run and rows "<NAME>" and
-# "<NAME> + EBM". Add 'glow' here when its generator lands (and 'pixel_ebm'
-# for "EBM on data" with its own row kind).
-BASES = ('vae', 'glf')
+# The base models; each gets a pipeline run and rows "<NAME>" and
+# "<NAME> + EBM" (plus temperature rows), except the ones in NO_LATENT: the
+# pixel-space EBM has one row, its own samples.
+BASES = ('vae', 'glf', 'glow', 'pixel_ebm')
+NO_LATENT = ('pixel_ebm',)
 
-NAMES = {'vae': 'VAE', 'glf': 'GLF', 'glow': 'GLOW'}
+NAMES = {'vae': 'VAE', 'glf': 'GLF', 'glow': 'GLOW', 'pixel_ebm': 'EBM on data'}
 
 # Paper Table 1 (Xiao, Yan, Amit 2020): FID, 10,000 samples vs the test
 # split, Inception features.
@@ -83,6 +85,8 @@ def plan_rows(bases, temperatures):
   for b in bases:
     name = NAMES.get(b, b.upper())
     rows.append(Row(name, b, b, 'base', None))
+    if b in NO_LATENT:
+      continue
     rows.append(Row(f'{name} + EBM', f'{b}_ebm', b, 'tilted', None))
     for entry in LATENT_BASELINES.get(b, ()):
       rows.append(Row(entry[0], entry[1], b, 'latent', entry))
@@ -289,6 +293,8 @@ class Table1:
     """base name -> (EBM steps, monitored FIDs) from each run's monitor.json."""
     curves = {}
     for base in BASES:
+      if base in NO_LATENT:
+        continue
       monitor = io_utils.read_json(self._path(base, 'monitor.json'), [])
       curves[f'{NAMES[base]} + EBM'] = ([m['step'] for m in monitor],
                                         [m['score'] for m in monitor])
@@ -314,7 +320,8 @@ class Table1:
     io_utils.write_json(self._path('table1.json'), doc)
     md = markdown(doc)
     io_utils.atomic_write(self._path('table1.md'), md)
-    monitor_samples = {c.ebm.monitor_samples for c in self.configs.values()}
+    monitor_samples = {c.ebm.monitor_samples for b, c in self.configs.items()
+                       if b not in NO_LATENT}
     png = figures.curves_png(
         self.monitor_curves(), 'EBM training step',
         f'monitored FID ({"/".join(str(n) for n in sorted(monitor_samples))} '

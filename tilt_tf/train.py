@@ -2,6 +2,8 @@
 
   ./bazelw run //tilt_tf:train -- --base=mlp_vae --dataset=25gaussians
   ./bazelw run //tilt_tf:train -- --base=glf --preset=small
+  ./bazelw run //tilt_tf:train -- --base=glow --preset=small
+  ./bazelw run //tilt_tf:train -- --base=pixel_ebm --preset=small  # EBM on data
   .venv/bin/python -m tilt_tf.train --base=mlp_vae --dataset=swissroll
 
 Stages: base -> tilt -> sample -> eval (`--stage=tilt` runs one; rerunning the
@@ -52,6 +54,10 @@ _OVERRIDES = {
 }
 
 
+# Flags of the tilt stage, which --base=pixel_ebm does not have.
+_NO_TILT_FLAGS = ('langevin_steps', 'tilt_steps')
+
+
 def build_config():
   """Config from --base/--dataset/--preset plus flag overrides, validated."""
   config = configs.get_config(FLAGS.base, FLAGS.dataset, FLAGS.preset)
@@ -59,6 +65,10 @@ def build_config():
     value = FLAGS[flag].value
     if value is None:
       continue
+    if config.base_name == 'pixel_ebm' and flag in _NO_TILT_FLAGS:
+      raise UserError(f'--{flag} does not apply to --base=pixel_ebm (it has '
+                      'no tilt stage; --base_steps sets its training steps, '
+                      '--sample_langevin_steps its sampling chains)')
     if value < minimum:
       raise UserError(f'--{flag}={value} is out of range; it must be >= '
                       f'{minimum}')
@@ -77,6 +87,12 @@ def main(argv):
   config = build_config()
   stages = (STAGES if FLAGS.stage == 'all'
             else tuple(s.strip() for s in FLAGS.stage.split(',')))
+  if config.base_name == 'pixel_ebm':
+    if FLAGS.num_cpu_devices > 1:
+      raise UserError('--base=pixel_ebm runs on one device (its replay buffer '
+                      'is not mirrored); drop --num_cpu_devices')
+    if FLAGS.stage == 'all':
+      stages = train_lib.STAGES  # No latent sampler to export.
   for s in stages:
     if s not in STAGES:
       raise UserError(f'unknown --stage {s!r}; choose all or one of '

@@ -8,6 +8,8 @@ Layout of a workdir (one checkpoint layout for every base):
   checkpoints/tilt_best/   the energy with the best monitored sample quality
   samples_base.npz         base samples (`samples` or `images`, `latents`)
   samples_tilted.npz       tilted samples, same keys
+                           (--base=pixel_ebm, which has no latent to tilt:
+                           both hold its samples, `images` only)
   sample_parts/            batches drawn so far by an unfinished sample stage
   *.png                    figures; tensorboard/ event files
   metrics.json             quality figures only (reproducible from the seed)
@@ -15,6 +17,10 @@ Layout of a workdir (one checkpoint layout for every base):
 
 Every loop runs `steps_per_loop` steps inside one `tf.function` through
 `strategy.run`; losses are scaled by the global batch.
+
+A generator with `tiltable = False` (the pixel-space EBM, tilt_tf/pixel_ebm.py)
+is trained by the base stage like any base model; the tilt stage is then a
+no-op and the sample stage draws its own samples (`sample_chains`).
 """
 
 import json
@@ -151,6 +157,7 @@ class Pipeline:
           min(config.base.batch_size, len(self.train_array)),
           seed=config.seed)))
       self.generator.build(first)
+      self.tiltable = getattr(self.generator, 'tiltable', True)
       self.base_opt = self.generator.make_optimizer(config.base)
       self.base_opt.build(self.generator.trainable_variables)
       self.base_step = tf.Variable(0, dtype=tf.int64, name='base_step')
@@ -369,13 +376,42 @@ class Pipeline:
     seconds, steps = self._drive('base', self.base_step, cfg.steps,
                                  make_iterator, loop, self.base_mgr,
                                  log_every=self.config.log_every,
-                                 clock=self.base_seconds)
+                                 clock=self.base_seconds,
+                                 after_loop=(None if self.tiltable
+                                             else self._buffer_summary))
     self._record_time('base', seconds, steps=steps,
                       steps_per_s=round(steps / max(seconds, 1e-9), 3))
 
+  def _buffer_summary(self, step):
+    """Pixel EBM: its replay buffer as a picture at each log step."""
+    if step % self.config.log_every == 0 or step == self.config.base.steps:
+      filled = int(self.generator.buffer_filled.numpy())
+      n = min(self.config.sample.grid, filled)
+      if n:
+        png = figures.grid_png([self.generator.buffer[filled - n:filled]])
+        with self.writer.as_default(step=step):
+          tf.summary.image('base/replay_buffer', tf.io.decode_png(png)[None])
+    return None  # Nothing to checkpoint beyond the usual.
+
   def _sample_fn(self):
     """Compiled sampler: (n, seed, langevin_steps) -> dict with base and
-    tilted latents/data; both start from the same z0."""
+    tilted latents/data; both start from the same z0.
+
+    Without a latent (pixel EBM): its chains started in the replay buffer;
+    'x_base' and 'x_tilted' are the same samples, the 'z_*' their starts."""
+    if not self.tiltable:
+
+      @tf.function(reduce_retracing=True)
+      def sample_chains(n, seed, num_steps, record_every=0):
+        out = self.generator.sample_chains(n, seed, num_steps, record_every)
+        result = {'z_base': out['start'], 'x_base': out['x'],
+                  'z_tilted': out['start'], 'x_tilted': out['x'],
+                  'grad_norm': out['grad_norm']}
+        if record_every:
+          result['trajectory'] = out['trajectory']
+        return result
+
+      return sample_chains
 
     @tf.function(reduce_retracing=True)
     def sample(n, seed, num_steps, record_every=0):
@@ -447,6 +483,10 @@ class Pipeline:
 
   def train_tilt(self):
     cfg = self.config.ebm
+    if not self.tiltable:
+      logging.info('tilt: %s has no latent to tilt; nothing to do',
+                   self.config.base_name)
+      return
     self.restore_base()
     self.tilt_mgr.restore_or_initialize()
     stopped = bool(cfg.patience and
@@ -537,6 +577,8 @@ class Pipeline:
   def restore_tilt(self):
     """Loads the best monitored energy (else the latest)."""
     self.restore_base()
+    if not self.tiltable:
+      return None  # The base checkpoint is the whole model.
     best = self.best_mgr.latest_checkpoint
     latest = self.tilt_mgr.latest_checkpoint
     if latest is None and best is None:
@@ -579,10 +621,11 @@ class Pipeline:
     cat = {k: np.concatenate([p[k] for p in parts]) for k in keys}
     key = 'samples' if self.is_toy else 'images'
     conv = (lambda x: x) if self.is_toy else figures.to_uint8
-    io_utils.savez(self._path('samples_base.npz'),
-                   **{key: conv(cat['x_base']), 'latents': cat['z_base']})
-    io_utils.savez(self._path('samples_tilted.npz'),
-                   **{key: conv(cat['x_tilted']), 'latents': cat['z_tilted']})
+    for name in ('base', 'tilted'):
+      arrays = {key: conv(cat[f'x_{name}'])}
+      if self.tiltable:  # A pixel EBM's chain starts are not latents.
+        arrays['latents'] = cat[f'z_{name}']
+      io_utils.savez(self._path(f'samples_{name}.npz'), **arrays)
     shutil.rmtree(parts_dir)
     seconds = time.time() - t0
     self._write_figures(cat, sampler)
@@ -614,21 +657,24 @@ class Pipeline:
                          tf.io.decode_png(chain_png)[None])
       return
     g = self.config.sample.grid
-    figures.write_png(self._path('samples.png'), figures.grid_png(
-        [cat['x_base'][:g], cat['x_tilted'][:g]]))
+    # Base | tilted (a pixel EBM: its samples once).
+    panels = ([cat['x_base'][:g], cat['x_tilted'][:g]] if self.tiltable
+              else [cat['x_tilted'][:g]])
+    figures.write_png(self._path('samples.png'), figures.grid_png(panels))
     every = self.config.sample.chain_every
     out = sampler(tf.constant(8), tf.constant([self.seed, 99]),
                   tf.constant(self.config.ebm.sample_langevin_steps),
                   record_every=every)
-    traj = out['trajectory'].numpy()  # [T, 8, latent]
-    frames = np.stack([self.generator.decode(t).numpy() for t in traj], 1)
+    traj = out['trajectory'].numpy()  # [T, 8, latent] (pixel EBM: images)
+    decode = (self.generator.decode if self.tiltable
+              else tf.convert_to_tensor)
+    frames = np.stack([decode(t).numpy() for t in traj], 1)
     chain_png = figures.grid_png([frames.reshape((-1,) + frames.shape[2:])],
                                  cols=traj.shape[0])
     figures.write_png(self._path('langevin_chain.png'), chain_png)
     with self.writer.as_default(step=step):
       tf.summary.image('samples/base_vs_tilted',
-                       tf.io.decode_png(figures.grid_png(
-                           [cat['x_base'][:g], cat['x_tilted'][:g]]))[None])
+                       tf.io.decode_png(figures.grid_png(panels))[None])
       tf.summary.image('samples/langevin_chain',
                        tf.io.decode_png(chain_png)[None])
 
@@ -649,19 +695,31 @@ class Pipeline:
     else:
       fid, extractor, _ = self._fid_tools()
       for name, arr in (('base', base), ('tilted', tilted)):
+        if name == 'tilted' and not self.tiltable:
+          metrics[name] = dict(metrics['base'])  # The same samples.
+          continue
         metrics[name] = fid.evaluate_images(
             arr['images'], self.dataset, data_dir=self.config.data_dir or None,
             extractor=extractor)
-    metrics['tilt'] = {
-        'steps': int(self.tilt_step.numpy()),
-        'best_step': int(self.best_step.numpy()),
-        'monitor': io_utils.read_json(self._path('monitor.json'), []),
-    }
+      if hasattr(self.generator, 'test_metrics'):
+        # The trained base model on the test split (GLOW: bits/dim).
+        self.restore_base()
+        test = data_lib.load_images(self.dataset, 'test',
+                                    self.config.data_dir or None)
+        metrics['base_model'] = {
+            k: round(v, 6)
+            for k, v in self.generator.test_metrics(test).items()}
+    if self.tiltable:
+      metrics['tilt'] = {
+          'steps': int(self.tilt_step.numpy()),
+          'best_step': int(self.best_step.numpy()),
+          'monitor': io_utils.read_json(self._path('monitor.json'), []),
+      }
     io_utils.write_json(self._path('metrics.json'), metrics)
     self._record_time('eval', time.time() - t0)
     with self.writer.as_default(step=int(self.tilt_step.numpy())):
-      for name in ('base', 'tilted'):
-        for k, v in metrics[name].items():
+      for name in ('base', 'tilted', 'base_model'):
+        for k, v in metrics.get(name, {}).items():
           if isinstance(v, (int, float)):
             tf.summary.scalar(f'eval_{name}/{k}', v)
     self.writer.flush()

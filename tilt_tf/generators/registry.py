@@ -1,6 +1,6 @@
 """`--base` name -> Generator, built from a config.
 
-Image bases (vae, glf, glow) register here as they land; each factory takes
+Image bases (vae, glf, glow) register here; each factory takes
 (config.base, data_shape) and returns a Generator.
 """
 
@@ -37,7 +37,20 @@ def _glf(cfg, data_shape):
   return glf.make(cfg, data_shape)
 
 
-BASES = ('mlp_vae', 'vae', 'glf')
+@register('glow')
+def _glow(cfg, data_shape):
+  from tilt_tf.generators import glow  # pylint: disable=g-import-not-at-top
+  return glow.make(cfg, data_shape)
+
+
+@register('pixel_ebm')
+def _pixel_ebm(cfg, data_shape):
+  # "EBM on data": trained by the base stage, no latent (tiltable = False).
+  from tilt_tf import pixel_ebm  # pylint: disable=g-import-not-at-top
+  return pixel_ebm.make(cfg, data_shape)
+
+
+BASES = ('mlp_vae', 'vae', 'glf', 'glow', 'pixel_ebm')
 
 
 def make_generator(name, cfg, data_shape):

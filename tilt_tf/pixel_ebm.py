@@ -1,0 +1,276 @@
+""""EBM on data" (Table 1): an energy on pixels, Du & Mordatch (2019).
+
+  ./bazelw run //tilt_tf:train -- --base=pixel_ebm --preset=small
+  ./bazelw run //tilt_tf:train -- --base=pixel_ebm       # paper: 20k steps
+
+The baseline the paper compares the latent EBM with (paper B.2: short-run
+non-persistent chains did not converge on MNIST/Fashion, so it follows Du &
+Mordatch's persistent setting). The energy is the project's ResNet energy
+(tilt_tf/ebm.py, paper B.2); negatives come from persistent Langevin chains
+started in a replay buffer:
+
+  start: a uniform draw from the buffer, or (probability `reinit_prob`,
+         5%, and always while the buffer is empty) uniform noise U[0, 1]^D;
+  K = 60 steps of  x <- x + N(0, noise^2);  g = clip(dE/dx, +-grad_clip);
+                   x <- clip(x - step_size * g, 0, 1)
+         with step_size 10, noise 0.005, grad_clip 0.01 (per pixel);
+  loss:  alpha (E(x+)^2 + E(x-)^2) + E(x+) - E(x-), alpha = 1;
+  push:  the chains' end states go into the buffer (10,000, first in
+         first out), Adam 1e-4 with beta_1 = 0.
+
+These are Du & Mordatch's settings as in their code and its PyTorch port
+(rosinality/igebm-pytorch); their per-parameter gradient clipping from
+Adam's second moments is not reproduced. Samples: chains started in the
+buffer (no noise restarts), run `num_steps` more steps.
+
+It runs through the ordinary pipeline as `--base=pixel_ebm`: the module is a
+Generator whose base stage trains the energy (train_step), so its weights,
+optimizer and replay buffer live in checkpoints/base/ like any base model.
+It has no latent to tilt (`tiltable = False`): the pipeline skips the tilt
+stage, and samples_base.npz = samples_tilted.npz = its samples. The chain
+state is the image itself: `decode` only reshapes.
+"""
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from tilt_tf import ebm as ebm_lib
+from tilt_tf.errors import UserError
+from tilt_tf.generators import base
+
+__all__ = ['PixelEBM', 'make', 'replay_langevin']
+
+
+def replay_langevin(energy, x0, seed, num_steps, step_size=10.0, noise=0.005,
+                    grad_clip=0.01, record_every=0):
+  """Du & Mordatch's Langevin chain on pixels, one compiled while loop.
+
+  Args:
+    energy: images [B, H, W, C] -> energies [B].
+    x0: start images in [0, 1].
+    seed: int32 [2] stateless seed (step i's noise from fold_in(seed, i)).
+    num_steps: chain length (int or scalar int32 tensor).
+    step_size: multiplies the clipped gradient.
+    noise: standard deviation of the Gaussian noise added each step.
+    grad_clip: each pixel's gradient is clipped to [-grad_clip, grad_clip].
+    record_every: if k > 0, also return states x_0, x_k, x_2k, ...
+
+  Returns:
+    dict: 'x' (final states), 'grad_norm' (mean over steps and chains of the
+    unclipped |dE/dx|) and, if recording, 'trajectory' [T, B, H, W, C].
+  """
+  seed = tf.convert_to_tensor(seed, tf.int32)
+  num_steps = tf.convert_to_tensor(num_steps, tf.int32)
+  record = record_every > 0
+  traj = tf.TensorArray(x0.dtype, size=0, dynamic_size=True,
+                        element_shape=x0.shape) if record else tf.constant(0)
+  if record:
+    traj = traj.write(0, x0)
+
+  def body(i, x, grad_norm_sum, traj):
+    x = x + noise * tf.random.stateless_normal(
+        tf.shape(x), seed=tf.random.experimental.stateless_fold_in(seed, i))
+    x = tf.identity(x)
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      e = energy(x)
+    grad = tape.gradient(e, x)
+    x = tf.clip_by_value(
+        x - step_size * tf.clip_by_value(grad, -grad_clip, grad_clip), 0., 1.)
+    x = tf.ensure_shape(x, x0.shape)
+    norms = tf.norm(tf.reshape(grad, [tf.shape(grad)[0], -1]), axis=-1)
+    grad_norm_sum += tf.reduce_mean(norms)
+    if record:
+      traj = tf.cond(tf.equal((i + 1) % record_every, 0),
+                     lambda: traj.write((i + 1) // record_every, x),
+                     lambda: traj)
+    return i + 1, x, grad_norm_sum, traj
+
+  _, x, grad_norm_sum, traj = tf.while_loop(
+      lambda i, *_: i < num_steps, body,
+      (tf.constant(0), x0, tf.constant(0.0), traj))
+  out = {'x': x,
+         'grad_norm': grad_norm_sum / tf.maximum(tf.cast(num_steps,
+                                                         tf.float32), 1.)}
+  if record:
+    out['trajectory'] = traj.stack()
+  return out
+
+
+class PixelEBM(base.Generator):
+  """ResNet energy on pixels + persistent replay buffer (see module doc)."""
+
+  tiltable = False  # No latent: the pipeline skips the tilt stage.
+
+  def __init__(self, data_shape, channels=(64, 128), blocks=3, stem_stride=1,
+               buffer_size=10_000, reinit_prob=0.05, langevin_steps=60,
+               step_size=10.0, noise=0.005, grad_clip=0.01, alpha=1.0,
+               beta_1=0.0, name='pixel_ebm'):
+    """Builds the energy and an empty replay buffer.
+
+    Args:
+      data_shape: (H, W, C).
+      channels, blocks, stem_stride: the ResNet energy (tilt_tf/ebm.py).
+      buffer_size: replay buffer capacity (images).
+      reinit_prob: probability that a training chain starts from noise.
+      langevin_steps: chain length per training step.
+      step_size, noise, grad_clip: the chain, see `replay_langevin`.
+      alpha: energy regularization weight.
+      beta_1: Adam's first-moment decay (Du & Mordatch: 0).
+      name: module name.
+    """
+    if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+      raise UserError('--base=pixel_ebm runs on one device (its replay '
+                      'buffer is not mirrored); drop --num_cpu_devices')
+    super().__init__(int(np.prod(data_shape)), data_shape, name=name)
+    self.energy = ebm_lib.ResNetEnergy(channels=tuple(channels),
+                                       blocks=blocks, stem_stride=stem_stride)
+    self.energy(tf.zeros((1,) + tuple(data_shape)))
+    self.buffer_size = int(buffer_size)
+    self.reinit_prob = float(reinit_prob)
+    self.langevin_steps = int(langevin_steps)
+    self.step_size = float(step_size)
+    self.noise = float(noise)
+    self.grad_clip = float(grad_clip)
+    self.alpha = float(alpha)
+    self.beta_1 = float(beta_1)
+    self.buffer = tf.Variable(
+        tf.zeros((self.buffer_size,) + tuple(data_shape)), trainable=False,
+        name='replay_buffer')
+    self.buffer_filled = tf.Variable(0, dtype=tf.int32, trainable=False,
+                                     name='replay_filled')
+    self.buffer_next = tf.Variable(0, dtype=tf.int32, trainable=False,
+                                   name='replay_next')
+
+  # ------------------------------------------------------------ buffer
+
+  def draw_starts(self, n, seed, reinit_prob):
+    """n chain starts: buffer entries, or noise w.p. reinit_prob (stateless).
+
+    While the buffer is empty every start is noise.
+    """
+    s_idx, s_mask, s_noise = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 3))
+    filled = self.buffer_filled.read_value()
+    idx = tf.random.stateless_uniform([n], seed=s_idx, minval=0,
+                                      maxval=tf.maximum(filled, 1),
+                                      dtype=tf.int32)
+    replayed = tf.gather(self.buffer, idx)
+    n = tf.cast(n, tf.int32)
+    noise = tf.random.stateless_uniform(
+        tf.concat([[n], tf.constant(self.data_shape, tf.int32)], 0),
+        seed=s_noise)
+    fresh = tf.logical_or(
+        tf.random.stateless_uniform([n], seed=s_mask) < reinit_prob,
+        tf.equal(filled, 0))
+    return tf.where(fresh[:, None, None, None], noise, replayed)
+
+  def push(self, x):
+    """Writes x [n, H, W, C] over the oldest entries (ring buffer, FIFO)."""
+    n = tf.shape(x)[0]
+    pos = (self.buffer_next + tf.range(n)) % self.buffer_size
+    self.buffer.scatter_nd_update(pos[:, None], x)
+    self.buffer_next.assign((self.buffer_next + n) % self.buffer_size)
+    self.buffer_filled.assign(tf.minimum(self.buffer_filled + n,
+                                         self.buffer_size))
+
+  def chain(self, x0, seed, num_steps, record_every=0):
+    return replay_langevin(self.energy, x0, seed, num_steps,
+                           step_size=self.step_size, noise=self.noise,
+                           grad_clip=self.grad_clip,
+                           record_every=record_every)
+
+  # ------------------------------------------------- Generator interface
+
+  def decode(self, z, training=False):
+    """The chain state is the image: [B, H*W*C] -> [B, H, W, C]."""
+    del training
+    return tf.reshape(z, (-1,) + self.data_shape)
+
+  def prior_sample(self, n, seed, temperature=1.0):
+    raise NotImplementedError('pixel_ebm has no prior: its chains start in '
+                              'the replay buffer (sample_chains)')
+
+  def sample_chains(self, n, seed, num_steps, record_every=0):
+    """Samples: chains started in the buffer, run num_steps more steps.
+
+    Returns:
+      dict with 'start', 'x' [n, H, W, C], 'grad_norm' and, if recording,
+      'trajectory'.
+    """
+    s_start, s_chain = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 2))
+    start = self.draw_starts(n, s_start, reinit_prob=0.0)
+    out = self.chain(start, s_chain, num_steps, record_every)
+    out['start'] = start
+    return out
+
+  def sample(self, n, seed, temperature=1.0):
+    """(start images, samples), both [n, H, W, C]."""
+    del temperature
+    out = self.sample_chains(n, seed, self.langevin_steps)
+    return out['start'], out['x']
+
+  def build(self, x):
+    self.energy(x)
+
+  def make_optimizer(self, config):
+    return tf_keras.optimizers.Adam(config.learning_rate, beta_1=self.beta_1,
+                                    beta_2=0.999)
+
+  def _loss_terms(self, x, x_neg):
+    e_data = self.energy(x, training=True)
+    e_neg = self.energy(x_neg, training=True)
+    loss = (self.alpha * (tf.square(e_data) + tf.square(e_neg)) +
+            e_data - e_neg)
+    return loss, {'energy_data': e_data, 'energy_samples': e_neg}
+
+  def negatives(self, n, seed):
+    """Training negatives: chains from `draw_starts` (buffer or noise)."""
+    s_start, s_chain = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 2))
+    start = self.draw_starts(n, s_start, self.reinit_prob)
+    return self.chain(start, s_chain, self.langevin_steps)
+
+  def per_example_loss(self, x, seed, training=True):
+    """alpha (E(x)^2 + E(x-)^2) + E(x) - E(x-) with fresh negatives x-.
+
+    Returns:
+      (loss [B], {'energy_data': [B], 'energy_samples': [B]}).
+    """
+    del training
+    x_neg = tf.stop_gradient(self.negatives(tf.shape(x)[0], seed)['x'])
+    return self._loss_terms(x, x_neg)
+
+  def train_step(self, x, seed, optimizer, global_batch_size):
+    """Chains (outside the parameter tape), energy update, buffer push."""
+    chain = self.negatives(tf.shape(x)[0], seed)
+    x_neg = tf.stop_gradient(chain['x'])
+    variables = self.energy.trainable_variables
+    with tf.GradientTape() as tape:
+      loss, metrics = self._loss_terms(x, x_neg)
+      scaled = tf.nn.compute_average_loss(loss,
+                                          global_batch_size=global_batch_size)
+    grads = tape.gradient(scaled, variables)
+    optimizer.apply_gradients(zip(grads, variables))
+    self.push(x_neg)
+    out = {'loss': scaled, 'langevin_grad_norm': chain['grad_norm'],
+           'grad_norm': tf.linalg.global_norm(grads)}
+    for k, v in metrics.items():
+      out[k] = tf.nn.compute_average_loss(v,
+                                          global_batch_size=global_batch_size)
+    return out
+
+
+def make(cfg, data_shape):
+  """PixelEBM from config.base (see configs/pixel_ebm.py)."""
+  if cfg.buffer_size < cfg.batch_size:
+    raise UserError(f'pixel_ebm: buffer_size ({cfg.buffer_size}) must be at '
+                    f'least the batch size ({cfg.batch_size})')
+  return PixelEBM(data_shape, channels=cfg.channels, blocks=cfg.blocks,
+                  stem_stride=cfg.stem_stride, buffer_size=cfg.buffer_size,
+                  reinit_prob=cfg.reinit_prob,
+                  langevin_steps=cfg.langevin_steps, step_size=cfg.step_size,
+                  noise=cfg.noise, grad_clip=cfg.grad_clip, alpha=cfg.alpha,
+                  beta_1=cfg.beta_1)
