@@ -74,6 +74,9 @@ flags.DEFINE_string('note', '', 'Free text copied into every record.')
 
 BENCHMARKS = ('gemm', 'langevin', 'tilt_over_base', 'memory')
 IMAGE_BASES = ('vae', 'glf', 'glow')  # --bases=glow on request.
+# --bases=mlp_vae: the toy (25-Gaussians, MLP decoder and energy), where
+# per-op overhead rather than convolution arithmetic sets the pace.
+TOY_BASES = {'mlp_vae': '25gaussians'}
 
 # --quick: flag -> value, unless the flag is given on the command line.
 _QUICK = {
@@ -214,7 +217,8 @@ def bench_gemm():
 
 def bench_langevin(base, preset, gemm_flop_s):
   """Eager vs compiled vs XLA chains, throughput and FLOP rate."""
-  cfg, generator, _, latent_ebm = _build(base, preset, FLAGS.dataset)
+  cfg, generator, _, latent_ebm = _build(
+      base, preset, TOY_BASES.get(base, FLAGS.dataset))
   batch, eps = FLAGS.batch, cfg.ebm.step_size
   train_steps = cfg.ebm.langevin_steps
   sample_steps = cfg.ebm.sample_langevin_steps
@@ -242,9 +246,9 @@ def bench_langevin(base, preset, gemm_flop_s):
       'benchmark': 'langevin', 'base': base, 'preset': preset,
       'dataset': cfg.dataset, 'batch': batch,
       'latent_dim': generator.latent_dim,
-      'energy_channels': list(cfg.ebm.channels),
-      'energy_stem_stride': cfg.ebm.stem_stride,
-      'decoder_width': cfg.base.width,
+      'energy_channels': list(cfg.ebm.get('channels', ())),
+      'energy_stem_stride': cfg.ebm.get('stem_stride'),
+      'decoder_width': cfg.base.get('width', cfg.base.get('hidden')),
       'chain_steps': train_steps,
       'compiled_chain_s': c['s_per_step'] * train_steps,
       'xla_chain_s': x['s_per_step'] * train_steps,
@@ -460,8 +464,9 @@ def _check_flags():
   if not FLAGS.budget_s > 0:
     raise UserError(f'--budget_s={FLAGS.budget_s} must be > 0')
   for base in FLAGS.bases:
-    if base not in IMAGE_BASES:
-      raise UserError(f'--bases: benchmarks cover {", ".join(IMAGE_BASES)}; '
+    if base not in IMAGE_BASES and base not in TOY_BASES:
+      raise UserError('--bases: benchmarks cover '
+                      f'{", ".join(IMAGE_BASES + tuple(TOY_BASES))}; '
                       f'got {base!r}')
   for preset in FLAGS.presets + [FLAGS.tilt_preset, FLAGS.memory_preset]:
     if preset not in configs.PRESETS:

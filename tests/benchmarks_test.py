@@ -73,9 +73,18 @@ class BenchmarksTest(tf.test.TestCase):
     with open(os.path.join(here, 'out/bench.jsonl')) as f:
       self.assertLen(f.read().splitlines(), len(lines) + 1)
 
+  def test_toy_langevin(self):
+    proc = _run(['--quick', '--benchmarks=langevin', '--bases=mlp_vae'],
+                cwd=self.create_tempdir().full_path)
+    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+    (r,) = [json.loads(line) for line in proc.stdout.strip().splitlines()
+            if json.loads(line)['benchmark'] == 'langevin']
+    self.assertEqual((r['base'], r['dataset']), ('mlp_vae', '25gaussians'))
+    self.assertGreater(r['compiled_vs_eager_speedup'], 0)
+
   def test_bad_flag_is_one_line_error(self):
     cwd = self.create_tempdir().full_path
-    proc = _run(['--quick', '--bases=mlp_vae'], cwd=cwd)
+    proc = _run(['--quick', '--bases=dcgan'], cwd=cwd)
     self.assertEqual(proc.returncode, 2, proc.stderr[-2000:])
     self.assertNotIn('Traceback', proc.stderr)
     self.assertRegex(proc.stderr.strip().splitlines()[-1],
