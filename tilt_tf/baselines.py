@@ -198,10 +198,20 @@ def fit_latent_model(model, mean, log_var, cfg, seed, log_prefix='fit'):
 
 
 def stacked_sampler(aux, generator):
-  """(n, seed) -> images: u ~ N(0, I), z = aux.decode(u), x = G(z)."""
+  """(n, seed) -> images: z drawn from the fitted latent density, x = G(z).
+
+  Flow: z = flow(u), u ~ N(0, I). Two-stage VAE: z ~ N(mu(u), diag(s^2)),
+  its decoder's Gaussian with the learned output scale s, so that z is a
+  draw from the density the second stage fitted (its decoder mean alone
+  would drop the spread the model leaves to s).
+  """
 
   def sample(n, seed):
-    _, z = aux.sample(n, seed)
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    _, z = aux.sample(n, seeds[0])
+    if isinstance(aux, mlp_vae.MLPVAE):
+      z += tf.exp(aux.log_scale) * tf.random.stateless_normal(
+          tf.shape(z), seeds[1])
     return generator.decode(z)
 
   return sample
