@@ -185,6 +185,25 @@ class DivergenceTest(tf.test.TestCase):
     for v in pipeline.generator.trainable_variables:
       self.assertTrue(np.all(np.isfinite(v.numpy())))
 
+  def test_base_decoding_nan_is_refused_before_tilting(self):
+    workdir = self.create_tempdir().full_path
+    config = _config()
+    train_lib.run(config, workdir, stages=('base',))
+    pipeline = train_lib.Pipeline(config, workdir)
+    clean = pipeline.generator.decode
+
+    def overflowing(z, training=False):  # An undertrained flow's forward.
+      x = clean(z, training)
+      return tf.where(tf.abs(z[:, :1]) > 2.5, np.inf, x)
+
+    pipeline.generator.decode = overflowing
+    with self.assertRaisesRegex(
+        UserError, r'mlp_vae decodes \d+ of 256 prior latents .* to '
+        'non-finite samples.*--base_steps'):
+      pipeline.train_tilt()
+    self.assertIsNone(tf.train.latest_checkpoint(
+        os.path.join(workdir, 'checkpoints', 'tilt')))
+
   def test_persistent_nan_gives_up_with_a_clear_error(self):
     pipeline, _ = self._poisoned_pipeline(self.create_tempdir().full_path,
                                           transient=False)

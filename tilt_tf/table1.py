@@ -45,6 +45,9 @@ flags.DEFINE_string('dataset', 'fashion_mnist', 'Image data set: fashion_mnist, 
 flags.DEFINE_string('preset', 'paper', 'paper (the paper\'s settings), small (CPU), test (seconds); for every run and baseline.')
 flags.DEFINE_string('workdir', None, 'Folder for the runs and the table (default runs/table1_<dataset>[_<preset>]).')
 flags.DEFINE_string('data_dir', None, 'Folder with local data files.')
+flags.DEFINE_list('bases', ['vae', 'glf', 'glow', 'pixel_ebm'],
+                  'The bases whose rows to compute (or reuse); the others '
+                  'are listed as "not run" in the table.')
 
 # The base models; each gets a pipeline run and rows "<NAME>" and
 # "<NAME> + EBM" (plus temperature rows), except the ones in NO_LATENT: the
@@ -113,18 +116,24 @@ def _round(v, digits=4):
 class Table1:
   """Computes (or reuses) every row for one data set and preset."""
 
-  def __init__(self, dataset, preset, workdir, data_dir=None):
+  def __init__(self, dataset, preset, workdir, data_dir=None, bases=BASES):
     if dataset not in PAPER_FID:
       raise UserError(f'unknown dataset {dataset!r} for table1; choose one of '
                       f'{", ".join(sorted(PAPER_FID))}')
-    self.configs = {b: configs.get_config(b, dataset, preset) for b in BASES}
+    unknown = [b for b in bases if b not in BASES]
+    if unknown or not bases:
+      raise UserError(f'--bases={",".join(bases)}: choose one or more of '
+                      f'{", ".join(BASES)}')
+    self.bases = tuple(b for b in BASES if b in bases)
+    self.configs = {b: configs.get_config(b, dataset, preset)
+                    for b in self.bases}
     for config in self.configs.values():
       if data_dir:
         config.data_dir = data_dir
     self.dataset, self.preset = dataset, preset
     self.workdir, self.data_dir = workdir, data_dir
     self.tcfg = table1_config.get_config(preset)
-    self.rows = plan_rows(BASES, self.tcfg.temperatures)
+    self.rows = plan_rows(self.bases, self.tcfg.temperatures)
     self._extractor = None
 
   def _path(self, *parts):
@@ -262,7 +271,7 @@ class Table1:
   def compute(self):
     """Every row (computed or reused), in the paper's order."""
     results = []
-    for base in BASES:
+    for base in self.bases:
       metrics, timings = self._run_base(base)
       base_seconds = timings.get('base', {}).get('seconds')
       state = {}
@@ -282,8 +291,13 @@ class Table1:
         results.append(self._baseline_row(row, base_seconds, state))
     built = {r['model'] for r in results}
     for model in PAPER_ROWS:
-      if model not in built:
-        results.append({'model': model, 'status': 'not built yet'})
+      if model in built:
+        continue
+      skipped = [b for b in BASES if b not in self.bases and model in
+                 {r.model for r in plan_rows([b], self.tcfg.temperatures)}]
+      results.append({'model': model, 'status': (
+          f'not run (--bases without {skipped[0]})' if skipped
+          else 'not built yet')})
     paper = PAPER_FID[self.dataset]
     for r in results:
       r['paper_fid'] = paper.get(r['model'])
@@ -292,7 +306,7 @@ class Table1:
   def monitor_curves(self):
     """base name -> (EBM steps, monitored FIDs) from each run's monitor.json."""
     curves = {}
-    for base in BASES:
+    for base in self.bases:
       if base in NO_LATENT:
         continue
       monitor = io_utils.read_json(self._path(base, 'monitor.json'), [])
@@ -371,7 +385,7 @@ def markdown(doc):
       'base model (EBM training, or encoding the train split and fitting the '
       'auxiliary prior; 0 for temperature sampling). Sampling and scoring '
       'are not counted. "not built yet": that model is not implemented in '
-      'tilt_tf yet.', '']
+      'tilt_tf yet; "not run": its base was left out by --bases.', '']
   return '\n'.join(lines)
 
 
@@ -384,7 +398,7 @@ def main(argv):
   workdir = cli.resolve_path(
       FLAGS.workdir or os.path.join('runs', f'table1_{FLAGS.dataset}{suffix}'))
   data_dir = cli.resolve_path(FLAGS.data_dir) if FLAGS.data_dir else None
-  table = Table1(FLAGS.dataset, preset, workdir, data_dir)
+  table = Table1(FLAGS.dataset, preset, workdir, data_dir, FLAGS.bases)
   logging.info('table1 on %s, preset %s -> %s (%d rows to compute)',
                FLAGS.dataset, preset, workdir, len(table.rows))
   rows = table.compute()

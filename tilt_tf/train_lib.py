@@ -481,6 +481,25 @@ class Pipeline:
     with self.writer.as_default():
       hp.hparams(flat, trial_id=os.path.basename(self.workdir.rstrip('/')))
 
+  def _check_base_decodes(self, n=256):
+    """Refuses to tilt a base whose G(z) is not finite at prior draws.
+
+    Langevin in z differentiates E(G(z)): a base that decodes some prior
+    latents to inf/NaN (an undertrained flow's forward pass can overflow)
+    makes the first EBM steps diverge, which no learning-rate rollback
+    fixes. One line instead, before any tilt checkpoint is written.
+    """
+    z = self.generator.prior_sample(n, tf.constant([self.seed, 11], tf.int32))
+    x = self.generator.decode(z)
+    bad = int(tf.reduce_sum(tf.cast(tf.logical_not(tf.reduce_all(
+        tf.math.is_finite(tf.reshape(x, [n, -1])), axis=1)), tf.int32)))
+    if bad:
+      raise UserError(
+          f'{self.config.base_name} decodes {bad} of {n} prior latents '
+          'z ~ N(0, I) to non-finite samples, so Langevin in z cannot run; '
+          'the base model needs more training (raise --base_steps, rerun '
+          'with --stage=base; its checkpoints are kept)')
+
   def train_tilt(self):
     cfg = self.config.ebm
     if not self.tiltable:
@@ -498,6 +517,7 @@ class Pipeline:
       return
     global_batch = cfg.batch_size
     self._check_batch(global_batch, 'tilt')
+    self._check_base_decodes()
     sampler = self._sample_fn()
     monitor_seed = tf.constant([self.seed, 7], tf.int32)
 
