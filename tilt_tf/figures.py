@@ -76,12 +76,13 @@ def toy_scatter_png(panels, titles, lim=2.0):
   return buf.getvalue()
 
 
-def curves_png(curves, xlabel, ylabel, title=''):
+def curves_png(curves, xlabel, ylabel, title='', references=()):
   """Line plot of named curves, each one's minimum marked, PNG bytes.
 
   Args:
     curves: dict label -> (xs, ys); empty curves are skipped.
     xlabel, ylabel, title: axis labels and title.
+    references: labels of reference curves: dashed, minimum not marked.
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
@@ -89,6 +90,9 @@ def curves_png(curves, xlabel, ylabel, title=''):
   fig, ax = plt.subplots(figsize=(6, 4))
   for label, (xs, ys) in curves.items():
     if not len(xs):  # pylint: disable=g-explicit-length-test
+      continue
+    if label in references:
+      ax.plot(xs, ys, marker='x', linestyle='--', label=label)
       continue
     line, = ax.plot(xs, ys, marker='.', label=label)
     best = int(np.argmin(ys))

@@ -336,12 +336,14 @@ class Table1:
     io_utils.atomic_write(self._path('table1.md'), md)
     monitor_samples = {c.ebm.monitor_samples for b, c in self.configs.items()
                        if b not in NO_LATENT}
+    curves = self.monitor_curves()
     png = figures.curves_png(
-        self.monitor_curves(), 'EBM training step',
+        curves, 'EBM training step',
         f'monitored FID ({"/".join(str(n) for n in sorted(monitor_samples))} '
         'samples)',
         f'{self.dataset}, preset {self.preset}: FID during tilting '
-        '(star: best, kept)')
+        '(star: best, kept)',
+        references=[k for k in curves if '(same z0)' in k])
     figures.write_png(self._path('fid_vs_step.png'), png)
     writer = tf.summary.create_file_writer(self._path('tensorboard'))
     with writer.as_default(step=0):
