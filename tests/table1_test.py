@@ -9,10 +9,13 @@ import os
 import subprocess
 import sys
 
+from unittest import mock
+
 import tensorflow as tf
 
 from tests import image_data_testutil
 from tilt_tf import table1
+from tilt_tf.errors import UserError
 
 BUILT = ('GLOW', 'GLOW + EBM', 'VAE', 'Two-stage VAE', 'VAE + flow',
          'VAE + EBM', 'GLF', 'GLF + EBM', 'EBM on data', 'VAE (T=0.7)',
@@ -127,6 +130,28 @@ class Table1Test(tf.test.TestCase):
       self.assertLen(lines, 1, result.stderr[-2000:])
       self.assertIn(message, lines[0])
       self.assertFalse(os.path.exists(os.path.join(work, 'w')))
+
+
+class FailedBaseTest(tf.test.TestCase):
+
+  def test_a_failing_base_is_a_row_status_not_a_lost_table(self):
+    workdir = self.create_tempdir().full_path
+    table = table1.Table1('fashion_mnist', 'test', workdir,
+                          bases=['glow', 'pixel_ebm'])
+    error = UserError('glow decodes 9 of 256 prior latents to non-finite '
+                      'samples')
+    with mock.patch.object(table, '_run_base', side_effect=error):
+      rows = table.compute()
+    md = table.write(rows)
+    by_model = {r['model']: r for r in rows}
+    self.assertStartsWith(by_model['GLOW + EBM']['status'], 'failed: glow '
+                          'decodes 9 of 256')
+    self.assertStartsWith(by_model['EBM on data']['status'], 'failed: ')
+    self.assertEqual(by_model['VAE']['status'], 'not run (--bases without vae)')
+    self.assertEqual(by_model['GLOW']['paper_fid'], 58.7)
+    self.assertIn('| GLOW + EBM | failed: glow decodes 9 of 256', md)
+    with open(os.path.join(workdir, 'table1.json')) as f:
+      self.assertLen(json.load(f)['rows'], len(rows))
 
 
 if __name__ == '__main__':

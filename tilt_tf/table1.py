@@ -272,7 +272,14 @@ class Table1:
     """Every row (computed or reused), in the paper's order."""
     results = []
     for base in self.bases:
-      metrics, timings = self._run_base(base)
+      try:
+        metrics, timings = self._run_base(base)
+      except UserError as e:  # One base's failure does not lose the table.
+        logging.error('table1: the %s run failed: %s', base, e)
+        results += [{'model': r.model, 'slug': r.slug,
+                     'status': f'failed: {e}'}
+                    for r in self.rows if r.base == base]
+        continue
       base_seconds = timings.get('base', {}).get('seconds')
       state = {}
       for row in (r for r in self.rows if r.base == base):
@@ -387,7 +394,9 @@ def markdown(doc):
       'base model (EBM training, or encoding the train split and fitting the '
       'auxiliary prior; 0 for temperature sampling). Sampling and scoring '
       'are not counted. "not built yet": that model is not implemented in '
-      'tilt_tf yet; "not run": its base was left out by --bases.', '']
+      'tilt_tf yet; "not run": its base was left out by --bases; "failed": '
+      'its base run stopped with that error (the other rows are unaffected; '
+      'rerun once it is fixed).', '']
   return '\n'.join(lines)
 
 
