@@ -39,6 +39,9 @@ def get_config(preset='paper'):
   c.base.preprocess = 'logit'  # Or 'affine' (x - 1/2), see generators/glow.py.
   c.base.logit_alpha = 0.05
   c.base.flow_seed = 0  # Init of the invertible 1x1 convolutions.
+  # Soft clamp of the coupling scale logits (generators/glow.py): decoding
+  # N(0, I) draws stays finite; 0 = TFP's unbounded GlowDefaultNetwork.
+  c.base.coupling_clamp = 4.0
   if preset == 'small':
     c.base.epochs = 4
     c.base.steps_per_block = 4

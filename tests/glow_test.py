@@ -7,6 +7,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+import tf_keras
 
 import configs
 from tests import generator_testutil
@@ -33,10 +34,11 @@ def images(n, shape, seed=0):
 
 
 def make_glow(shape=(28, 28, 1), steps=2, width=8, preprocess='logit',
-              seed=0):
+              seed=0, clamp=4.0):
   cfg = ml_collections.ConfigDict(dict(
       num_blocks=2, steps_per_block=steps, width=width, preprocess=preprocess,
-      logit_alpha=0.05, flow_seed=seed, learning_rate=5e-4))
+      logit_alpha=0.05, flow_seed=seed, learning_rate=5e-4,
+      coupling_clamp=clamp))
   return registry.make_generator('glow', cfg, shape), cfg
 
 
@@ -150,12 +152,33 @@ class GlowTest(tf.test.TestCase):
     for a, m in zip(layers, before):
       self.assertAllEqual(a._m.numpy(), m)
 
+  def test_clamped_couplings_keep_decoding_finite(self):
+    # Scale logits of -60 everywhere: TFP's couplings then divide by
+    # sigmoid(-58) ~ 1e-25 when decoding, the clamped ones by at most 8.4.
+    z = None
+    for clamp, finite in ((4.0, True), (0.0, False)):
+      gen, _ = make_glow(clamp=clamp)
+      gen.build(images(4, (28, 28, 1)))
+      nets = [m for m in gen.flow.submodules
+              if isinstance(m, (glow.ClampedCouplingNetwork,
+                                tfb.GlowDefaultNetwork))]
+      self.assertNotEmpty(nets)
+      for net in nets:
+        last = [l for l in net.layers
+                if isinstance(l, tf_keras.layers.Conv2D)][-1]
+        c = last.bias.shape[0] // 2
+        last.bias.assign(tf.concat([tf.fill([c], -60.), last.bias[c:]], 0))
+      if z is None:
+        z = 3. * gen.prior_sample(16, tf.constant([0, 3]))
+      x = gen.decode(z)
+      self.assertEqual(bool(np.all(np.isfinite(x.numpy()))), finite, clamp)
+
   def test_variables_tracked_and_checkpoint_round_trip(self):
     gen, cfg = make_glow()
     x = images(8, (28, 28, 1))
     gen.build(x)
     n_nets = sum(len(m.trainable_variables) for m in gen.flow.submodules
-                 if isinstance(m, (tfb.GlowDefaultNetwork,
+                 if isinstance(m, (glow.ClampedCouplingNetwork,
                                    tfb.GlowDefaultExitNetwork)))
     self.assertGreater(n_nets, 0)
     self.assertEqual(len(gen.trainable_variables),

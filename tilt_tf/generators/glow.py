@@ -38,6 +38,7 @@ import functools
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+import tf_keras
 
 from tilt_tf.generators import base
 
@@ -67,11 +68,50 @@ def _int32_reshapes(flow):
           setattr(module, attr, tf.cast(value, tf.int32))
 
 
+class ClampedCouplingNetwork(tf_keras.Sequential):
+  """TFP's GlowDefaultNetwork with the scale logits soft-clamped.
+
+  tfb.Glow turns the net's output h (2c channels) into the coupling
+  y = x * sigmoid(h[:c] + 2) + h[c:] in the data -> latent direction, so
+  decoding (latent -> data) divides by sigmoid(h[:c] + 2): for latents
+  away from the training codes h[:c] can be very negative and the division
+  explodes from coupling to coupling (an undertrained `small` GLOW decoded
+  a quarter of N(0, I) draws to inf/NaN). With h[:c] -> clamp * tanh(h[:c] /
+  clamp) the scale stays in (sigmoid(2 - clamp), sigmoid(2 + clamp)), so a
+  coupling amplifies a decode by at most 1 / sigmoid(2 - clamp) (8.4x for
+  clamp = 4). At initialization (zero last conv) it equals TFP's network.
+  """
+
+  def __init__(self, input_shape, num_hidden=400, kernel_shape=3, clamp=4.0):
+    c = input_shape[-1]
+    clamp = float(clamp)
+
+    def soft_clamp(h):
+      return tf.concat([clamp * tf.tanh(h[..., :c] / clamp), h[..., c:]],
+                       axis=-1)
+
+    zeros = tf_keras.initializers.zeros()
+    super().__init__([
+        tf_keras.layers.Input(shape=input_shape),
+        tf_keras.layers.Conv2D(
+            num_hidden, kernel_shape, padding='same', activation='relu',
+            kernel_initializer=tf_keras.initializers.he_normal()),
+        tf_keras.layers.Conv2D(
+            num_hidden, 1, padding='same', activation='relu',
+            kernel_initializer=tf_keras.initializers.he_normal()),
+        tf_keras.layers.Conv2D(2 * c, kernel_shape, padding='same',
+                               kernel_initializer=zeros,
+                               bias_initializer=zeros),
+        tf_keras.layers.Lambda(soft_clamp),
+    ])
+
+
 class Glow(base.Generator):
   """GLOW flow x = post(flow(z)) over images in [0, 1], z ~ N(0, I)."""
 
   def __init__(self, data_shape, num_blocks=2, steps_per_block=16, width=64,
-               preprocess='logit', logit_alpha=0.05, seed=0, name='glow'):
+               preprocess='logit', logit_alpha=0.05, seed=0, coupling_clamp=0.0,
+               name='glow'):
     """Builds the flow (variables exist; ActNorm waits for `build`).
 
     Args:
@@ -83,6 +123,8 @@ class Glow(base.Generator):
       preprocess: 'logit' or 'affine', see the module doc.
       logit_alpha: a of the logit pre-processing.
       seed: int seed of the 1x1 convolutions' random orthogonal init.
+      coupling_clamp: > 0: soft-clamp the couplings' scale logits to
+        (-clamp, clamp) (`ClampedCouplingNetwork`); 0: TFP's network.
       name: module name.
     """
     h, w, c = data_shape
@@ -99,8 +141,11 @@ class Glow(base.Generator):
     self.flow = tfb.Glow(
         output_shape=tuple(data_shape), num_glow_blocks=num_blocks,
         num_steps_per_block=steps_per_block,
-        coupling_bijector_fn=functools.partial(tfb.GlowDefaultNetwork,
-                                               num_hidden=width),
+        coupling_bijector_fn=(
+            functools.partial(ClampedCouplingNetwork, num_hidden=width,
+                              clamp=coupling_clamp) if coupling_clamp > 0
+            else functools.partial(tfb.GlowDefaultNetwork,
+                                   num_hidden=width)),
         exit_bijector_fn=tfb.GlowDefaultExitNetwork,
         seed=seed, name='glow_flow')
     _int32_reshapes(self.flow)
@@ -187,7 +232,6 @@ class Glow(base.Generator):
     self.per_example_loss(x, tf.constant([0, 0], tf.int32))
 
   def make_optimizer(self, config):
-    import tf_keras  # pylint: disable=g-import-not-at-top
     return tf_keras.optimizers.Adam(config.learning_rate)
 
   def test_metrics(self, images, batch_size=500, seed=0):
@@ -221,4 +265,5 @@ def make(cfg, data_shape):
               steps_per_block=cfg.steps_per_block, width=cfg.width,
               preprocess=cfg.get('preprocess', 'logit'),
               logit_alpha=cfg.get('logit_alpha', 0.05),
-              seed=cfg.get('flow_seed', 0))
+              seed=cfg.get('flow_seed', 0),
+              coupling_clamp=cfg.get('coupling_clamp', 0.0))
