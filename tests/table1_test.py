@@ -105,19 +105,6 @@ class Table1Test(tf.test.TestCase):
     with open(os.path.join(workdir, 'table1.json')) as f:
       self.assertEqual(json.load(f), doc)
 
-    # Some bases only: their rows are reused, the others say "not run".
-    third = _run(args + ['--bases=glf,vae'], work, env)
-    self.assertEqual(third.returncode, 0, third.stderr[-3000:])
-    with open(os.path.join(workdir, 'table1.json')) as f:
-      some = {r['model']: r for r in json.load(f)['rows']}
-    self.assertEqual(some['GLF + EBM'], rows['GLF + EBM'])
-    self.assertEqual(some['Two-stage VAE'], rows['Two-stage VAE'])
-    self.assertEqual(some['GLOW + EBM']['status'],
-                     'not run (--bases without glow)')
-    self.assertEqual(some['EBM on data']['status'],
-                     'not run (--bases without pixel_ebm)')
-    self.assertNotIn('GLOW (T=0.7)', some)
-
   def test_bad_input_is_one_line(self):
     work = self.create_tempdir().full_path
     for flag, message in (('--dataset=svhn', "unknown dataset 'svhn'"),
