@@ -42,6 +42,8 @@ def get_config():
   c.ebm.stem_stride = 1
   c.ebm.hidden = 512
   c.ebm.layers = 3
+  c.ebm.fourier_features = 0  # Toy MLP: random Fourier input features (0: plain MLP).
+  c.ebm.fourier_scale = 1.0
 
   # Sampling and evaluation.
   c.sample = ml_collections.ConfigDict()

@@ -28,6 +28,10 @@ def get_config(preset='paper'):
   c.base.learning_rate = 1e-3
 
   c.ebm.batch_size = 256
+  # The DOT energy (MLP 3x512) behind a fixed random Fourier embedding of the
+  # points: without it the energy does not learn the modes (tilt_tf/ebm.py).
+  c.ebm.fourier_features = 256
+  c.ebm.fourier_scale = 2.0
   c.ebm.steps = 1000
   c.ebm.learning_rate = 1e-4
   c.ebm.monitor_every = 100

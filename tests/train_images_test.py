@@ -3,6 +3,8 @@ files: VAE, GLF, GLOW, and the pixel EBM (no tilt stage)."""
 
 import json
 import os
+import subprocess
+import sys
 
 from absl.testing import parameterized
 import numpy as np
@@ -10,7 +12,19 @@ import tensorflow as tf
 
 import configs
 from tests import image_data_testutil
+from tilt_tf import export_lib
 from tilt_tf import train_lib
+
+
+def _saved_model_cli_run(path, input_exprs, signature='serving_default'):
+  """`saved_model_cli run` (the TF1 loader path TF Serving uses)."""
+  exe = os.path.join(os.path.dirname(sys.executable), 'saved_model_cli')
+  cmd = ([exe] if os.path.exists(exe) else
+         [sys.executable, '-m', 'tensorflow.python.tools.saved_model_cli'])
+  return subprocess.run(
+      cmd + ['run', '--dir', path, '--tag_set', 'serve', '--signature_def',
+             signature, '--input_exprs', input_exprs],
+      capture_output=True, text=True, timeout=300, check=False)
 
 
 class TrainImagesTest(tf.test.TestCase, parameterized.TestCase):
@@ -51,6 +65,28 @@ class TrainImagesTest(tf.test.TestCase, parameterized.TestCase):
       self.assertBetween(metrics['base_model']['test_bits_per_dim'], 0., 20.)
     with open(os.path.join(workdir, 'monitor.json')) as f:
       self.assertLen(json.load(f), 2)
+    if base == 'glf':
+      self._check_export(workdir)
+
+  def _check_export(self, workdir):
+    """An image export answers through saved_model_cli: shapes, the same
+    images for the same seed, and a refusal of an absurd num_samples."""
+    path = export_lib.export_run(workdir, self.create_tempdir().full_path)
+    model = tf.saved_model.load(path)
+    fn = model.signatures['serving_default']
+    args = dict(num_samples=tf.constant(3), seed=tf.constant([4, 5]))
+    first, second = fn(**args), fn(**args)
+    self.assertEqual(first['images'].shape, (3, 28, 28, 1))
+    self.assertEqual(first['images'].dtype, tf.uint8)
+    self.assertEqual(first['latents'].shape, (3, 64))
+    self.assertAllEqual(first['images'], second['images'])
+    result = _saved_model_cli_run(path, 'num_samples=3;seed=[4,5]')
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    self.assertIn('Result for output key images', result.stdout)
+    self.assertIn('Result for output key latents', result.stdout)
+    refused = _saved_model_cli_run(path, 'num_samples=1000000000;seed=[4,5]')
+    self.assertNotEqual(refused.returncode, 0)
+    self.assertIn('num_samples must be <= 1024', refused.stderr)
 
 
 if __name__ == '__main__':

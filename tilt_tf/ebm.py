@@ -15,16 +15,37 @@ __all__ = ['MLPEnergy', 'ResNetEnergy', 'make_energy', 'LatentEBM']
 
 
 class MLPEnergy(keras.Model):
-  """Energy for toy points: D -> hidden x layers -> 1 (the DOT discriminator)."""
+  """Energy for toy points: D -> hidden x layers -> 1 (the DOT discriminator).
 
-  def __init__(self, hidden=512, layers=3, name='mlp_energy'):
+  With `fourier_features` = F > 0 the points first go through a fixed random
+  Fourier embedding x -> [sin(xB), cos(xB)], B ~ N(0, fourier_scale^2) of
+  shape [D, F] (Tancik et al. 2020). A plain ReLU MLP on 2-D inputs learns
+  the fine structure of 25-Gaussians (modes 0.71 apart, std 0.018) far too
+  slowly to tilt anything: with fixed base samples as negatives and Adam
+  1e-3, its energy on the between-mode samples rose 0.2 above the data's in
+  600 steps; with the embedding (F = 256, scale 5) it reached the loss's
+  optimum gap (about 6) within 200 steps. B is a non-trainable variable drawn
+  from a stateless seed, so it is in the checkpoint and a seed reproduces it.
+  """
+
+  def __init__(self, hidden=512, layers=3, input_dim=2, fourier_features=0,
+               fourier_scale=1.0, seed=0, name='mlp_energy'):
     super().__init__(name=name)
+    self.fourier = None
+    if fourier_features:
+      self.fourier = tf.Variable(
+          fourier_scale * tf.random.stateless_normal(
+              [input_dim, fourier_features], seed=[seed, 31337]),
+          trainable=False, name='fourier_frequencies')
     self.hidden = [keras.layers.Dense(hidden, activation=tf.nn.leaky_relu)
                    for _ in range(layers)]
     self.out = keras.layers.Dense(1)
 
   def call(self, x, training=False):
     h = x
+    if self.fourier is not None:
+      proj = tf.matmul(x, self.fourier)
+      h = tf.concat([tf.sin(proj), tf.cos(proj)], axis=-1)
     for layer in self.hidden:
       h = layer(h)
     return tf.squeeze(self.out(h), -1)
@@ -83,10 +104,13 @@ class ResNetEnergy(keras.Model):
     return tf.squeeze(self.out(h), -1)
 
 
-def make_energy(cfg, data_shape):
+def make_energy(cfg, data_shape, seed=0):
   """Energy network from config.ebm and the data shape; built."""
   if len(data_shape) == 1:
-    net = MLPEnergy(hidden=cfg.hidden, layers=cfg.layers)
+    net = MLPEnergy(hidden=cfg.hidden, layers=cfg.layers,
+                    input_dim=data_shape[0],
+                    fourier_features=cfg.get('fourier_features', 0),
+                    fourier_scale=cfg.get('fourier_scale', 1.0), seed=seed)
   else:
     net = ResNetEnergy(channels=tuple(cfg.channels), blocks=cfg.blocks,
                        stem_stride=cfg.stem_stride)

@@ -52,7 +52,8 @@ STAGES = ('base', 'tilt', 'sample', 'eval')
 _IDENTITY_FIELDS = ('base_name', 'dataset', 'seed', 'n_train')
 _ARCH_FIELDS = {
     'base': None,  # All of config.base but the ones below.
-    'ebm': ('channels', 'blocks', 'stem_stride', 'hidden', 'layers'),
+    'ebm': ('channels', 'blocks', 'stem_stride', 'hidden', 'layers',
+            'fourier_features', 'fourier_scale'),
 }
 _MUTABLE_BASE_FIELDS = ('steps',)
 _MAX_DIVERGENCE_RETRIES = 3
@@ -165,7 +166,8 @@ class Pipeline:
       # run reports its whole cost, up to the last checkpoint before a kill).
       self.base_seconds = tf.Variable(0.0, dtype=tf.float64)
       self.tilt_seconds = tf.Variable(0.0, dtype=tf.float64)
-      self.energy = ebm_lib.make_energy(config.ebm, self.data_shape)
+      self.energy = ebm_lib.make_energy(config.ebm, self.data_shape,
+                                         seed=config.seed)
       self.ebm_opt = tf_keras.optimizers.Adam(config.ebm.learning_rate,
                                               beta_1=config.ebm.beta_1)
       self.ebm_opt.build(self.energy.trainable_variables)
