@@ -28,10 +28,11 @@ def get_config(preset='paper'):
   c.base.learning_rate = 1e-3
 
   c.ebm.batch_size = 256
-  # The DOT energy (MLP 3x512) behind a fixed random Fourier embedding of the
-  # points: without it the energy does not learn the modes (tilt_tf/ebm.py).
+  # 25-Gaussians: the DOT energy (MLP 3x512) behind a fixed random Fourier
+  # embedding of the points; without it the energy does not learn the modes
+  # (tilt_tf/ebm.py). Swiss Roll keeps the plain MLP (adapt_to_dataset).
   c.ebm.fourier_features = 256
-  c.ebm.fourier_scale = 2.0
+  c.ebm.fourier_scale = 2.5
   c.ebm.steps = 1000
   c.ebm.learning_rate = 1e-4
   c.ebm.monitor_every = 100
@@ -65,3 +66,16 @@ def get_config(preset='paper'):
     c.steps_per_loop = 10
     c.checkpoint_every = 20
   return c
+
+
+def adapt_to_dataset(c):
+  """Swiss Roll's energy is the plain DOT MLP.
+
+  Measured (paper preset, seed 0, energy distance to fresh data of 1,000
+  monitored samples; base 0.0020): with the Fourier embedding (256
+  features, scale 2.5) the monitored tilted samples were worse than the
+  base at every check of the first 400 EBM steps (0.0049, 0.0023, 0.0068,
+  0.0053); the plain MLP lowers the 10,000-sample figure 0.0021 -> 0.0015.
+  """
+  if c.dataset == 'swissroll':
+    c.ebm.fourier_features = 0
