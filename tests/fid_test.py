@@ -181,6 +181,52 @@ class ClassifierTest(tf.test.TestCase):
       self.assertEqual(json.load(f)['epochs'], 1)
 
 
+class InceptionTest(tf.test.TestCase):
+  """The Inception-v3 path on the real architecture (random weights: the
+  trained ones cannot be downloaded here), from both local file kinds."""
+
+  def test_keras_weights_and_saved_model(self):
+    import tf_keras as keras  # pylint: disable=g-import-not-at-top
+    keras.utils.set_random_seed(0)
+    net = keras.applications.InceptionV3(
+        include_top=False, pooling='avg', weights=None,
+        input_shape=(fid.INCEPTION_SIZE, fid.INCEPTION_SIZE, 3))
+    folder = self.create_tempdir().full_path
+    h5 = os.path.join(folder, 'inception_notop.h5')
+    net.save_weights(h5)
+
+    class Pool3(tf.Module):  # TF-GAN's Inception module: a dict with pool_3.
+
+      def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+      @tf.function(input_signature=[tf.TensorSpec(
+          [None, fid.INCEPTION_SIZE, fid.INCEPTION_SIZE, 3], tf.float32)])
+      def __call__(self, x):
+        return {'pool_3': self.model(x, training=False)}
+
+    saved = os.path.join(folder, 'inception_saved_model')
+    tf.saved_model.save(Pool3(net), saved)
+    images = _digits_28()[0][:3]
+    want = net(2.0 * tf.image.resize(
+        tf.tile(tf.constant(images, tf.float32) / 255., [1, 1, 1, 3]),
+        [fid.INCEPTION_SIZE, fid.INCEPTION_SIZE]) - 1.0).numpy()
+    for path, name in ((h5, 'inception_v3:inception_notop.h5'),
+                       (saved, 'inception_v3:inception_saved_model')):
+      with self.subTest(name=name):
+        extractor = fid.get_extractor('mnist', inception_path=path)
+        self.assertEqual(extractor.name, name)
+        act = fid.activations(images, extractor)
+        self.assertEqual(act.shape, (3, 2048))
+        self.assertAllClose(act, want, rtol=1e-4, atol=1e-4)
+    bad = os.path.join(folder, 'not_inception.h5')
+    with open(bad, 'wb') as f:
+      f.write(b'not an h5 file')
+    with self.assertRaisesRegex(UserError, 'cannot load Inception-v3 weights'):
+      fid.get_extractor('mnist', inception_path=bad)
+
+
 class BadInputTest(tf.test.TestCase):
 
   def test_validate_images(self):
