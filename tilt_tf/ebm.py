@@ -109,8 +109,8 @@ def make_energy(cfg, data_shape, seed=0):
   if len(data_shape) == 1:
     net = MLPEnergy(hidden=cfg.hidden, layers=cfg.layers,
                     input_dim=data_shape[0],
-                    fourier_features=cfg.get('fourier_features', 0),
-                    fourier_scale=cfg.get('fourier_scale', 1.0), seed=seed)
+                    fourier_features=cfg.fourier_features,
+                    fourier_scale=cfg.fourier_scale, seed=seed)
   else:
     net = ResNetEnergy(channels=tuple(cfg.channels), blocks=cfg.blocks,
                        stem_stride=cfg.stem_stride)
