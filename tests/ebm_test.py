@@ -52,7 +52,7 @@ class EnergyTest(tf.test.TestCase, parameterized.TestCase):
       opt.apply_gradients(zip(tape.gradient(loss, e.trainable_variables),
                               e.trainable_variables))
 
-    for i in range(300):
+    for _ in range(300):
       step(data[rng.integers(0, 2048, 128)], neg[rng.integers(0, len(neg), 128)])
     gap = float(tf.reduce_mean(e(mids)) - tf.reduce_mean(e(modes)))
     self.assertGreater(gap, 2.0)

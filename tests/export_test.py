@@ -4,26 +4,17 @@ the TF1 loader path (`saved_model_cli run`) and a TF Serving PredictRequest."""
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import tensorflow as tf
 
 import configs
+from tests import serving_testutil
 from tilt_tf import export_lib
 from tilt_tf import train_lib
 from tilt_tf.errors import UserError
 
 _TRAINED_STEPS = 5  # sample_langevin_steps of the toy `test` preset.
-
-
-def _saved_model_cli():
-  """The saved_model_cli next to this python, else its module."""
-  exe = os.path.join(os.path.dirname(sys.executable), 'saved_model_cli')
-  if os.path.exists(exe):
-    return [exe]
-  return [sys.executable, '-m', 'tensorflow.python.tools.saved_model_cli']
 
 
 class ExportTest(tf.test.TestCase):
@@ -193,12 +184,8 @@ class ExportTest(tf.test.TestCase):
 
   def test_saved_model_cli_run(self):
     """The TF1 loader path TF Serving uses."""
-    result = subprocess.run(
-        _saved_model_cli() + [
-            'run', '--dir', self.path, '--tag_set', 'serve',
-            '--signature_def', 'serving_default',
-            '--input_exprs', 'num_samples=3;seed=[1,2]'],
-        capture_output=True, text=True, timeout=120, check=False)
+    result = serving_testutil.saved_model_cli_run(
+        self.path, 'num_samples=3;seed=[1,2]')
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     self.assertIn('Result for output key samples', result.stdout)
     self.assertIn('Result for output key latents', result.stdout)

@@ -3,8 +3,6 @@ files: VAE, GLF, GLOW, and the pixel EBM (no tilt stage)."""
 
 import json
 import os
-import subprocess
-import sys
 
 from absl.testing import parameterized
 import numpy as np
@@ -12,19 +10,9 @@ import tensorflow as tf
 
 import configs
 from tests import image_data_testutil
+from tests import serving_testutil
 from tilt_tf import export_lib
 from tilt_tf import train_lib
-
-
-def _saved_model_cli_run(path, input_exprs, signature='serving_default'):
-  """`saved_model_cli run` (the TF1 loader path TF Serving uses)."""
-  exe = os.path.join(os.path.dirname(sys.executable), 'saved_model_cli')
-  cmd = ([exe] if os.path.exists(exe) else
-         [sys.executable, '-m', 'tensorflow.python.tools.saved_model_cli'])
-  return subprocess.run(
-      cmd + ['run', '--dir', path, '--tag_set', 'serve', '--signature_def',
-             signature, '--input_exprs', input_exprs],
-      capture_output=True, text=True, timeout=300, check=False)
 
 
 class TrainImagesTest(tf.test.TestCase, parameterized.TestCase):
@@ -80,11 +68,13 @@ class TrainImagesTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(first['images'].dtype, tf.uint8)
     self.assertEqual(first['latents'].shape, (3, 64))
     self.assertAllEqual(first['images'], second['images'])
-    result = _saved_model_cli_run(path, 'num_samples=3;seed=[4,5]')
+    result = serving_testutil.saved_model_cli_run(path,
+                                                  'num_samples=3;seed=[4,5]')
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     self.assertIn('Result for output key images', result.stdout)
     self.assertIn('Result for output key latents', result.stdout)
-    refused = _saved_model_cli_run(path, 'num_samples=1000000000;seed=[4,5]')
+    refused = serving_testutil.saved_model_cli_run(
+        path, 'num_samples=1000000000;seed=[4,5]')
     self.assertNotEqual(refused.returncode, 0)
     self.assertIn('num_samples must be <= 1024', refused.stderr)
 
