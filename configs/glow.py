@@ -20,9 +20,9 @@ Presets:
     base's; eps = 0.1 / lr 1e-3 reached 61.6 / 61.5 / 61.7 at EBM steps
     20 / 40 / 60 vs 65.1 (a plateau from step 20, hence 100 steps); on
     10,000 samples that is 62.48 -> 60.91, far from the paper's -29 %
-    (README, "GLOW"). The
-    flow's decoder is the expensive part of every Langevin step here (~3x
-    GLF's), so tilting and sampling cost more than base training.
+    (README, "GLOW"). The flow's decoder is the expensive part of every
+    Langevin step here (~3x GLF's), so tilting and sampling cost more than
+    base training.
   * test: 2 blocks x 2 couplings of 8 channels, 8 steps (seconds).
 """
 
