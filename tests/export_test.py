@@ -97,6 +97,24 @@ class ExportTest(tf.test.TestCase):
     np.testing.assert_array_equal(out['latents'], tilted_npz['latents'][:n])
     np.testing.assert_array_equal(base['samples'], base_npz['samples'][:n])
 
+  def test_uses_the_latest_invocations_config(self):
+    # Same run, later stages invoked with another step size (--set): the
+    # export samples with that one, not the first invocation's.
+    copy = os.path.join(self.create_tempdir().full_path, 'run')
+    shutil.copytree(self.workdir, copy)
+    changed = configs.get_config('mlp_vae', '25gaussians', 'test',
+                                 overrides=['ebm.step_size=0.123'])
+    self.assertNotEqual(self.config.ebm.step_size, 0.123)
+    train_lib.Pipeline(changed, copy).writer.close()
+    pipeline, _ = export_lib.load_pipeline(copy)
+    pipeline.writer.close()
+    self.assertEqual(pipeline.config.ebm.step_size, 0.123)
+    # A rerun with the same config leaves run.json as it is.
+    before = os.stat(os.path.join(copy, 'run.json')).st_mtime_ns
+    train_lib.Pipeline(changed, copy).writer.close()
+    self.assertEqual(os.stat(os.path.join(copy, 'run.json')).st_mtime_ns,
+                     before)
+
   def test_matches_in_process_sampler(self):
     pipeline, _ = export_lib.load_pipeline(self.workdir)
     sample = pipeline._sample_fn()  # pylint: disable=protected-access

@@ -7,7 +7,9 @@
   .venv/bin/python -m tilt_tf.train --base=mlp_vae --dataset=swissroll
 
 Stages: base -> tilt -> sample -> eval (`--stage=tilt` runs one; rerunning the
-same command resumes from the last checkpoint in --workdir).
+same command resumes from the last checkpoint in --workdir). Any config field
+can be set with `--set=section.field=value` (repeatable), e.g.
+`--set=ebm.step_size=0.3 --set=ebm.alpha=0.01`.
 """
 
 import os
@@ -40,6 +42,7 @@ flags.DEFINE_integer('sample_langevin_steps', None, 'Langevin steps when samplin
 flags.DEFINE_integer('tilt_steps', None, 'Maximum EBM training steps (paper: 200 GLOW/GLF, 1000 VAE).')
 flags.DEFINE_integer('base_steps', None, 'Base model training steps.')
 flags.DEFINE_integer('num_samples', None, 'Samples to draw for evaluation (paper: 10000).')
+flags.DEFINE_multi_string('set', [], 'Config field override section.field=value, repeatable, e.g. --set=ebm.step_size=0.3 --set=ebm.channels=64,128 (any field of configs/<base>.py; values parse as the field\'s type).')
 flags.DEFINE_integer('num_cpu_devices', 0, 'Mirror over this many logical CPU devices (testing).')
 
 
@@ -60,7 +63,8 @@ _NO_TILT_FLAGS = ('langevin_steps', 'tilt_steps')
 
 def build_config():
   """Config from --base/--dataset/--preset plus flag overrides, validated."""
-  config = configs.get_config(FLAGS.base, FLAGS.dataset, FLAGS.preset)
+  config = configs.get_config(FLAGS.base, FLAGS.dataset, FLAGS.preset,
+                              overrides=FLAGS.set)
   for flag, (path, minimum) in _OVERRIDES.items():
     value = FLAGS[flag].value
     if value is None:

@@ -2,7 +2,8 @@
 
 Layout of a workdir (one checkpoint layout for every base):
 
-  run.json                 what this run is (base, dataset, preset, config)
+  run.json                 what this run is (base, dataset, preset) and the
+                           config of its latest invocation (what export uses)
   checkpoints/base/        generator + its optimizer + step
   checkpoints/tilt/        energy + its optimizer + step + monitor state
   checkpoints/tilt_best/   the energy with the best monitored sample quality
@@ -136,16 +137,19 @@ class Pipeline:
     self.is_toy = data_lib.is_toy(config.dataset)
     self.data_shape = data_lib.data_shape(config.dataset)
     self.timings = io_utils.read_json(self._path('timings.json'), {})
-    is_new_run = self._check_identity()
+    stored_run = self._check_identity()
     tf_keras.utils.set_random_seed(config.seed)
     self.seed = config.seed
     self.train_array = data_lib.load(
         config.dataset, 'train', config.data_dir or None,
         n=config.n_train or None, seed=config.seed)
-    if is_new_run:  # Only once the inputs are known to be good.
-      io_utils.write_json(self._path('run.json'), {
-          'identity': _identity(config), 'preset': config.preset,
-          'config': _jsonable(config.to_dict())})
+    # Only once the inputs are known to be good. Same identity, other
+    # settings (e.g. --set=ebm.step_size=0.3 for the later stages): the
+    # config recorded is this invocation's, which the export then uses.
+    run_record = {'identity': _identity(config), 'preset': config.preset,
+                  'config': _jsonable(config.to_dict())}
+    if stored_run != run_record:
+      io_utils.write_json(self._path('run.json'), run_record)
     # Temporary files of a run killed mid-write (nothing reads them).
     io_utils.remove_temp_files(workdir, *(
         self._path('checkpoints', d) for d in ('base', 'tilt', 'tilt_best')))
@@ -207,7 +211,7 @@ class Pipeline:
   def _check_identity(self):
     """Refuses a workdir that holds a run of another base/data/architecture.
 
-    Returns True if the workdir holds no run yet.
+    Returns the stored run.json (None if the workdir holds no run yet).
     """
     path = self._path('run.json')
     mine = _identity(self.config)
@@ -221,7 +225,7 @@ class Pipeline:
           f'{other.get("base_name")} dataset={other.get("dataset")} that '
           f'differs in {", ".join(diff)}; pass another --workdir or delete '
           'that folder')
-    return theirs is None
+    return theirs
 
   def _record_time(self, stage, seconds, **extra):
     self.timings[stage] = dict(seconds=round(seconds, 2), **extra)

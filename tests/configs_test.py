@@ -1,0 +1,69 @@
+"""configs.get_config with --set overrides: types, derived fields, refusals."""
+
+import tensorflow as tf
+
+import configs
+from tilt_tf.errors import UserError
+
+
+def _glow(*overrides, dataset=None):
+  return configs.get_config('glow', dataset, 'small', overrides=overrides)
+
+
+class OverridesTest(tf.test.TestCase):
+
+  def test_fields_parse_as_their_type(self):
+    c = _glow('ebm.step_size=0.3', 'ebm.steps=40', 'ebm.channels=64,128',
+              'base.preprocess=affine', 'ebm.alpha=1')
+    self.assertEqual(c.ebm.step_size, 0.3)
+    self.assertEqual(c.ebm.steps, 40)
+    self.assertIsInstance(c.ebm.steps, int)
+    self.assertEqual(c.ebm.channels, (64, 128))
+    self.assertEqual(c.base.preprocess, 'affine')
+    self.assertEqual(c.ebm.alpha, 1.0)
+    self.assertIsInstance(c.ebm.alpha, float)
+    # Untouched fields keep the preset's values.
+    self.assertEqual(c.ebm.learning_rate, _glow().ebm.learning_rate)
+
+  def test_booleans(self):
+    c = configs.get_config('mlp_vae', '25gaussians', 'test')
+    with c.unlocked():
+      c.flag = False
+    configs.apply_overrides(c, ['flag=true'])
+    self.assertIs(c.flag, True)
+    configs.apply_overrides(c, ['flag=0'])
+    self.assertIs(c.flag, False)
+    with self.assertRaisesRegex(UserError, 'is bool'):
+      configs.apply_overrides(c, ['flag=yes please'])
+
+  def test_derived_fields(self):
+    # base.epochs still sets base.steps (applied before the adaptation) ...
+    self.assertEqual(_glow('base.epochs=1').base.steps, 60_000 // 64)
+    self.assertEqual(_glow().base.steps, 4 * (60_000 // 64))
+    # ... and a derived field set explicitly wins over the adaptation.
+    self.assertEqual(_glow('base.steps=123').base.steps, 123)
+    # A data set's adaptation still applies to --set values.
+    self.assertEqual(_glow('base.epochs=1', dataset='cifar10').base.steps,
+                     50_000 // 64)
+
+  def test_refusals_name_the_problem(self):
+    cases = {
+        'ebm.stepsize=0.3': r"ebm has no field 'stepsize'; it has .*step_size",
+        'emb.steps=3': r"the config has no field 'emb'",
+        'ebm.steps=many': r"ebm.steps=many': the field is int .*'many' does "
+                          'not parse',
+        'ebm.channels=64,wide': 'comma-separated list',
+        'ebm=3': 'ebm is a section; set one of its fields',
+        'ebm.steps.x=3': 'ebm.steps is a field, not a section',
+        'ebm.steps': 'expected field=value',
+        '=3': 'expected field=value',
+        'base_name=vae': 'chosen by --base',
+        'preset=paper': 'chosen by --preset',
+    }
+    for item, pattern in cases.items():
+      with self.assertRaisesRegex(UserError, pattern, msg=item):
+        _glow(item)
+
+
+if __name__ == '__main__':
+  tf.test.main()
