@@ -158,7 +158,7 @@ class TrainLibTest(tf.test.TestCase):
 class DivergenceTest(tf.test.TestCase):
   """A NaN in training rolls back to the last checkpoint with a lower rate."""
 
-  def _poisoned_pipeline(self, workdir, transient):
+  def _poisoned_pipeline(self, workdir, transient, halvings=1):
     config = _config(**{'base.steps': 40, 'checkpoint_every': 20})
     pipeline = train_lib.Pipeline(config, workdir)
     lr0 = float(pipeline.base_opt.learning_rate.numpy())
@@ -167,8 +167,9 @@ class DivergenceTest(tf.test.TestCase):
     def poisoned(x, seed, training=True):
       loss, metrics = clean(x, seed, training)
       bad = tf.equal(pipeline.base_step, 25)
-      if transient:  # Goes away once the learning rate has been lowered.
-        bad = tf.logical_and(bad, pipeline.base_opt.learning_rate > 0.9 * lr0)
+      if transient:  # Goes away once the rate has been halved `halvings` times.
+        bad = tf.logical_and(bad, pipeline.base_opt.learning_rate >
+                             0.9 * lr0 * 0.5**(halvings - 1))
       return loss + tf.where(bad, np.nan, 0.0), metrics
 
     pipeline.generator.per_example_loss = poisoned
@@ -184,6 +185,17 @@ class DivergenceTest(tf.test.TestCase):
     self.assertAllClose(pipeline.base_opt.learning_rate.numpy(), lr0 / 2)
     for v in pipeline.generator.trainable_variables:
       self.assertTrue(np.all(np.isfinite(v.numpy())))
+
+  def test_each_retry_halves_the_learning_rate_again(self):
+    # Restoring the checkpoint restores its learning rate too; each retry
+    # must still go lower than the last, or it repeats the same steps.
+    pipeline, lr0 = self._poisoned_pipeline(
+        self.create_tempdir().full_path, transient=True, halvings=3)
+    with self.assertLogs(level='WARNING') as logs:
+      pipeline.train_base()
+    self.assertLen([l for l in logs.output if 'non-finite metrics' in l], 3)
+    self.assertEqual(int(pipeline.base_step.numpy()), 40)
+    self.assertAllClose(pipeline.base_opt.learning_rate.numpy(), lr0 / 8)
 
   def test_base_decoding_nan_is_refused_before_tilting(self):
     workdir = self.create_tempdir().full_path

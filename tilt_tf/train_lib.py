@@ -312,12 +312,17 @@ class Pipeline:
           raise UserError(
               f'{name} training diverged (non-finite {metrics}) '
               f'{_MAX_DIVERGENCE_RETRIES} times even after lowering the '
-              'learning rate; lower it in the config and rerun')
+              'learning rate; lower it and rerun (' + (
+                  '--set=base.learning_rate=..., in a new --workdir'
+                  if name == 'base' else '--set=ebm.learning_rate=...') + ')')
         optimizer = self.base_opt if name == 'base' else self.ebm_opt
+        # Half the rate in use, not the checkpoint's (restoring it would
+        # undo earlier halvings and repeat the same diverging steps).
+        lowered = float(optimizer.learning_rate.numpy()) * 0.5
         manager.checkpoint.restore(manager.latest_checkpoint)
         if manager.latest_checkpoint is None:
           step_var.assign(0)
-        optimizer.learning_rate.assign(optimizer.learning_rate * 0.5)
+        optimizer.learning_rate.assign(lowered)
         logging.warning('%s: non-finite metrics at step %d; rolled back to '
                         'step %d, learning rate -> %.3g', name, step + n,
                         int(step_var.numpy()),
