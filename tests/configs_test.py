@@ -13,9 +13,9 @@ def _glow(*overrides, dataset=None):
 class OverridesTest(tf.test.TestCase):
 
   def test_fields_parse_as_their_type(self):
-    c = _glow('ebm.step_size=0.3', 'ebm.steps=40', 'ebm.channels=64,128',
+    c = _glow('ebm.step_size=0.25', 'ebm.steps=40', 'ebm.channels=64,128',
               'base.preprocess=affine', 'ebm.alpha=1')
-    self.assertEqual(c.ebm.step_size, 0.3)
+    self.assertEqual(c.ebm.step_size, 0.25)
     self.assertEqual(c.ebm.steps, 40)
     self.assertIsInstance(c.ebm.steps, int)
     self.assertEqual(c.ebm.channels, (64, 128))
