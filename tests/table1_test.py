@@ -141,5 +141,34 @@ class FailedBaseTest(tf.test.TestCase):
       self.assertLen(json.load(f)['rows'], len(rows))
 
 
+class StaleRunTest(tf.test.TestCase):
+
+  def test_a_finished_run_is_reused_only_with_the_same_settings(self):
+    workdir = self.create_tempdir().full_path
+    table = table1.Table1('fashion_mnist', 'test', workdir, bases=['glow'])
+    run_dir = os.path.join(workdir, 'glow')
+    os.makedirs(run_dir)
+    metrics = {'preset': 'test', 'dataset': 'fashion_mnist',
+               'base': {'fid': 2.0}, 'tilted': {'fid': 1.0}}
+    stored = json.loads(json.dumps(table.configs['glow'].to_dict()))
+
+    def write(config):
+      for name, doc in (('metrics.json', metrics),
+                        ('run.json', {'config': config})):
+        with open(os.path.join(run_dir, name), 'w') as f:
+          json.dump(doc, f)
+
+    write(stored)
+    with mock.patch.object(table1.train_lib, 'run',
+                           side_effect=AssertionError('must not rerun')):
+      self.assertEqual(table._run_base('glow')[0], metrics)
+      stored['ebm']['step_size'] = 0.5  # The preset changed since the run.
+      write(stored)
+      with self.assertRaisesRegex(
+          UserError, r'finished glow run in .* other settings \(ebm.step_size: '
+          r'0.5 there, 0.01 now\); move that folder away'):
+        table._run_base('glow')
+
+
 if __name__ == '__main__':
   tf.test.main()

@@ -12,10 +12,12 @@ two-stage VAE and VAE + flow on the VAE, and low-temperature prior sampling
 on every base. Each baseline row is written to <workdir>/rows/<slug>.json
 (with its samples in <slug>.npz and a picture in <slug>.png).
 
-Resumable: a base run whose metrics.json is complete is reused as is (an
-unfinished one resumes from its checkpoints), and so is every finished
-baseline row whose settings have not changed; delete a row's file or a
-run's folder to redo it.
+Resumable: a base run whose metrics.json is complete is reused as is if its
+run.json config is the current one (else its rows fail with the fields that
+differ: a finished run is not redone behind the user's back); an unfinished
+one resumes from its checkpoints; every finished baseline row whose
+settings have not changed is reused; delete a row's file or a run's folder
+to redo it.
 
 Outputs: <workdir>/table1.json, table1.md (printed at the end),
 fid_vs_step.png (the EBM's monitored FID against its training step, per base,
@@ -24,6 +26,7 @@ Default workdir: runs/table1_<dataset>[_<preset>].
 """
 
 import collections
+import json
 import os
 import time
 
@@ -109,6 +112,20 @@ def table_order(rows):
   return [row for _, row in sorted(enumerate(rows), key=key)]
 
 
+def _changed_fields(stored, current, prefix=''):
+  """'field: stored -> current' for each config field whose values differ
+  (compared as JSON; data_dir, where the data lives, is not a setting)."""
+  current = json.loads(json.dumps(current))
+  out = []
+  for key in sorted(set(stored) | set(current)):
+    a, b = stored.get(key), current.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):
+      out += _changed_fields(a, b, f'{prefix}{key}.')
+    elif a != b and f'{prefix}{key}' != 'data_dir':
+      out.append(f'{prefix}{key}: {a!r} there, {b!r} now')
+  return out
+
+
 def _round(v, digits=4):
   return None if v is None else round(float(v), digits)
 
@@ -154,6 +171,13 @@ class Table1:
     if (metrics and metrics.get('preset') == config.preset and
         metrics.get('dataset') == config.dataset and
         'fid' in metrics.get('tilted', {})):
+      stored = io_utils.read_json(os.path.join(run_dir, 'run.json'), {})
+      changed = _changed_fields(stored.get('config', {}), config.to_dict())
+      if changed:  # E.g. the preset's settings changed since that run.
+        raise UserError(
+            f'the finished {base} run in {run_dir} was made with other '
+            f'settings ({"; ".join(changed[:4])}); move that folder away (or '
+            'pass another --workdir) to rerun it with the current ones')
       self._log(first, f': reusing the finished run in {run_dir}')
     else:
       self._log(first, f': running the {base} pipeline (base, tilt, sample, '
