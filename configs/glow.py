@@ -11,19 +11,19 @@ Adam 5e-4. §5.4: 200 EBM steps.
 Presets:
   * paper: the above.
   * small: a CPU-sized GLOW, 2 blocks x 4 couplings of 32 channels, 4 epochs
-    (~3,750 steps; 5.5 steps/s on this 2-core CPU, ~12 min of base
-    training); the EBM as the other small presets but with Langevin
-    eps = 0.3 (training and sampling), 20-step training chains, energy
-    learning rate 1e-3 (200 EBM steps, as the paper). Why: in 784 dims the
-    paper's eps = 0.01 barely moves the chains (eq. 8's drift is
-    eps/2 grad U, so the prior pulls z in by a factor 1 - eps/2 per step:
-    ~2/eps steps to mix, 200 for 0.01 against 60-step chains, 7 for 0.3)
-    and the monitored FID (500 samples) stayed within 1 of the base's; eps = 0.1 with 60-step chains reached 61.4 vs 65.1 (62.48 ->
-    60.91 on 10,000 samples); eps = 0.3 with 20-step chains (a third of
-    the cost) scored 60.5 / 60.2 / 76.4 / 60.0 at EBM steps 50 / 100 /
-    150 / 200 (the monitor keeps the best; README, "GLOW"). The flow's
-    decoder is the expensive part of every Langevin step here (~3x GLF's),
-    so tilting and sampling cost more than base training.
+    (~3,750 steps; 5.5 steps/s on this 2-core CPU, ~12 min of base training);
+    the EBM as the other small presets but with Langevin eps = 0.3 (training
+    and sampling), 20-step training chains, energy learning rate 1e-3 (200 EBM
+    steps, as the paper). Why: the paper's eps = 0.01 barely moves the chains
+    (eq. 8's drift is eps/2 grad U, so the prior pulls z in by a factor 1 -
+    eps/2 per step: ~2/eps steps to mix, 200 for 0.01 against 60-step chains,
+    7 for 0.3) and the monitored FID (500 samples) stayed within 1 of the
+    base's; eps = 0.1 with 60-step chains reached 61.4 vs 65.1 (62.48 -> 60.91
+    on 10,000 samples); eps = 0.3 with 20-step chains (a third of the cost)
+    scored 60.5 / 60.2 / 76.4 / 60.0 at EBM steps 50 / 100 / 150 / 200 (the
+    monitor keeps the best; README, "GLOW"). The flow's decoder is the
+    expensive part of every Langevin step here (~3x GLF's), so tilting and
+    sampling cost more than base training.
   * test: 2 blocks x 2 couplings of 8 channels, 8 steps (seconds).
 """
 
