@@ -99,6 +99,29 @@ class TrainLibTest(tf.test.TestCase):
     self.assertFalse(os.path.exists(os.path.join(pieces, 'sample_parts')))
     self.assertEqual(_metrics(straight), _metrics(pieces))
 
+  def test_sample_parts_drawn_with_another_step_size_are_redrawn(self):
+    workdir = self.create_tempdir().full_path
+    train_lib.run(_config(), workdir, stages=('base', 'tilt'))
+    real_savez, calls, kill = io_utils.savez, [], [True]
+
+    def record(path, **arrays):
+      if 'part-' in path:
+        calls.append(os.path.basename(path))
+        if kill[0] and len(calls) == 2:
+          raise KeyboardInterrupt('killed')
+      real_savez(path, **arrays)
+
+    with mock.patch.object(io_utils, 'savez', record):
+      with self.assertRaises(KeyboardInterrupt):
+        train_lib.run(_config(), workdir, stages=('sample',))
+      calls.clear()
+      kill[0] = False
+      config = _config(**{'ebm.step_size': _config().ebm.step_size / 2})
+      train_lib.run(config, workdir, stages=('sample',))
+    batches = -(-config.sample.num // config.sample.batch_size)
+    self.assertGreater(batches, 1)
+    self.assertEqual(calls, [f'part-{i:05d}.npz' for i in range(batches)])
+
   def test_monitor_stops_after_patience_and_sampling_uses_the_best(self):
     workdir = self.create_tempdir().full_path
     config = _config(**{'ebm.steps': 40, 'ebm.patience': 1})

@@ -632,7 +632,8 @@ class Pipeline:
     # so a killed sample stage resumes at the batch it was drawing.
     parts_dir = self._path('sample_parts')
     plan = {'energy_checkpoint': which, 'n': n, 'batch_size': bs,
-            'langevin_steps': cfg.ebm.sample_langevin_steps}
+            'langevin_steps': cfg.ebm.sample_langevin_steps,
+            'step_size': cfg.ebm.step_size}
     if io_utils.read_json(os.path.join(parts_dir, 'plan.json')) != plan:
       shutil.rmtree(parts_dir, ignore_errors=True)
       io_utils.write_json(os.path.join(parts_dir, 'plan.json'), plan)
