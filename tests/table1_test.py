@@ -169,6 +169,15 @@ class StaleRunTest(tf.test.TestCase):
           r'0.5 there, 0.01 now\); move that folder away'):
         table._run_base('glow')
 
+  def test_a_baseline_row_depends_on_its_bases_settings(self):
+    table = table1.Table1('fashion_mnist', 'test',
+                          self.create_tempdir().full_path, bases=['glow'])
+    row = next(r for r in table.rows if r.kind == 'temperature')
+    before = json.loads(json.dumps(table._settings(row)))  # As stored.
+    self.assertEqual(table._settings(row), before)
+    table.configs['glow'].base.width += 1  # Another base model.
+    self.assertNotEqual(table._settings(row), before)
+
 
 if __name__ == '__main__':
   tf.test.main()

@@ -209,7 +209,10 @@ class Table1:
     """What a baseline row depends on; a stored row is reused only if equal."""
     config = self.configs[row.base]
     s = {'dataset': self.dataset, 'preset': self.preset, 'seed': self.tcfg.seed,
-         'num_samples': config.sample.num, 'kind': row.kind}
+         'num_samples': config.sample.num, 'kind': row.kind,
+         # The trained base it samples from (a rerun with other base
+         # settings must not reuse rows computed on the old one).
+         'base_config': json.loads(json.dumps(config.base.to_dict()))}
     if row.kind == 'latent':
       s['latent_model'] = row.arg[2]
       s['config'] = self.tcfg[row.arg[3]].to_dict()
