@@ -113,9 +113,9 @@ def table_order(rows):
 
 
 def _changed_fields(stored, current, prefix=''):
-  """'field: stored -> current' for each config field whose values differ
-  (compared as JSON; data_dir, where the data lives, is not a setting)."""
-  current = json.loads(json.dumps(current))
+  """'field: <stored> there, <current> now' for each field whose values
+  differ, both dicts in their JSON form (data_dir, where the data lives, is
+  not a setting)."""
   out = []
   for key in sorted(set(stored) | set(current)):
     a, b = stored.get(key), current.get(key)
@@ -172,7 +172,8 @@ class Table1:
         metrics.get('dataset') == config.dataset and
         'fid' in metrics.get('tilted', {})):
       stored = io_utils.read_json(os.path.join(run_dir, 'run.json'), {})
-      changed = _changed_fields(stored.get('config', {}), config.to_dict())
+      changed = _changed_fields(stored.get('config', {}),
+                                json.loads(json.dumps(config.to_dict())))
       if changed:  # E.g. the preset's settings changed since that run.
         raise UserError(
             f'the finished {base} run in {run_dir} was made with other '
