@@ -122,6 +122,35 @@ class TrainLibTest(tf.test.TestCase):
     self.assertGreater(batches, 1)
     self.assertEqual(calls, [f'part-{i:05d}.npz' for i in range(batches)])
 
+  def test_non_finite_monitor_samples_fail_the_check_not_the_run(self):
+    workdir = self.create_tempdir().full_path
+    config = _config()
+    train_lib.run(config, workdir, stages=('base',))
+    real = train_lib.Pipeline._sample_fn
+
+    def diverging(pipeline):  # One chain of every check blows up.
+      sample = real(pipeline)
+
+      def wrapped(n, seed, num_steps, record_every=0):
+        out = dict(sample(n, seed, num_steps, record_every))
+        x = out['x_tilted']
+        out['x_tilted'] = tf.concat([x[:1] * np.inf, x[1:]], 0)
+        return out
+
+      return wrapped
+
+    with mock.patch.object(train_lib.Pipeline, '_sample_fn', diverging):
+      with self.assertLogs(level='WARNING') as logs:
+        train_lib.run(config, workdir, stages=('tilt',))
+    self.assertIn('samples are not finite', '\n'.join(logs.output))
+    curve = io_utils.read_json(os.path.join(workdir, 'monitor.json'))
+    self.assertLen(curve, config.ebm.steps // config.ebm.monitor_every)
+    self.assertTrue(all(c['score'] == float('inf') for c in curve))
+    self.assertTrue(all(np.isfinite(c['base_score']) for c in curve))
+    pipeline = train_lib.Pipeline(config, workdir)
+    pipeline.tilt_mgr.restore_or_initialize()
+    self.assertEqual(int(pipeline.tilt_step.numpy()), config.ebm.steps)
+
   def test_monitor_stops_after_patience_and_sampling_uses_the_best(self):
     workdir = self.create_tempdir().full_path
     config = _config(**{'ebm.steps': 40, 'ebm.patience': 1})

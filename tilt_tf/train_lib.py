@@ -456,7 +456,16 @@ class Pipeline:
 
   def monitor_score(self, samples):
     """Sample quality for the §5.3 monitor (lower is better): energy
-    distance to fresh points for toys, FID of a small batch for images."""
+    distance to fresh points for toys, FID of a small batch for images.
+
+    Non-finite samples (chains that diverged, e.g. with a large Langevin
+    step) score +inf: the check cannot be the best, and training goes on.
+    """
+    bad = int(np.sum(~np.isfinite(samples).reshape(len(samples), -1).all(1)))
+    if bad:
+      logging.warning('monitor: %d of %d samples are not finite (diverged '
+                      'chains); this check scores inf', bad, len(samples))
+      return math.inf
     if self.is_toy:
       return toy_metrics.energy_distance(samples, toy_metrics_fresh(
           self.dataset, self.seed))
