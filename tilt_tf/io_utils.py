@@ -13,7 +13,7 @@ import tempfile
 
 import numpy as np
 
-__all__ = ['atomic_write', 'write_json', 'read_json', 'savez',
+__all__ = ['atomic_write', 'write_json', 'read_json', 'jsonable', 'savez',
            'remove_temp_files']
 
 # Temporary names: atomic_write's, and TensorFlow's checkpoint state file and
@@ -53,6 +53,16 @@ def read_json(path, default=None):
     return default
   with open(path) as f:
     return json.load(f)
+
+
+def jsonable(obj):
+  """`obj` as `read_json` returns it after `write_json` (tuples become
+  lists), so a value compares equal to its stored form."""
+  if isinstance(obj, dict):
+    return {k: jsonable(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [jsonable(v) for v in obj]
+  return obj
 
 
 def savez(path, **arrays):

@@ -26,7 +26,6 @@ Default workdir: runs/table1_<dataset>[_<preset>].
 """
 
 import collections
-import json
 import os
 import time
 
@@ -173,7 +172,7 @@ class Table1:
         'fid' in metrics.get('tilted', {})):
       stored = io_utils.read_json(os.path.join(run_dir, 'run.json'), {})
       changed = _changed_fields(stored.get('config', {}),
-                                json.loads(json.dumps(config.to_dict())))
+                                io_utils.jsonable(config.to_dict()))
       if changed:  # E.g. the preset's settings changed since that run.
         raise UserError(
             f'the finished {base} run in {run_dir} was made with other '
@@ -213,7 +212,7 @@ class Table1:
          'num_samples': config.sample.num, 'kind': row.kind,
          # The trained base it samples from (a rerun with other base
          # settings must not reuse rows computed on the old one).
-         'base_config': json.loads(json.dumps(config.base.to_dict()))}
+         'base_config': io_utils.jsonable(config.base.to_dict())}
     if row.kind == 'latent':
       s['latent_model'] = row.arg[2]
       s['config'] = self.tcfg[row.arg[3]].to_dict()

@@ -115,15 +115,7 @@ def _identity(config):
   ident['base'] = {k: v for k, v in c['base'].items()
                    if k not in _MUTABLE_BASE_FIELDS}
   ident['ebm'] = {k: c['ebm'][k] for k in _ARCH_FIELDS['ebm']}
-  return _jsonable(ident)
-
-
-def _jsonable(obj):
-  if isinstance(obj, dict):
-    return {k: _jsonable(v) for k, v in obj.items()}
-  if isinstance(obj, (list, tuple)):
-    return [_jsonable(v) for v in obj]
-  return obj
+  return io_utils.jsonable(ident)
 
 
 class Pipeline:
@@ -147,7 +139,7 @@ class Pipeline:
     # settings (e.g. --set=ebm.step_size=0.3 for the later stages): the
     # config recorded is this invocation's, which the export then uses.
     run_record = {'identity': _identity(config), 'preset': config.preset,
-                  'config': _jsonable(config.to_dict())}
+                  'config': io_utils.jsonable(config.to_dict())}
     if stored_run != run_record:
       io_utils.write_json(self._path('run.json'), run_record)
     # Temporary files of a run killed mid-write (nothing reads them).
