@@ -2,12 +2,15 @@
 
 import errno
 import os
+import subprocess
+import sys
 
 import numpy as np
 import tensorflow as tf
 
 from tilt_tf import figures
 from tilt_tf import io_utils
+from tilt_tf.errors import UserError
 
 
 class FiguresIOTest(tf.test.TestCase):
@@ -84,6 +87,25 @@ class FiguresIOTest(tf.test.TestCase):
     self.assertCountEqual(os.listdir(folder),
                           ['monitor.json', 'notes.tmp', 'checkpoints'])
     self.assertCountEqual(os.listdir(ckpts), ['checkpoint', 'ckpt-20.index'])
+
+  def test_exclusive_refuses_a_second_holder_until_the_first_lets_go(self):
+    folder = os.path.join(self.create_tempdir().full_path, 'run')
+    with io_utils.exclusive(folder):
+      with self.assertRaisesRegex(
+          UserError, rf'{folder} is in use by pid {os.getpid()}; wait for '
+          'that run to finish'):
+        with io_utils.exclusive(folder):
+          pass
+    with io_utils.exclusive(folder):  # Free again once the holder is done.
+      pass
+    # A holder that died (its file closed) leaves no stale lock behind.
+    probe = subprocess.run(
+        [sys.executable, '-c', 'import fcntl, sys; f = open(sys.argv[1], "a"); '
+         'fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)',
+         os.path.join(folder, '.lock')], check=False)
+    self.assertEqual(probe.returncode, 0)
+    with io_utils.exclusive(folder):
+      pass
 
   def test_savez_roundtrip(self):
     path = os.path.join(self.create_tempdir().full_path, 's.npz')

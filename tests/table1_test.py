@@ -14,6 +14,7 @@ from unittest import mock
 import tensorflow as tf
 
 from tests import image_data_testutil
+from tilt_tf import io_utils
 from tilt_tf import table1
 from tilt_tf.errors import UserError
 
@@ -117,6 +118,59 @@ class Table1Test(tf.test.TestCase):
       self.assertLen(lines, 1, result.stderr[-2000:])
       self.assertIn(message, lines[0])
       self.assertFalse(os.path.exists(os.path.join(work, 'w')))
+
+
+class JobsTest(tf.test.TestCase):
+
+  def test_jobs_run_bases_in_train_processes(self):
+    data_dir = self.create_tempdir().full_path
+    image_data_testutil.fake_fashion(data_dir)
+    work = self.create_tempdir().full_path
+    env = {'TILT_TF_CACHE': self.create_tempdir().full_path}
+    args = ['--dataset=fashion_mnist', '--preset=test', '--bases=glow',
+            '--jobs=2', f'--data_dir={data_dir}', '--workdir=table']
+    result = _run(args, work, env)
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    workdir = os.path.join(work, 'table')
+    self.assertRegex(result.stderr, r'row 1/4 GLOW: starting the glow '
+                     r'pipeline in a train process \(progress: .*train.log\)')
+    self.assertRegex(result.stderr, r'row 1/4 GLOW: the glow pipeline '
+                     'finished')
+    self.assertNotIn('running the glow pipeline', result.stderr)
+    with open(os.path.join(workdir, 'glow', 'train.log')) as f:
+      self.assertIn('stage eval', f.read())
+    with open(os.path.join(workdir, 'table1.json')) as f:
+      rows = {r['model']: r for r in json.load(f)['rows']}
+    for model in ('GLOW', 'GLOW + EBM', 'GLOW (T=0.7)'):
+      self.assertEqual(rows[model]['status'], 'done', model)
+    # The train process's config is the table's: a rerun reuses its run.
+    again = _run(args[:-1] + ['--jobs=1', '--workdir=table'], work, env)
+    self.assertEqual(again.returncode, 0, again.stderr[-3000:])
+    self.assertIn('GLOW: reusing the finished run', again.stderr)
+
+    # A train process that fails makes its rows fail with its error line.
+    os.remove(os.path.join(data_dir, 'train-images-idx3-ubyte.gz'))
+    failed = _run(args[:-1] + ['--workdir=table2'], work, env)
+    self.assertEqual(failed.returncode, 0, failed.stderr[-3000:])
+    with open(os.path.join(work, 'table2', 'table1.json')) as f:
+      rows = {r['model']: r for r in json.load(f)['rows']}
+    self.assertRegex(rows['GLOW + EBM']['status'],
+                     r'^failed: its train process exited with 2: error: .*'
+                     r'train-images.*\(log: .*train.log\)$')
+
+  def test_a_workdir_in_use_is_refused(self):
+    workdir = self.create_tempdir().full_path
+    table = table1.Table1('fashion_mnist', 'test', workdir, bases=['glow'])
+    with io_utils.exclusive(os.path.join(workdir, 'glow')):
+      rows = table.compute()
+    by_model = {r['model']: r for r in rows}
+    self.assertRegex(by_model['GLOW']['status'],
+                     r'^failed: .*glow is in use by pid \d+; wait for that run')
+
+  def test_bad_jobs(self):
+    with self.assertRaisesRegex(UserError, '--jobs=0: it must be 1 or more'):
+      table1.Table1('fashion_mnist', 'test', self.create_tempdir().full_path,
+                    jobs=0)
 
 
 class FailedBaseTest(tf.test.TestCase):

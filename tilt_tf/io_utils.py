@@ -4,6 +4,8 @@ A run killed at any moment leaves either the old file or the new one, never a
 half-written one (and a temporary name, which `remove_temp_files` clears).
 """
 
+import contextlib
+import fcntl
 import io
 import json
 import os
@@ -13,8 +15,10 @@ import tempfile
 
 import numpy as np
 
+from tilt_tf.errors import UserError
+
 __all__ = ['atomic_write', 'write_json', 'read_json', 'jsonable', 'savez',
-           'remove_temp_files']
+           'remove_temp_files', 'exclusive']
 
 # Temporary names: atomic_write's, and TensorFlow's checkpoint state file and
 # checkpoint shard folder (renamed or merged away when a save completes).
@@ -95,3 +99,30 @@ def remove_temp_files(*folders):
           continue
       removed.append(path)
   return removed
+
+
+@contextlib.contextmanager
+def exclusive(folder, what='run'):
+  """Holds `<folder>/.lock` for this process, or raises UserError naming the
+  process that holds it (two processes in one workdir would interleave their
+  checkpoints). The kernel drops the lock when its process dies, so a killed
+  run leaves nothing to clean up."""
+  os.makedirs(folder, exist_ok=True)
+  path = os.path.join(folder, '.lock')
+  f = open(path, 'a+')  # pylint: disable=consider-using-with
+  try:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      holder = f.read().strip() or 'another process'
+      raise UserError(f'{folder} is in use by {holder}; wait for that {what} '
+                      'to finish (or stop it), or pass another --workdir'
+                      ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(f'pid {os.getpid()}\n')
+    f.flush()
+    yield
+  finally:
+    f.close()

@@ -12,6 +12,10 @@ two-stage VAE and VAE + flow on the VAE, and low-temperature prior sampling
 on every base. Each baseline row is written to <workdir>/rows/<slug>.json
 (with its samples in <slug>.npz and a picture in <slug>.png).
 
+--jobs=N runs up to N base pipelines at once, each in its own `train`
+process with the same config (its log in <workdir>/<base>/train.log), while
+this process computes the baselines of the bases that have finished.
+
 Resumable: a base run whose metrics.json is complete is reused as is if its
 run.json config is the current one (else its rows fail with the fields that
 differ: a finished run is not redone behind the user's back); an unfinished
@@ -26,7 +30,10 @@ Default workdir: runs/table1_<dataset>[_<preset>].
 """
 
 import collections
+from concurrent import futures
 import os
+import subprocess
+import sys
 import time
 
 from absl import flags
@@ -50,6 +57,7 @@ flags.DEFINE_string('data_dir', None, 'Folder with local data files.')
 flags.DEFINE_list('bases', ['vae', 'glf', 'glow', 'pixel_ebm'],
                   'The bases whose rows to compute (or reuse); the others '
                   'are listed as "not run" in the table.')
+flags.DEFINE_integer('jobs', 1, 'Base pipelines to run at once, each in its own process (python -m tilt_tf.train, log in <workdir>/<base>/train.log); 1 = one after another in this process.')
 
 # The base models; each gets a pipeline run and rows "<NAME>" and
 # "<NAME> + EBM" (plus temperature rows), except the ones in NO_LATENT: the
@@ -132,7 +140,10 @@ def _round(v, digits=4):
 class Table1:
   """Computes (or reuses) every row for one data set and preset."""
 
-  def __init__(self, dataset, preset, workdir, data_dir=None, bases=BASES):
+  def __init__(self, dataset, preset, workdir, data_dir=None, bases=BASES,
+               jobs=1):
+    if jobs < 1:
+      raise UserError(f'--jobs={jobs}: it must be 1 or more')
     if dataset not in PAPER_FID:
       raise UserError(f'unknown dataset {dataset!r} for table1; choose one of '
                       f'{", ".join(sorted(PAPER_FID))}')
@@ -151,6 +162,7 @@ class Table1:
     self.tcfg = table1_config.get_config(preset)
     self.rows = plan_rows(self.bases, self.tcfg.temperatures)
     self._extractor = None
+    self.jobs = jobs
 
   def _path(self, *parts):
     return os.path.join(self.workdir, *parts)
@@ -161,30 +173,85 @@ class Table1:
 
   # ------------------------------------------------------------- base runs
 
-  def _run_base(self, base):
-    """Runs (or reuses) one base's pipeline; returns (metrics, timings)."""
+  def _finished(self, base):
+    """The finished run's metrics if it can be reused, None if unfinished;
+    UserError if it finished with other settings."""
     config = self.configs[base]
     run_dir = self._path(base)
     metrics = io_utils.read_json(os.path.join(run_dir, 'metrics.json'))
+    if not (metrics and metrics.get('preset') == config.preset and
+            metrics.get('dataset') == config.dataset and
+            'fid' in metrics.get('tilted', {})):
+      return None
+    stored = io_utils.read_json(os.path.join(run_dir, 'run.json'), {})
+    changed = _changed_fields(stored.get('config', {}),
+                              io_utils.jsonable(config.to_dict()))
+    if changed:  # E.g. the preset's settings changed since that run.
+      raise UserError(
+          f'the finished {base} run in {run_dir} was made with other '
+          f'settings ({"; ".join(changed[:4])}); move that folder away (or '
+          'pass another --workdir) to rerun it with the current ones')
+    return metrics
+
+  def _run_base(self, base, job=None):
+    """Runs (or reuses) one base's pipeline; returns (metrics, timings).
+
+    job: the future of this base's `train` process (--jobs > 1), waited for.
+    """
+    run_dir = self._path(base)
     first = next(r for r in self.rows if r.base == base)
-    if (metrics and metrics.get('preset') == config.preset and
-        metrics.get('dataset') == config.dataset and
-        'fid' in metrics.get('tilted', {})):
-      stored = io_utils.read_json(os.path.join(run_dir, 'run.json'), {})
-      changed = _changed_fields(stored.get('config', {}),
-                                io_utils.jsonable(config.to_dict()))
-      if changed:  # E.g. the preset's settings changed since that run.
-        raise UserError(
-            f'the finished {base} run in {run_dir} was made with other '
-            f'settings ({"; ".join(changed[:4])}); move that folder away (or '
-            'pass another --workdir) to rerun it with the current ones')
+    if job is not None:
+      job.result()  # UserError if that process failed.
+    metrics = self._finished(base)
+    if metrics and job is not None:
+      self._log(first, f': the {base} pipeline finished in {run_dir}')
+    elif metrics:
       self._log(first, f': reusing the finished run in {run_dir}')
     else:
       self._log(first, f': running the {base} pipeline (base, tilt, sample, '
                 f'eval) in {run_dir} ...')
-      metrics = train_lib.run(config, run_dir)
+      metrics = train_lib.run(self.configs[base], run_dir)
     timings = io_utils.read_json(os.path.join(run_dir, 'timings.json'), {})
     return metrics, timings
+
+  def _train_process(self, base):
+    """Runs one base's pipeline in a `train` process (its log in
+    <run>/train.log); raises UserError with its last line if it fails."""
+    run_dir = self._path(base)
+    os.makedirs(run_dir, exist_ok=True)
+    log_path = os.path.join(run_dir, 'train.log')
+    cmd = [sys.executable, '-m', 'tilt_tf.train', f'--base={base}',
+           f'--dataset={self.dataset}', f'--preset={self.preset}',
+           f'--workdir={run_dir}', f'--stage={",".join(train_lib.STAGES)}']
+    if self.data_dir:
+      cmd.append(f'--data_dir={self.data_dir}')
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    with open(log_path, 'ab') as log:
+      rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                          check=False).returncode
+    if rc:
+      with open(log_path, 'rb') as f:
+        lines = [l for l in f.read()[-20000:].decode(errors='replace')
+                 .splitlines() if l.strip()]
+      errors = [l for l in lines if l.startswith('error: ')]
+      last = (errors or lines or ['(no output)'])[-1]
+      raise UserError(f'its train process exited with {rc}: {last.strip()} '
+                      f'(log: {log_path})')
+
+  def _start_jobs(self, pool):
+    """Starts a `train` process for every base run not finished yet."""
+    jobs = {}
+    for base in self.bases:
+      try:
+        if self._finished(base):
+          continue
+      except UserError:
+        continue  # Reported by _run_base, in order.
+      first = next(r for r in self.rows if r.base == base)
+      self._log(first, f': starting the {base} pipeline in a train process '
+                f'(progress: {self._path(base, "train.log")})')
+      jobs[base] = pool.submit(self._train_process, base)
+    return jobs
 
   def _pipeline_row(self, row, metrics, timings):
     part = metrics['base' if row.kind == 'base' else 'tilted']
@@ -297,10 +364,19 @@ class Table1:
 
   def compute(self):
     """Every row (computed or reused), in the paper's order."""
+    with futures.ThreadPoolExecutor(max_workers=self.jobs) as pool:
+      jobs = self._start_jobs(pool) if self.jobs > 1 else {}
+      try:
+        return self._compute(jobs)
+      finally:
+        for job in jobs.values():
+          job.cancel()  # Not started yet; running ones are waited for.
+
+  def _compute(self, jobs):
     results = []
     for base in self.bases:
       try:
-        metrics, timings = self._run_base(base)
+        metrics, timings = self._run_base(base, jobs.get(base))
       except UserError as e:  # One base's failure does not lose the table.
         logging.error('table1: the %s run failed: %s', base, e)
         results += [{'model': r.model, 'slug': r.slug,
@@ -436,7 +512,8 @@ def main(argv):
   workdir = cli.resolve_path(
       FLAGS.workdir or os.path.join('runs', f'table1_{FLAGS.dataset}{suffix}'))
   data_dir = cli.resolve_path(FLAGS.data_dir) if FLAGS.data_dir else None
-  table = Table1(FLAGS.dataset, preset, workdir, data_dir, FLAGS.bases)
+  table = Table1(FLAGS.dataset, preset, workdir, data_dir, FLAGS.bases,
+                 FLAGS.jobs)
   logging.info('table1 on %s, preset %s -> %s (%d rows to compute)',
                FLAGS.dataset, preset, workdir, len(table.rows))
   rows = table.compute()

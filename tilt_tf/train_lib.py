@@ -792,7 +792,11 @@ def run(config, workdir, stages=STAGES, strategy=None):
   mine = worker_workdir(workdir, strategy)
   if mine != workdir:
     logging.info('multi-worker: this worker writes to %s', mine)
-  pipeline = Pipeline(config, mine, strategy)
+  with io_utils.exclusive(mine):
+    return _run_stages(Pipeline(config, mine, strategy), stages)
+
+
+def _run_stages(pipeline, stages):
   actions = {'base': pipeline.train_base, 'tilt': pipeline.train_tilt,
              'sample': pipeline.sample, 'eval': pipeline.evaluate}
   result = None
