@@ -225,6 +225,9 @@ class Table1:
            f'--workdir={run_dir}', f'--stage={",".join(train_lib.STAGES)}']
     if self.data_dir:
       cmd.append(f'--data_dir={self.data_dir}')
+    first = next(r for r in self.rows if r.base == base)
+    self._log(first, f': starting the {base} pipeline in a train process '
+              f'(progress: {log_path})')
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     with open(log_path, 'ab') as log:
       rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -239,7 +242,8 @@ class Table1:
                       f'(log: {log_path})')
 
   def _start_jobs(self, pool):
-    """Starts a `train` process for every base run not finished yet."""
+    """Queues a `train` process for every base run not finished yet (at most
+    self.jobs run at once)."""
     jobs = {}
     for base in self.bases:
       try:
@@ -247,9 +251,6 @@ class Table1:
           continue
       except UserError:
         continue  # Reported by _run_base, in order.
-      first = next(r for r in self.rows if r.base == base)
-      self._log(first, f': starting the {base} pipeline in a train process '
-                f'(progress: {self._path(base, "train.log")})')
       jobs[base] = pool.submit(self._train_process, base)
     return jobs
 
