@@ -122,6 +122,25 @@ class TrainLibTest(tf.test.TestCase):
     self.assertGreater(batches, 1)
     self.assertEqual(calls, [f'part-{i:05d}.npz' for i in range(batches)])
 
+  def test_finished_samples_are_reused_until_the_plan_changes(self):
+    workdir = self.create_tempdir().full_path
+    train_lib.run(_config(), workdir, stages=('base', 'tilt', 'sample'))
+    path = os.path.join(workdir, 'samples_tilted.npz')
+    before = np.load(path)['samples']
+    real_savez, calls = io_utils.savez, []
+
+    def record(p, **arrays):
+      calls.append(os.path.basename(p))
+      real_savez(p, **arrays)
+
+    with mock.patch.object(io_utils, 'savez', record):
+      train_lib.run(_config(), workdir, stages=('sample',))
+      self.assertEqual(calls, [])  # Rerunning a finished stage draws nothing.
+      config = _config(**{'ebm.step_size': _config().ebm.step_size / 2})
+      train_lib.run(config, workdir, stages=('sample',))
+    self.assertIn('samples_tilted.npz', calls)
+    self.assertNotAllClose(np.load(path)['samples'], before)
+
   def test_non_finite_monitor_samples_fail_the_check_not_the_run(self):
     workdir = self.create_tempdir().full_path
     config = _config()

@@ -11,6 +11,9 @@ Layout of a workdir (one checkpoint layout for every base):
   samples_tilted.npz       tilted samples, same keys
                            (--base=pixel_ebm, which has no latent to tilt:
                            both hold its samples, `images` only)
+  samples.json             what the samples were drawn with (energy checkpoint,
+                           n, Langevin steps and step size): a sample stage
+                           with the same plan reuses them instead of redrawing
   sample_parts/            batches drawn so far by an unfinished sample stage
   *.png                    figures; tensorboard/ event files
   metrics.json             quality figures only (reproducible from the seed)
@@ -635,6 +638,13 @@ class Pipeline:
     plan = {'energy_checkpoint': which, 'n': n, 'batch_size': bs,
             'langevin_steps': cfg.ebm.sample_langevin_steps,
             'step_size': cfg.ebm.step_size}
+    names = [self._path(f'samples_{w}.npz') for w in ('base', 'tilted')]
+    if (io_utils.read_json(self._path('samples.json')) == plan and
+        all(os.path.exists(p) for p in names)):
+      logging.info('sample: reusing the %d + %d samples in %s (drawn with '
+                   'this energy and these settings; delete samples.json to '
+                   'redraw them)', n, n, self.workdir)
+      return
     if io_utils.read_json(os.path.join(parts_dir, 'plan.json')) != plan:
       shutil.rmtree(parts_dir, ignore_errors=True)
       io_utils.write_json(os.path.join(parts_dir, 'plan.json'), plan)
@@ -659,6 +669,7 @@ class Pipeline:
       if self.tiltable:  # A pixel EBM's chain starts are not latents.
         arrays['latents'] = cat[f'z_{name}']
       io_utils.savez(self._path(f'samples_{name}.npz'), **arrays)
+    io_utils.write_json(self._path('samples.json'), plan)  # After the arrays.
     shutil.rmtree(parts_dir)
     seconds = time.time() - t0
     self._write_figures(cat, sampler)
