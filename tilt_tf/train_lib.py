@@ -669,12 +669,13 @@ class Pipeline:
       if self.tiltable:  # A pixel EBM's chain starts are not latents.
         arrays['latents'] = cat[f'z_{name}']
       io_utils.savez(self._path(f'samples_{name}.npz'), **arrays)
-    io_utils.write_json(self._path('samples.json'), plan)  # After the arrays.
-    shutil.rmtree(parts_dir)
     seconds = time.time() - t0
     self._write_figures(cat, sampler)
     self._record_time('sample', seconds, n=n, energy_checkpoint=which,
                       samples_per_s=round(2 * n / max(seconds, 1e-9), 2))
+    # Last: a stage killed before this line redoes its tail from the parts.
+    io_utils.write_json(self._path('samples.json'), plan)
+    shutil.rmtree(parts_dir)
     logging.info('sample: %d base + %d tilted samples in %.1fs -> %s', n, n,
                  seconds, self.workdir)
 
