@@ -1,6 +1,7 @@
 """Figures and atomic writes."""
 
 import errno
+import fcntl
 import os
 import subprocess
 import sys
@@ -88,24 +89,29 @@ class FiguresIOTest(tf.test.TestCase):
                           ['monitor.json', 'notes.tmp', 'checkpoints'])
     self.assertCountEqual(os.listdir(ckpts), ['checkpoint', 'ckpt-20.index'])
 
-  def test_exclusive_refuses_a_second_holder_until_the_first_lets_go(self):
+  def test_lock_refuses_another_holder_until_released(self):
     folder = os.path.join(self.create_tempdir().full_path, 'run')
-    with io_utils.exclusive(folder):
+    os.makedirs(folder)
+    path = os.path.join(folder, '.lock')
+
+    def other_process_can_lock():
+      return subprocess.run(
+          [sys.executable, '-c', 'import fcntl, sys; f = open(sys.argv[1], '
+           '"a"); fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)', path],
+          check=False, capture_output=True).returncode == 0
+
+    with open(path, 'a') as other:  # Another holder (its own open file).
+      fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
       with self.assertRaisesRegex(
-          UserError, rf'{folder} is in use by pid {os.getpid()}; wait for '
-          'that run to finish'):
-        with io_utils.exclusive(folder):
-          pass
-    with io_utils.exclusive(folder):  # Free again once the holder is done.
-      pass
-    # A holder that died (its file closed) leaves no stale lock behind.
-    probe = subprocess.run(
-        [sys.executable, '-c', 'import fcntl, sys; f = open(sys.argv[1], "a"); '
-         'fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)',
-         os.path.join(folder, '.lock')], check=False)
-    self.assertEqual(probe.returncode, 0)
-    with io_utils.exclusive(folder):
-      pass
+          UserError, f'{folder} is in use by another process .*; wait for '
+          'it to finish'):
+        io_utils.hold_lock(folder)
+    io_utils.hold_lock(folder)  # Free once the other let go.
+    io_utils.hold_lock(folder)  # Re-entrant in this process.
+    self.assertFalse(other_process_can_lock())
+    io_utils.release_lock(folder)
+    self.assertTrue(other_process_can_lock())
+    self.assertEqual(os.path.getsize(path), 0)  # Nothing written into it.
 
   def test_savez_roundtrip(self):
     path = os.path.join(self.create_tempdir().full_path, 's.npz')

@@ -4,7 +4,6 @@ A run killed at any moment leaves either the old file or the new one, never a
 half-written one (and a temporary name, which `remove_temp_files` clears).
 """
 
-import contextlib
 import fcntl
 import io
 import json
@@ -18,7 +17,7 @@ import numpy as np
 from tilt_tf.errors import UserError
 
 __all__ = ['atomic_write', 'write_json', 'read_json', 'jsonable', 'savez',
-           'remove_temp_files', 'exclusive']
+           'remove_temp_files', 'hold_lock', 'release_lock']
 
 # Temporary names: atomic_write's, and TensorFlow's checkpoint state file and
 # checkpoint shard folder (renamed or merged away when a save completes).
@@ -101,28 +100,32 @@ def remove_temp_files(*folders):
   return removed
 
 
-@contextlib.contextmanager
-def exclusive(folder, what='run'):
-  """Holds `<folder>/.lock` for this process, or raises UserError naming the
-  process that holds it (two processes in one workdir would interleave their
-  checkpoints). The kernel drops the lock when its process dies, so a killed
-  run leaves nothing to clean up."""
+# Folder (real path) -> the open .lock file this process holds.
+_HELD = {}
+
+
+def hold_lock(folder):
+  """Holds `<folder>/.lock` until `release_lock` (or this process ends), or
+  raises UserError: two processes in one workdir would interleave their
+  checkpoints. Re-entrant within a process; the kernel drops the lock when
+  its process dies, so a killed run leaves nothing to clean up. The file
+  stays empty (a rerun changes nothing in the workdir by taking it)."""
+  key = os.path.realpath(folder)
+  if key in _HELD:
+    return
   os.makedirs(folder, exist_ok=True)
-  path = os.path.join(folder, '.lock')
-  f = open(path, 'a+')  # pylint: disable=consider-using-with
+  f = open(os.path.join(folder, '.lock'), 'a')  # pylint: disable=consider-using-with
   try:
-    try:
-      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      f.seek(0)
-      holder = f.read().strip() or 'another process'
-      raise UserError(f'{folder} is in use by {holder}; wait for that {what} '
-                      'to finish (or stop it), or pass another --workdir'
-                      ) from None
-    f.seek(0)
-    f.truncate()
-    f.write(f'pid {os.getpid()}\n')
-    f.flush()
-    yield
-  finally:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    f.close()
+    raise UserError(f'{folder} is in use by another process (a train or '
+                    'table1 run); wait for it to finish (or stop it), or '
+                    'pass another --workdir') from None
+  _HELD[key] = f
+
+
+def release_lock(folder):
+  f = _HELD.pop(os.path.realpath(folder), None)
+  if f is not None:
     f.close()

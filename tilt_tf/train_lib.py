@@ -143,6 +143,7 @@ class Pipeline:
     # config recorded is this invocation's, which the export then uses.
     run_record = {'identity': _identity(config), 'preset': config.preset,
                   'config': io_utils.jsonable(config.to_dict())}
+    io_utils.hold_lock(workdir)  # Before this run's first write.
     if stored_run != run_record:
       io_utils.write_json(self._path('run.json'), run_record)
     # Temporary files of a run killed mid-write (nothing reads them).
@@ -804,8 +805,11 @@ def run(config, workdir, stages=STAGES, strategy=None):
   mine = worker_workdir(workdir, strategy)
   if mine != workdir:
     logging.info('multi-worker: this worker writes to %s', mine)
-  with io_utils.exclusive(mine):
-    return _run_stages(Pipeline(config, mine, strategy), stages)
+  pipeline = Pipeline(config, mine, strategy)
+  try:
+    return _run_stages(pipeline, stages)
+  finally:
+    io_utils.release_lock(mine)
 
 
 def _run_stages(pipeline, stages):
