@@ -141,6 +141,20 @@ class TrainLibTest(tf.test.TestCase):
     self.assertIn('samples_tilted.npz', calls)
     self.assertNotAllClose(np.load(path)['samples'], before)
 
+  def test_diverged_chains_are_counted_in_the_metrics(self):
+    workdir = self.create_tempdir().full_path
+    clean = train_lib.run(_config(), workdir)
+    self.assertNotIn('non_finite_latents', clean['tilted'])
+    path = os.path.join(workdir, 'samples_tilted.npz')
+    with np.load(path) as f:
+      arrays = dict(f)
+    arrays['latents'][3] = np.nan  # As a chain that diverged leaves it.
+    io_utils.savez(path, **arrays)
+    metrics = train_lib.run(_config(), workdir, stages=('eval',))
+    self.assertEqual(metrics['tilted']['non_finite_latents'], 1)
+    self.assertNotIn('non_finite_latents', metrics['base'])
+    self.assertEqual(_metrics(workdir)['tilted']['non_finite_latents'], 1)
+
   def test_non_finite_monitor_samples_fail_the_check_not_the_run(self):
     workdir = self.create_tempdir().full_path
     config = _config()

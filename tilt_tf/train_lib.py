@@ -755,6 +755,18 @@ class Pipeline:
         metrics['base_model'] = {
             k: round(v, 6)
             for k, v in self.generator.test_metrics(test).items()}
+    for name, arr in (('base', base), ('tilted', tilted)):
+      # A chain that diverged has a non-finite latent; its image was stored
+      # (uint8: black) and scored with the others. Counted, not hidden.
+      if 'latents' in arr.files:
+        z = arr['latents']
+        bad = int(np.sum(~np.isfinite(z.reshape(len(z), -1)).all(1)))
+        if bad:
+          metrics[name]['non_finite_latents'] = bad
+          logging.warning(
+              'eval: %d of %d %s samples come from diverged chains (non-finite '
+              'latents) and are scored as they were stored; a smaller '
+              '--set=ebm.step_size avoids this', bad, len(z), name)
     if self.tiltable:
       metrics['tilt'] = {
           'steps': int(self.tilt_step.numpy()),
