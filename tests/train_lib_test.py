@@ -77,13 +77,14 @@ class TrainLibTest(tf.test.TestCase):
     train_lib.run(_config(), straight)
     pieces = self.create_tempdir().full_path
     train_lib.run(_config(), pieces, stages=('base', 'tilt'))
-    real_savez, calls = io_utils.savez, []
+    real_savez, calls, drawn_seconds = io_utils.savez, [], []
 
     def dies_on_second_batch(path, **arrays):
       if 'part-' in path:
         calls.append(path)
         if len(calls) == 2:
           raise KeyboardInterrupt('killed')
+        drawn_seconds.append(float(arrays['seconds']))
       real_savez(path, **arrays)
 
     with mock.patch.object(io_utils, 'savez', dies_on_second_batch):
@@ -98,6 +99,11 @@ class TrainLibTest(tf.test.TestCase):
     self.assertLen(calls, 1)  # Only the missing batch was drawn again.
     self.assertFalse(os.path.exists(os.path.join(pieces, 'sample_parts')))
     self.assertEqual(_metrics(straight), _metrics(pieces))
+    # The stage's time counts the batches of both invocations.
+    with open(os.path.join(pieces, 'timings.json')) as f:
+      sample_seconds = json.load(f)['sample']['seconds']
+    self.assertLen(drawn_seconds, 2)
+    self.assertGreaterEqual(sample_seconds, sum(drawn_seconds) - 0.01)
 
   def test_sample_parts_drawn_with_another_step_size_are_redrawn(self):
     workdir = self.create_tempdir().full_path

@@ -650,18 +650,26 @@ class Pipeline:
       shutil.rmtree(parts_dir, ignore_errors=True)
       io_utils.write_json(os.path.join(parts_dir, 'plan.json'), plan)
     num_batches = int(math.ceil(n / bs))
-    parts = []
+    # Each part keeps the seconds it took to draw, so the stage's time
+    # covers every invocation: all parts' seconds plus this one's overhead.
+    parts, part_seconds, drawn_now = [], 0., 0.
     for i in range(num_batches):
       path = os.path.join(parts_dir, f'part-{i:05d}.npz')
       if not os.path.exists(path):
         m = min(bs, n - i * bs)
+        t_part = time.time()
         out = sampler(tf.constant(m), tf.constant([self.seed, 1000 + i]),
                       tf.constant(cfg.ebm.sample_langevin_steps))
-        io_utils.savez(path, **{k: out[k].numpy() for k in keys})
+        arrays = {k: out[k].numpy() for k in keys}
+        dt = time.time() - t_part
+        drawn_now += dt
+        io_utils.savez(path, seconds=np.float64(dt), **arrays)
         logging.info('sample: batch %d/%d (%.0f s)', i + 1, num_batches,
                      time.time() - t0)
       with np.load(path) as part:
         parts.append({k: part[k] for k in keys})
+        if 'seconds' in part.files:  # Parts from before 2026-12 lack it.
+          part_seconds += float(part['seconds'])
     cat = {k: np.concatenate([p[k] for p in parts]) for k in keys}
     key = 'samples' if self.is_toy else 'images'
     conv = (lambda x: x) if self.is_toy else figures.to_uint8
@@ -670,7 +678,7 @@ class Pipeline:
       if self.tiltable:  # A pixel EBM's chain starts are not latents.
         arrays['latents'] = cat[f'z_{name}']
       io_utils.savez(self._path(f'samples_{name}.npz'), **arrays)
-    seconds = time.time() - t0
+    seconds = part_seconds + (time.time() - t0 - drawn_now)
     self._write_figures(cat, sampler)
     self._record_time('sample', seconds, n=n, energy_checkpoint=which,
                       samples_per_s=round(2 * n / max(seconds, 1e-9), 2))
