@@ -235,5 +235,51 @@ class StaleRunTest(tf.test.TestCase):
     self.assertNotEqual(table._settings(row), before)
 
 
+class OverridesTest(tf.test.TestCase):
+
+  def test_set_changes_one_bases_run_and_its_train_process(self):
+    workdir = self.create_tempdir().full_path
+    table = table1.Table1('fashion_mnist', 'test', workdir,
+                          bases=['vae', 'glow'],
+                          overrides=['glow:base.width=5', 'glow:ebm.steps=3'],
+                          temperatures=['1.04'])
+    self.assertEqual(table.configs['glow'].base.width, 5)
+    self.assertEqual(table.configs['glow'].ebm.steps, 3)
+    plain = table1.Table1('fashion_mnist', 'test', workdir, bases=['vae'])
+    self.assertEqual(table.configs['vae'].to_dict(),
+                     plain.configs['vae'].to_dict())
+    self.assertEqual(
+        [r.model for r in table.rows if r.kind == 'temperature'],
+        ['VAE (T=1.04)', 'GLOW (T=1.04)'])
+    with mock.patch.object(table1.subprocess, 'run') as run:
+      run.return_value.returncode = 0
+      table._train_process('glow')
+    cmd = run.call_args[0][0]
+    self.assertIn('--set=base.width=5', cmd)
+    self.assertIn('--set=ebm.steps=3', cmd)
+    with mock.patch.object(table1.subprocess, 'run') as run:
+      run.return_value.returncode = 0
+      table._train_process('vae')
+    self.assertFalse([a for a in run.call_args[0][0] if a.startswith('--set')])
+
+  def test_bad_overrides_and_temperatures_are_one_line(self):
+    work = self.create_tempdir().full_path
+    for flags, message in (
+        (['--set=base.width=5'], 'name the base it is for, e.g. '
+         '--set=glow:base.width=5'),
+        (['--bases=vae', '--set=glow:base.width=5'],
+         "'glow' is not one of the bases this table runs (vae)"),
+        (['--bases=glow', '--set=glow:base.widht=5'], "no field 'widht'"),
+        (['--temperatures=0.7,hot'], "'hot' is not a temperature"),
+        (['--temperatures=0'], "'0' is not a temperature")):
+      result = _run(flags + ['--preset=test', '--workdir=w'], work)
+      self.assertEqual(result.returncode, 2, result.stderr[-2000:])
+      lines = [l for l in result.stderr.splitlines()
+               if l.startswith('error:')]
+      self.assertLen(lines, 1, result.stderr[-2000:])
+      self.assertIn(message, lines[0])
+      self.assertFalse(os.path.exists(os.path.join(work, 'w')))
+
+
 if __name__ == '__main__':
   tf.test.main()

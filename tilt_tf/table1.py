@@ -12,6 +12,11 @@ two-stage VAE and VAE + flow on the VAE, and low-temperature prior sampling
 on every base. Each baseline row is written to <workdir>/rows/<slug>.json
 (with its samples in <slug>.npz and a picture in <slug>.png).
 
+--set=BASE:section.field=value changes one base's config (as train --set),
+e.g. --set=glow:base.epochs=16; that base's run and all its rows use it.
+--temperatures=0.7,0.85,1.04 sets the prior temperatures of the
+"<base> (T=...)" rows.
+
 --jobs=N runs up to N base pipelines at once, each in its own `train`
 process with the same config (its log in <workdir>/<base>/train.log), while
 this process computes the baselines of the bases that have finished.
@@ -57,6 +62,8 @@ flags.DEFINE_string('data_dir', None, 'Folder with local data files.')
 flags.DEFINE_list('bases', ['vae', 'glf', 'glow', 'pixel_ebm'],
                   'The bases whose rows to compute (or reuse); the others '
                   'are listed as "not run" in the table.')
+flags.DEFINE_multi_string('set', [], 'A config override for one base\'s run, BASE:section.field=value, repeatable, e.g. --set=glow:base.epochs=16 (train --set syntax after the base; its rows, baselines included, use that run).')
+flags.DEFINE_list('temperatures', None, 'Prior temperatures T for the "<base> (T=...)" rows, e.g. 0.7,0.85,1.04 (default: configs/table1.py\'s).')
 flags.DEFINE_integer('jobs', 1, 'Base pipelines to run at once, each in its own process (python -m tilt_tf.train, log in <workdir>/<base>/train.log); 1 = one after another in this process.')
 
 # The base models; each gets a pipeline run and rows "<NAME>" and
@@ -109,6 +116,39 @@ def plan_rows(bases, temperatures):
   return rows
 
 
+def parse_overrides(overrides, bases):
+  """'base:section.field=value' strings -> {base: [section.field=value]}
+  for every base in `bases`; UserError for a string naming no chosen base."""
+  out = {b: [] for b in bases}
+  for text in overrides:
+    base, sep, field = text.partition(':')
+    if not sep or '=' in base:
+      raise UserError(f'--set={text}: name the base it is for, e.g. '
+                      f'--set=glow:{text}')
+    if base not in bases:
+      raise UserError(f'--set={text}: {base!r} is not one of the bases this '
+                      f'table runs ({", ".join(bases)}); see --bases')
+    out[base].append(field)
+  return out
+
+
+def parse_temperatures(values):
+  """'0.7', '0.85', ... -> (0.7, 0.85, ...); UserError unless each is a
+  number > 0."""
+  temps = []
+  for v in values:
+    try:
+      t = float(v)
+    except (TypeError, ValueError):
+      t = float('nan')
+    if not t > 0 or t == float('inf'):
+      raise UserError(f'--temperatures={",".join(map(str, values))}: {v!r} '
+                      'is not a temperature; give numbers > 0, e.g. '
+                      '--temperatures=0.7,0.85')
+    temps.append(t)
+  return tuple(temps)
+
+
 def table_order(rows):
   """The paper's row order, then the rows it does not have (temperatures)."""
   def key(item):
@@ -141,7 +181,9 @@ class Table1:
   """Computes (or reuses) every row for one data set and preset."""
 
   def __init__(self, dataset, preset, workdir, data_dir=None, bases=BASES,
-               jobs=1):
+               jobs=1, overrides=(), temperatures=None):
+    """overrides: 'base:section.field=value' strings (table1 --set);
+    temperatures: the T of the temperature rows (None: the preset's)."""
     if jobs < 1:
       raise UserError(f'--jobs={jobs}: it must be 1 or more')
     if dataset not in PAPER_FID:
@@ -152,7 +194,9 @@ class Table1:
       raise UserError(f'--bases={",".join(bases)}: choose one or more of '
                       f'{", ".join(BASES)}')
     self.bases = tuple(b for b in BASES if b in bases)
-    self.configs = {b: configs.get_config(b, dataset, preset)
+    self.overrides = parse_overrides(overrides, self.bases)
+    self.configs = {b: configs.get_config(b, dataset, preset,
+                                          overrides=self.overrides[b])
                     for b in self.bases}
     for config in self.configs.values():
       if data_dir:
@@ -160,6 +204,8 @@ class Table1:
     self.dataset, self.preset = dataset, preset
     self.workdir, self.data_dir = workdir, data_dir
     self.tcfg = table1_config.get_config(preset)
+    if temperatures is not None:
+      self.tcfg.temperatures = parse_temperatures(temperatures)
     self.rows = plan_rows(self.bases, self.tcfg.temperatures)
     self._extractor = None
     self.jobs = jobs
@@ -225,6 +271,7 @@ class Table1:
            f'--workdir={run_dir}', f'--stage={",".join(train_lib.STAGES)}']
     if self.data_dir:
       cmd.append(f'--data_dir={self.data_dir}')
+    cmd += [f'--set={o}' for o in self.overrides[base]]
     first = next(r for r in self.rows if r.base == base)
     self._log(first, f': starting the {base} pipeline in a train process '
               f'(progress: {log_path})')
@@ -514,7 +561,8 @@ def main(argv):
       FLAGS.workdir or os.path.join('runs', f'table1_{FLAGS.dataset}{suffix}'))
   data_dir = cli.resolve_path(FLAGS.data_dir) if FLAGS.data_dir else None
   table = Table1(FLAGS.dataset, preset, workdir, data_dir, FLAGS.bases,
-                 FLAGS.jobs)
+                 FLAGS.jobs, overrides=FLAGS.set,
+                 temperatures=FLAGS.temperatures)
   logging.info('table1 on %s, preset %s -> %s (%d rows to compute)',
                FLAGS.dataset, preset, workdir, len(table.rows))
   rows = table.compute()
