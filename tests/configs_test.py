@@ -39,7 +39,7 @@ class OverridesTest(tf.test.TestCase):
   def test_derived_fields(self):
     # base.epochs still sets base.steps (applied before the adaptation) ...
     self.assertEqual(_glow('base.epochs=1').base.steps, 60_000 // 64)
-    self.assertEqual(_glow().base.steps, 4 * (60_000 // 64))
+    self.assertEqual(_glow().base.steps, 16 * (60_000 // 64))  # small: 16 epochs.
     # ... and a derived field set explicitly wins over the adaptation.
     self.assertEqual(_glow('base.steps=123').base.steps, 123)
     # A data set's adaptation still applies to --set values.
