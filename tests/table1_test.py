@@ -34,6 +34,17 @@ def _run(args, cwd, env_extra=None):
                         timeout=800, check=False)
 
 
+def _assert_one_line_error(test, flags, message, work):
+  """table1 with `flags` exits 2 with one 'error:' line holding `message`
+  and creates no workdir."""
+  result = _run(flags + ['--workdir=w'], work)
+  test.assertEqual(result.returncode, 2, result.stderr[-2000:])
+  lines = [l for l in result.stderr.splitlines() if l.startswith('error:')]
+  test.assertLen(lines, 1, result.stderr[-2000:])
+  test.assertIn(message, lines[0])
+  test.assertFalse(os.path.exists(os.path.join(work, 'w')))
+
+
 def _mtimes(workdir):
   """mtime of every file that a rerun must not rewrite."""
   paths = (glob.glob(os.path.join(workdir, 'rows', '*')) +
@@ -111,13 +122,7 @@ class Table1Test(tf.test.TestCase):
     for flag, message in (('--dataset=svhn', "unknown dataset 'svhn'"),
                           ('--preset=huge', "unknown preset 'huge'"),
                           ('--bases=vae,gan', '--bases=vae,gan: choose')):
-      result = _run([flag, '--workdir=w'], work)
-      self.assertEqual(result.returncode, 2, result.stderr[-2000:])
-      lines = [l for l in result.stderr.splitlines()
-               if l.startswith('error:')]
-      self.assertLen(lines, 1, result.stderr[-2000:])
-      self.assertIn(message, lines[0])
-      self.assertFalse(os.path.exists(os.path.join(work, 'w')))
+      _assert_one_line_error(self, [flag], message, work)
 
 
 class JobsTest(tf.test.TestCase):
@@ -272,13 +277,7 @@ class OverridesTest(tf.test.TestCase):
         (['--bases=glow', '--set=glow:base.widht=5'], "no field 'widht'"),
         (['--temperatures=0.7,hot'], "'hot' is not a temperature"),
         (['--temperatures=0'], "'0' is not a temperature")):
-      result = _run(flags + ['--preset=test', '--workdir=w'], work)
-      self.assertEqual(result.returncode, 2, result.stderr[-2000:])
-      lines = [l for l in result.stderr.splitlines()
-               if l.startswith('error:')]
-      self.assertLen(lines, 1, result.stderr[-2000:])
-      self.assertIn(message, lines[0])
-      self.assertFalse(os.path.exists(os.path.join(work, 'w')))
+      _assert_one_line_error(self, flags + ['--preset=test'], message, work)
 
 
 if __name__ == '__main__':
