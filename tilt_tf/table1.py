@@ -36,6 +36,7 @@ Default workdir: runs/table1_<dataset>[_<preset>].
 
 import collections
 from concurrent import futures
+import math
 import os
 import subprocess
 import sys
@@ -140,8 +141,8 @@ def parse_temperatures(values):
     try:
       t = float(v)
     except (TypeError, ValueError):
-      t = float('nan')
-    if not t > 0 or t == float('inf'):
+      t = math.nan
+    if not (math.isfinite(t) and t > 0):
       raise UserError(f'--temperatures={",".join(map(str, values))}: {v!r} '
                       'is not a temperature; give numbers > 0, e.g. '
                       '--temperatures=0.7,0.85')
