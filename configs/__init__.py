@@ -21,6 +21,7 @@ MODULES = {
     'glf': 'glf',
     'glow': 'glow',
     'pixel_ebm': 'pixel_ebm',
+    'generator': 'generator',  # A user's model: --generator=PATH.
 }
 
 

@@ -15,6 +15,10 @@ def get_config():
   c.seed = 0
   c.data_dir = ''
   c.n_train = 0  # 0: the whole train split (toys: points to draw).
+  # What is trained on the data: 'latent_tilt' (a base + a latent EBM, the
+  # paper's method) or 'pixel_ebm' (the "EBM on data" baseline).
+  c.method = 'latent_tilt'
+  c.data_path = ''  # A user's data file (.npz/.npy) instead of `dataset`.
 
   # Base model training.
   c.base = ml_collections.ConfigDict()
@@ -36,6 +40,10 @@ def get_config():
   c.ebm.monitor_every = 20  # Quality monitor period (EBM steps).
   c.ebm.monitor_samples = 1000
   c.ebm.patience = 0  # Monitor checks without improvement before stopping; 0: never stop early.
+  # Images held out of the energy's training for the monitor to score
+  # against (the last ones of the train split); the test split is only read
+  # by the final evaluation. Toys draw fresh points instead.
+  c.ebm.validation = 10_000
   # Energy network: image ResNet fields and toy MLP fields.
   c.ebm.channels = (64, 128)
   c.ebm.blocks = 3

@@ -50,6 +50,7 @@ def set_image_defaults(c, preset):
     c.ebm.sample_langevin_steps = 3
     c.ebm.monitor_every = 2
     c.ebm.monitor_samples = 64
+    c.ebm.validation = 64
     c.ebm.log_every = 2
     c.sample.num = 128
     c.sample.batch_size = 64

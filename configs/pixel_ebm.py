@@ -33,6 +33,7 @@ from configs import images
 def get_config(preset='paper'):
   c = default.get_config()
   c.base_name = 'pixel_ebm'
+  c.method = 'pixel_ebm'
   c.preset = preset
   images.set_image_defaults(c, preset)
   for unused in ('recon', 'width', 'epochs'):

@@ -10,8 +10,9 @@ import tensorflow as tf
 
 import configs
 from tests import serving_testutil
-from tilt_tf import export_lib
 from tilt_tf import train_lib
+from tilt_tf.runtime import build
+from tilt_tf.stages import export as export_lib
 from tilt_tf.errors import UserError
 
 _TRAINED_STEPS = 5  # sample_langevin_steps of the toy `test` preset.
@@ -105,19 +106,17 @@ class ExportTest(tf.test.TestCase):
     changed = configs.get_config('mlp_vae', '25gaussians', 'test',
                                  overrides=['ebm.step_size=0.123'])
     self.assertNotEqual(self.config.ebm.step_size, 0.123)
-    train_lib.Pipeline(changed, copy).writer.close()
-    pipeline, _ = export_lib.load_pipeline(copy)
-    pipeline.writer.close()
-    self.assertEqual(pipeline.config.ebm.step_size, 0.123)
+    train_lib.run(changed, copy, stages=())
+    self.assertEqual(build.restore(copy).config.ebm.step_size, 0.123)
     # A rerun with the same config leaves run.json as it is.
     before = os.stat(os.path.join(copy, 'run.json')).st_mtime_ns
-    train_lib.Pipeline(changed, copy).writer.close()
+    train_lib.run(changed, copy, stages=())
     self.assertEqual(os.stat(os.path.join(copy, 'run.json')).st_mtime_ns,
                      before)
 
   def test_matches_in_process_sampler(self):
-    pipeline, _ = export_lib.load_pipeline(self.workdir)
-    sample = pipeline._sample_fn()  # pylint: disable=protected-access
+    restored = build.restore(self.workdir)
+    sample = tf.function(restored.method.sample)
     for steps in (_TRAINED_STEPS, 12):
       ref = sample(tf.constant(16), tf.constant([9, 8]), tf.constant(steps))
       out = self._tilted(n=16, seed=(9, 8), steps=steps)
@@ -128,7 +127,7 @@ class ExportTest(tf.test.TestCase):
                       temperature=np.float32(1.0))
     np.testing.assert_array_equal(base['samples'], ref['x_base'].numpy())
     # Temperature scales z0 exactly as the in-process chain does.
-    hot = pipeline.latent_ebm.sample_latents(
+    hot = restored.method.latent_ebm.sample_latents(
         16, tf.constant([9, 8]), self.config.ebm.step_size, 3,
         temperature=1.5)
     out = self._tilted(n=16, seed=(9, 8), steps=3, temperature=1.5)
@@ -194,6 +193,7 @@ class ExportTest(tf.test.TestCase):
     with open(os.path.join(self.workdir, 'run.json')) as f:
       run = json.load(f)
     run['identity']['base_name'] = 'pixel_ebm'
+    run['config']['method'] = 'pixel_ebm'
     with open(os.path.join(pixel, 'run.json'), 'w') as f:
       json.dump(run, f)
     with self.assertRaisesRegex(UserError, 'no latent sampler to export'):

@@ -7,13 +7,13 @@
 Writes `DIR/<version>/` (default: the next free version), with signatures
 `serving_default` (num_samples, seed), `sample_tilted` (num_samples, seed,
 langevin_steps, temperature) and `sample_base` (num_samples, seed,
-temperature); see tilt_tf/export_lib.py.
+temperature); see tilt_tf/stages/export.py.
 """
 
 from absl import flags
 
 from tilt_tf import cli
-from tilt_tf import export_lib
+from tilt_tf.stages import export as export_lib
 from tilt_tf.errors import UserError
 
 FLAGS = flags.FLAGS

@@ -44,6 +44,7 @@ import time
 
 from absl import flags
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 import configs
@@ -345,21 +346,21 @@ class Table1:
     return self._extractor
 
   def _load_base(self, base):
-    """The run's Pipeline with the trained generator restored."""
-    pipeline = train_lib.Pipeline(self.configs[base], self._path(base),
-                                  strategy=tf.distribute.get_strategy())
-    pipeline.writer.close()
-    pipeline.restore_base()
-    return pipeline
+    """The run's trained generator and train split (no lock, no writer)."""
+    from tilt_tf.runtime import build  # pylint: disable=g-import-not-at-top
+    restored = build.restore(self._path(base))
+    train = train_lib.load_data(self.configs[base])
+    full = train[0] if train[1] is None else np.concatenate(train[:2])
+    return restored.generator, full
 
   def _baseline_row(self, row, base_seconds, state):
     """Computes one baseline row (fit, sample, score) and stores it."""
     from tilt_tf import fid  # pylint: disable=g-import-not-at-top
     config = self.configs[row.base]
-    if state.get('pipeline') is None:
+    if state.get('generator') is None:
       self._log(row, ': loading the trained base model')
-      state['pipeline'] = self._load_base(row.base)
-    generator = state['pipeline'].generator
+      state['generator'], state['train'] = self._load_base(row.base)
+    generator = state['generator']
     t0 = time.time()
     extra, fit = 0.0, None
     if row.kind == 'latent':
@@ -367,7 +368,7 @@ class Table1:
         self._log(row, ': encoding the train split (aggregate posterior)')
         t = time.time()
         state['posterior'] = baselines.posterior_stats(
-            generator, state['pipeline'].train_array)
+            generator, state['train'])
         state['encode_seconds'] = time.time() - t
       _, _, kind, section = row.arg
       cfg = self.tcfg[section]

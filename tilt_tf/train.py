@@ -5,6 +5,9 @@
   ./bazelw run //tilt_tf:train -- --base=glow --preset=small
   ./bazelw run //tilt_tf:train -- --base=pixel_ebm --preset=small  # EBM on data
   .venv/bin/python -m tilt_tf.train --base=mlp_vae --dataset=swissroll
+  # A user's own pretrained generator (stages tilt, sample, eval, export):
+  ./bazelw run //tilt_tf:train -- --generator=/path/decoder.keras --data=/path/images.npz
+  ./bazelw run //tilt_tf:train -- --generator=/path/saved_model --dataset=fashion_mnist
 
 Stages: base -> tilt -> sample -> eval (`--stage=tilt` runs one; rerunning the
 same command resumes from the last checkpoint in --workdir). Any config field
@@ -21,10 +24,12 @@ import tensorflow as tf
 
 import configs
 from tilt_tf import cli
-from tilt_tf import export_lib
 from tilt_tf import io_utils
 from tilt_tf import train_lib
 from tilt_tf.errors import UserError
+from tilt_tf.runtime import build
+from tilt_tf.runtime import strategy as strategy_lib
+from tilt_tf.stages import export as export_lib
 
 STAGES = train_lib.STAGES + ('export',)
 
@@ -44,6 +49,11 @@ flags.DEFINE_integer('base_steps', None, 'Base model training steps.')
 flags.DEFINE_integer('num_samples', None, 'Samples to draw for evaluation (paper: 10000).')
 flags.DEFINE_multi_string('set', [], 'Config field override section.field=value, repeatable, e.g. --set=ebm.step_size=0.3 --set=ebm.channels=64,128 (any field of configs/<base>.py; values parse as the field\'s type).')
 flags.DEFINE_integer('num_cpu_devices', 0, 'Mirror over this many logical CPU devices (testing).')
+flags.DEFINE_string('generator', None, 'Tilt your own pretrained generator instead of training a base: a Keras file (.keras, .h5) or a SavedModel folder mapping z [B, latent_dim] to images in [0, 1] [B, H, W, C] or vectors [B, D].')
+flags.DEFINE_integer('latent_dim', None, 'Latent size of --generator (default: read from the model).')
+flags.DEFINE_string('signature', None, 'SavedModel signature of --generator (default: its only one, or serving_default).')
+flags.DEFINE_string('data', None, 'Your data for --generator: a .npz/.npy file of images [N, H, W, C] (uint8 or floats in [0, 1]) or vectors [N, D] (instead of --dataset).')
+flags.DEFINE_bool('allow_unsafe_model', False, 'Load a Keras --generator file even if it holds Lambda layers (arbitrary Python code): only for files you trust.')
 
 
 # flag -> (config path, smallest allowed value).
@@ -57,22 +67,71 @@ _OVERRIDES = {
 }
 
 
-# Flags of the tilt stage, which --base=pixel_ebm does not have.
+# Flags of the tilt stage, which a method without a latent does not have.
 _NO_TILT_FLAGS = ('langevin_steps', 'tilt_steps')
+
+
+def _generator_config():
+  """--generator/--data/--latent_dim: a user's model, checked (one line)."""
+  if not FLAGS.generator:
+    for flag in ('data', 'latent_dim', 'signature'):
+      if FLAGS[flag].value is not None:
+        raise UserError(f'--{flag} goes with --generator (your own model); '
+                        'without it, --base picks a built-in one')
+    return None
+  if FLAGS['base'].present:
+    raise UserError('--generator replaces --base (your model is the base); '
+                    'pass one of them')
+  if bool(FLAGS.data) == bool(FLAGS.dataset):
+    raise UserError('--generator needs its data: pass --data=FILE.npz (your '
+                    'own) or --dataset=NAME (a built-in one), not both')
+  path = cli.resolve_path(FLAGS.generator)
+  if os.path.isdir(path):
+    kind = 'saved_model'
+  elif path.endswith(('.keras', '.h5')) and os.path.isfile(path):
+    kind = 'keras'
+  else:
+    raise UserError(f'--generator {path} is not a .keras/.h5 file or a '
+                    'SavedModel folder')
+  return {'path': path, 'kind': kind, 'latent_dim': FLAGS.latent_dim or 0,
+          'signature': FLAGS.signature or '',
+          'allow_unsafe': FLAGS.allow_unsafe_model}
+
+
+def _fill_generator(config, spec):
+  """Loads the user's generator once to check it and record its shape."""
+  from tilt_tf import user_data  # pylint: disable=g-import-not-at-top
+  from tilt_tf.generators import adapters  # pylint: disable=g-import-not-at-top
+  config.generator.update(spec)
+  if FLAGS.data:
+    config.data_path = cli.resolve_path(FLAGS.data)
+    shape = user_data.load_array(config.data_path).shape[1:]
+  else:
+    from tilt_tf import data as data_lib  # pylint: disable=g-import-not-at-top
+    data_lib.check_dataset(config.dataset)
+    shape = data_lib.data_shape(config.dataset)
+  config.generator.data_shape = tuple(shape)
+  generator = build.make_generator(config, shape)
+  adapters.check_outputs(generator, shape)
+  config.generator.latent_dim = generator.latent_dim
 
 
 def build_config():
   """Config from --base/--dataset/--preset plus flag overrides, validated."""
-  config = configs.get_config(FLAGS.base, FLAGS.dataset, FLAGS.preset,
+  spec = _generator_config()
+  base = 'generator' if spec else FLAGS.base
+  config = configs.get_config(base, FLAGS.dataset, FLAGS.preset,
                               overrides=FLAGS.set)
+  if spec:
+    _fill_generator(config, spec)
   for flag, (path, minimum) in _OVERRIDES.items():
     value = FLAGS[flag].value
     if value is None:
       continue
-    if config.base_name == 'pixel_ebm' and flag in _NO_TILT_FLAGS:
-      raise UserError(f'--{flag} does not apply to --base=pixel_ebm (it has '
-                      'no tilt stage; --base_steps sets its training steps, '
-                      '--sample_langevin_steps its sampling chains)')
+    if not build.method_class(config).has_latent and flag in _NO_TILT_FLAGS:
+      raise UserError(f'--{flag} does not apply to --base={config.base_name} '
+                      '(it has no tilt stage; --base_steps sets its training '
+                      'steps, --sample_langevin_steps its sampling chains)')
     if value < minimum:
       raise UserError(f'--{flag}={value} is out of range; it must be >= '
                       f'{minimum}')
@@ -91,27 +150,34 @@ def main(argv):
   config = build_config()
   stages = (STAGES if FLAGS.stage == 'all'
             else tuple(s.strip() for s in FLAGS.stage.split(',')))
-  if config.base_name == 'pixel_ebm':
-    if FLAGS.num_cpu_devices > 1:
-      raise UserError('--base=pixel_ebm runs on one device (its replay buffer '
-                      'is not mirrored); drop --num_cpu_devices')
-    if FLAGS.stage == 'all':
-      stages = train_lib.STAGES  # No latent sampler to export.
+  method = build.method_class(config)
+  if method.single_device and FLAGS.num_cpu_devices > 1:
+    raise UserError(f'--base={config.base_name} runs on one device (its replay '
+                    'buffer is not mirrored); drop --num_cpu_devices')
+  if not method.has_latent and FLAGS.stage == 'all':
+    stages = train_lib.STAGES  # No latent sampler to export.
   for s in stages:
     if s not in STAGES:
       raise UserError(f'unknown --stage {s!r}; choose all or one of '
                       f'{", ".join(STAGES)}')
+  if config.base_name == 'generator' and FLAGS.stage == 'all':
+    stages = tuple(s for s in STAGES if s != 'base')  # Pretrained already.
   suffix = '' if config.preset == 'paper' else f'_{config.preset}'
+  name = (os.path.splitext(os.path.basename(
+      config.generator.path.rstrip('/')))[0]
+          if config.base_name == 'generator' else config.base_name)
+  data_name = (os.path.splitext(os.path.basename(config.data_path))[0]
+               if config.get('data_path') else config.dataset)
   workdir = cli.resolve_path(
-      FLAGS.workdir or os.path.join('runs', f'{config.base_name}_{config.dataset}{suffix}'))
+      FLAGS.workdir or os.path.join('runs', f'{name}_{data_name}{suffix}'))
   logging.info('run %s on %s, preset %s -> %s', config.base_name,
                config.dataset, config.preset, workdir)
-  strategy = train_lib.make_strategy(FLAGS.num_cpu_devices)
+  strategy = strategy_lib.make_strategy(FLAGS.num_cpu_devices)
   metrics = train_lib.run(config, workdir,
                           tuple(s for s in stages if s != 'export'), strategy)
   if metrics:
     print(cli.summary_table(metrics))
-  if 'export' in stages and (train_lib.worker_workdir(workdir, strategy) !=
+  if 'export' in stages and (strategy_lib.worker_workdir(workdir, strategy) !=
                              workdir):
     logging.info('export: left to the chief of this multi-worker run')
   elif 'export' in stages:

@@ -43,14 +43,7 @@ def _glow(cfg, data_shape):
   return glow.make(cfg, data_shape)
 
 
-@register('pixel_ebm')
-def _pixel_ebm(cfg, data_shape):
-  # "EBM on data": trained by the base stage, no latent (tiltable = False).
-  from tilt_tf import pixel_ebm  # pylint: disable=g-import-not-at-top
-  return pixel_ebm.make(cfg, data_shape)
-
-
-BASES = ('mlp_vae', 'vae', 'glf', 'glow', 'pixel_ebm')
+BASES = ('mlp_vae', 'vae', 'glf', 'glow')
 
 
 def make_generator(name, cfg, data_shape):

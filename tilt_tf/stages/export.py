@@ -1,8 +1,10 @@
 """SavedModel sampler for TF Serving: base and tilted samples from a run.
 
-`export_run(workdir, export_dir)` rebuilds a run's pipeline from its
-`run.json`, restores the generator and the best monitored energy, and writes
-a SavedModel in TF Serving's versioned layout `export_dir/<version>/`.
+`export_run(workdir, export_dir)` restores a run's generator and best
+monitored energy (`runtime.build.restore`: no data, no lock) and writes a
+SavedModel in TF Serving's versioned layout `export_dir/<version>/`;
+`export_sampler(generator, method, ...)` does the same for a tilted model
+in memory (what `tilt_tf.tilt(...).export` calls).
 
 Signatures (every input is required: a SignatureDef has no defaults, so the
 optional knobs live in a second signature instead of a magic value):
@@ -17,9 +19,9 @@ optional knobs live in a second signature instead of a magic value):
 Outputs: `images` uint8 [N, H, W, C] for image data (`samples` float32
 [N, D] for toy points) and `latents` float32 [N, latent_dim].
 
-Seeds are stateless and follow `train_lib.Pipeline._sample_fn`: the base
-latents are `prior_sample(n, split(seed)[0])`, the tilted ones
-`latent_ebm.sample_latents(n, seed, ...)`; both chains start from the same
+Seeds are stateless and follow `LatentTilt.sample` (tilt_tf/methods/
+latent_tilt.py): the base latents are `prior_sample(n, split(seed)[0])`, the
+tilted ones `latent_ebm.sample_latents(n, seed, ...)`; both chains start from the same
 z0, so `sample_base` and a 0-step `sample_tilted` agree, and the export
 answers bit-identically to the in-process sampler for the same seed.
 
@@ -34,102 +36,43 @@ import shutil
 import tempfile
 
 from absl import logging
-import ml_collections
 import tensorflow as tf
 
-import configs
 from tilt_tf import io_utils
-from tilt_tf import train_lib
 from tilt_tf.errors import UserError
+from tilt_tf.runtime import build
 
-__all__ = ['SIGNATURES', 'Sampler', 'load_pipeline', 'next_version',
-           'export_run']
+__all__ = ['SIGNATURES', 'Sampler', 'next_version', 'export_run',
+           'export_sampler']
 
 SIGNATURES = ('serving_default', 'sample_tilted', 'sample_base')
 # langevin_steps may go up to this many times the trained sampling steps.
 LANGEVIN_STEPS_FACTOR = 10
 
 
-def _apply_stored(config, stored):
-  """Overlays a run.json `config` dict onto a ConfigDict, in place.
-
-  JSON turned tuples into lists: fields that are tuples in `config` get
-  tuples back. Fields the current config lacks are added.
-  """
-  with config.unlocked():
-    for key, value in stored.items():
-      current = config.get(key) if key in config else None
-      if isinstance(value, dict):
-        if isinstance(current, ml_collections.ConfigDict):
-          _apply_stored(current, value)
-        else:
-          config[key] = ml_collections.ConfigDict(value)
-        continue
-      if isinstance(value, list) and isinstance(current, tuple):
-        value = tuple(value)
-      if isinstance(current, float) and isinstance(value, int):
-        value = float(value)
-      config[key] = value
-  return config
-
-
-def load_pipeline(workdir):
-  """Rebuilds a finished run's Pipeline and restores base + best energy.
-
-  Returns (pipeline, path of the energy checkpoint restored).
-  """
-  if not os.path.isdir(workdir):
-    raise UserError(f'--workdir {workdir} does not exist; pass the folder of '
-                    'a training run (the one holding run.json)')
-  run = io_utils.read_json(os.path.join(workdir, 'run.json'))
-  if run is None:
-    raise UserError(f'--workdir {workdir} holds no run (no run.json); train '
-                    'one first with //tilt_tf:train')
-  try:
-    stored = run['config']
-    base_name = run['identity']['base_name']
-    dataset = run['identity']['dataset']
-    preset = run.get('preset') or stored.get('preset', 'paper')
-  except (KeyError, TypeError) as e:
-    raise UserError(f'{workdir}/run.json is malformed (missing {e}); it was '
-                    'not written by this version of tilt_tf') from None
-  if base_name == 'pixel_ebm':
-    raise UserError(f'{workdir} holds a pixel-space EBM (--base=pixel_ebm): '
-                    'it has no latent sampler to export (its samples come '
-                    'from replay-buffer chains); export a latent-EBM run')
-  config = configs.get_config(base_name, dataset, preset)
-  _apply_stored(config, stored)
-  ckpt_dir = os.path.join(workdir, 'checkpoints')
-  if not (tf.train.latest_checkpoint(os.path.join(ckpt_dir, 'tilt_best')) or
-          tf.train.latest_checkpoint(os.path.join(ckpt_dir, 'tilt'))):
-    raise UserError(f'no tilt checkpoint in {workdir}; run the tilt stage '
-                    'first (--stage=tilt), then export')
-  # No mirroring: the export holds plain variables.
-  pipeline = train_lib.Pipeline(config, workdir,
-                                strategy=tf.distribute.get_strategy())
-  pipeline.writer.close()
-  which = pipeline.restore_tilt()
-  return pipeline, which
-
-
 class Sampler(tf.Module):
   """Generator + energy with the serving signatures as tf.functions."""
 
-  def __init__(self, pipeline, max_samples=1024, name='tilt_sampler'):
+  def __init__(self, generator, method, ebm_cfg, max_samples=1024,
+               name='tilt_sampler'):
     super().__init__(name=name)
     if max_samples < 1:
       raise UserError(f'--max_samples={max_samples} must be >= 1')
-    cfg = pipeline.config
-    self.generator = pipeline.generator
-    self.energy = pipeline.energy
-    self.latent_ebm = pipeline.latent_ebm
+    if not method.has_latent:
+      raise UserError('this run\'s method has no latent sampler to export '
+                      '(a pixel-space EBM samples from replay-buffer chains); '
+                      'export a latent-EBM run')
+    self.generator = generator
+    self.energy = method.energy
+    self.latent_ebm = method.latent_ebm
     # Explicit tracking: every weight the signatures read is a direct
-    # dependency of this module (DESIGN §5), whatever the generator nests.
+    # dependency of this module (Keras-3 variables are not found by
+    # tf.Module, and TF Serving's loader needs them stored).
     self.all_variables = (list(self.generator.variables) +
                           list(self.energy.variables))
-    self._is_toy = bool(pipeline.is_toy)
-    self._step_size = float(cfg.ebm.step_size)
-    self._trained_steps = int(cfg.ebm.sample_langevin_steps)
+    self._is_toy = len(generator.data_shape) == 1
+    self._step_size = float(ebm_cfg.step_size)
+    self._trained_steps = int(ebm_cfg.sample_langevin_steps)
     self._max_steps = LANGEVIN_STEPS_FACTOR * self._trained_steps
     self._max_samples = int(max_samples)
     # Read back with tf.saved_model.load (e.g. by clients or tests).
@@ -254,7 +197,8 @@ def _warmup_record():
   return log.SerializeToString()
 
 
-def export_run(workdir, export_dir, version=None, max_samples=1024):
+def export_run(workdir, export_dir, version=None, max_samples=1024,
+               generator=None):
   """Exports a trained run as a versioned SavedModel; returns its path.
 
   Args:
@@ -263,10 +207,37 @@ def export_run(workdir, export_dir, version=None, max_samples=1024):
       `export_dir/<version>/`.
     version: positive int; default 1 + the largest existing version.
     max_samples: the largest num_samples a request may ask for.
+    generator: the user's Generator for a run made from Python by
+      `tilt_tf.tilt` (None: rebuilt from the run's config).
 
   Returns:
     The path of the written version folder.
   """
+  final = _version_folder(export_dir, version, max_samples)
+  if not build.method_class(build.config_from_run(workdir)).has_latent:
+    raise UserError(f'{workdir} holds a pixel-space EBM: it has no latent '
+                    'sampler to export (its samples come from replay-buffer '
+                    'chains); export a latent-EBM run')
+  restored = build.restore(workdir, generator=generator)
+  cfg = restored.config
+  info = {'workdir': os.path.abspath(workdir),
+          'energy_checkpoint': restored.energy_checkpoint,
+          'base_name': cfg.base_name, 'dataset': cfg.dataset,
+          'preset': cfg.preset}
+  sampler = Sampler(restored.generator, restored.method, cfg.ebm,
+                    max_samples=max_samples)
+  return _save(sampler, export_dir, final, info, max_samples)
+
+
+def export_sampler(generator, method, ebm_cfg, export_dir, version=None,
+                   max_samples=1024, info=None):
+  """Exports an in-memory tilted model (generator + LatentTilt)."""
+  final = _version_folder(export_dir, version, max_samples)
+  sampler = Sampler(generator, method, ebm_cfg, max_samples=max_samples)
+  return _save(sampler, export_dir, final, dict(info or {}), max_samples)
+
+
+def _version_folder(export_dir, version, max_samples):
   if version is not None and version < 1:
     raise UserError(f'--version={version} must be a positive integer')
   if max_samples < 1:
@@ -277,12 +248,15 @@ def export_run(workdir, export_dir, version=None, max_samples=1024):
   if os.path.exists(final):
     raise UserError(f'{final} exists; pass another --version or leave it '
                     'out to write the next one')
-  pipeline, which = load_pipeline(workdir)
-  sampler = Sampler(pipeline, max_samples=max_samples)
+  return final
+
+
+def _save(sampler, export_dir, final, info, max_samples):
   os.makedirs(export_dir, exist_ok=True)
   # TF Serving only loads integer folder names: a killed export leaves at
   # most a dot-folder it ignores, never a half-written version.
-  tmp = tempfile.mkdtemp(dir=export_dir, prefix=f'.tmp-{version}-')
+  tmp = tempfile.mkdtemp(dir=export_dir,
+                         prefix=f'.tmp-{os.path.basename(final)}-')
   try:
     tf.saved_model.save(sampler, tmp, signatures=sampler.signatures())
     extra = os.path.join(tmp, 'assets.extra')
@@ -292,21 +266,18 @@ def export_run(workdir, export_dir, version=None, max_samples=1024):
       with tf.io.TFRecordWriter(
           os.path.join(extra, 'tf_serving_warmup_requests')) as w:
         w.write(warmup)
-    io_utils.write_json(os.path.join(extra, 'tilt_export.json'), {
-        'workdir': os.path.abspath(workdir),
-        'energy_checkpoint': which,
-        'base_name': pipeline.config.base_name,
-        'dataset': pipeline.config.dataset,
-        'preset': pipeline.config.preset,
-        'output': 'samples' if pipeline.is_toy else 'images',
+    info.update({
+        'output': 'samples' if sampler._is_toy else 'images',  # pylint: disable=protected-access
         'trained_langevin_steps': sampler._trained_steps,  # pylint: disable=protected-access
         'max_langevin_steps': sampler._max_steps,  # pylint: disable=protected-access
         'max_samples': max_samples,
         'signatures': list(SIGNATURES),
     })
+    io_utils.write_json(os.path.join(extra, 'tilt_export.json'), info)
     os.rename(tmp, final)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
-  logging.info('exported %s (energy %s) -> %s', workdir, which, final)
+  logging.info('exported (energy %s) -> %s', info.get('energy_checkpoint'),
+               final)
   return final

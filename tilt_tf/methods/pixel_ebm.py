@@ -23,21 +23,19 @@ These are Du & Mordatch's settings as in their code and its PyTorch port
 Adam's second moments is not reproduced. Samples: chains started in the
 buffer (no noise restarts), run `num_steps` more steps.
 
-It runs through the ordinary pipeline as `--base=pixel_ebm`: the module is a
-Generator whose base stage trains the energy (train_step), so its weights,
-optimizer and replay buffer live in checkpoints/base/ like any base model.
-It has no latent to tilt (`tiltable = False`): the pipeline skips the tilt
-stage, and samples_base.npz = samples_tilted.npz = its samples. The chain
-state is the image itself: `decode` only reshapes.
+It is a `Method` (tilt_tf/methods/base.py), not a Generator: it has no
+latent (`has_latent = False`) and is its own model, so the pipeline trains
+it in the base stage (`stage = 'base'`: weights, optimizer and replay buffer
+in checkpoints/base/), has no tilt stage, and samples_base.npz =
+samples_tilted.npz = its samples.
 """
 
-import numpy as np
 import tensorflow as tf
 import tf_keras
 
 from tilt_tf import ebm as ebm_lib
 from tilt_tf.errors import UserError
-from tilt_tf.generators import base
+from tilt_tf.methods import base
 
 __all__ = ['PixelEBM', 'make', 'replay_langevin']
 
@@ -98,15 +96,21 @@ def replay_langevin(energy, x0, seed, num_steps, step_size=10.0, noise=0.005,
   return out
 
 
-class PixelEBM(base.Generator):
+class PixelEBM(base.Method):
   """ResNet energy on pixels + persistent replay buffer (see module doc)."""
 
-  tiltable = False  # No latent: the pipeline skips the tilt stage.
+  stage = 'base'  # Its own model: trained where a base would be.
+  has_latent = False
+  single_device = True  # The replay buffer is not mirrored.
+
+  @classmethod
+  def from_config(cls, cfg, data_shape):
+    return make(cfg, data_shape)
 
   def __init__(self, data_shape, channels=(64, 128), blocks=3, stem_stride=1,
                buffer_size=10_000, reinit_prob=0.05, langevin_steps=60,
                step_size=10.0, noise=0.005, grad_clip=0.01, alpha=1.0,
-               beta_1=0.0, name='pixel_ebm'):
+               beta_1=0.0, learning_rate=1e-4, name='pixel_ebm'):
     """Builds the energy and an empty replay buffer.
 
     Args:
@@ -118,15 +122,18 @@ class PixelEBM(base.Generator):
       step_size, noise, grad_clip: the chain, see `replay_langevin`.
       alpha: energy regularization weight.
       beta_1: Adam's first-moment decay (Du & Mordatch: 0).
+      learning_rate: Adam's learning rate.
       name: module name.
     """
     if tf.distribute.get_strategy().num_replicas_in_sync > 1:
       raise UserError('--base=pixel_ebm runs on one device (its replay '
                       'buffer is not mirrored); drop --num_cpu_devices')
-    super().__init__(int(np.prod(data_shape)), data_shape, name=name)
-    self.energy = ebm_lib.ResNetEnergy(channels=tuple(channels),
-                                       blocks=blocks, stem_stride=stem_stride)
-    self.energy(tf.zeros((1,) + tuple(data_shape)))
+    super().__init__(name=name)
+    self.data_shape = tuple(data_shape)
+    self._energy = ebm_lib.ResNetEnergy(channels=tuple(channels),
+                                        blocks=blocks, stem_stride=stem_stride)
+    self._energy(tf.zeros((1,) + tuple(data_shape)))
+    self.learning_rate = float(learning_rate)
     self.buffer_size = int(buffer_size)
     self.reinit_prob = float(reinit_prob)
     self.langevin_steps = int(langevin_steps)
@@ -176,21 +183,19 @@ class PixelEBM(base.Generator):
                                          self.buffer_size))
 
   def chain(self, x0, seed, num_steps, record_every=0):
-    return replay_langevin(self.energy, x0, seed, num_steps,
+    return replay_langevin(self._energy, x0, seed, num_steps,
                            step_size=self.step_size, noise=self.noise,
                            grad_clip=self.grad_clip,
                            record_every=record_every)
 
-  # ------------------------------------------------- Generator interface
+  # ----------------------------------------------------- Method interface
 
-  def decode(self, z, training=False):
-    """The chain state is the image: [B, H*W*C] -> [B, H, W, C]."""
-    del training
-    return tf.reshape(z, (-1,) + self.data_shape)
+  @property
+  def energy(self):
+    return self._energy
 
-  def prior_sample(self, n, seed, temperature=1.0):
-    raise NotImplementedError('pixel_ebm has no prior: its chains start in '
-                              'the replay buffer (sample_chains)')
+  def checkpoint_items(self):
+    return {'model': self}
 
   def sample_chains(self, n, seed, num_steps, record_every=0):
     """Samples: chains started in the buffer, run num_steps more steps.
@@ -206,22 +211,35 @@ class PixelEBM(base.Generator):
     out['start'] = start
     return out
 
-  def sample(self, n, seed, temperature=1.0):
-    """(start images, samples), both [n, H, W, C]."""
-    del temperature
-    out = self.sample_chains(n, seed, self.langevin_steps)
-    return out['start'], out['x']
+  def sample(self, n, seed, num_steps, record_every=0):
+    """Its samples as both 'x_base' and 'x_tilted'; 'z_*': chain starts."""
+    out = self.sample_chains(n, seed, num_steps, record_every)
+    result = {'z_base': out['start'], 'x_base': out['x'],
+              'z_tilted': out['start'], 'x_tilted': out['x'],
+              'grad_norm': out['grad_norm']}
+    if record_every:
+      result['trajectory'] = out['trajectory']
+    return result
 
-  def build(self, x):
-    self.energy(x)
+  def make_optimizer(self):
+    opt = tf_keras.optimizers.Adam(self.learning_rate, beta_1=self.beta_1,
+                                   beta_2=0.999)
+    opt.build(self._energy.trainable_variables)
+    return opt
 
-  def make_optimizer(self, config):
-    return tf_keras.optimizers.Adam(config.learning_rate, beta_1=self.beta_1,
-                                    beta_2=0.999)
+  def after_train_step(self, run_dir, step, grid=64):
+    """Its replay buffer as a picture (TensorBoard base/replay_buffer)."""
+    from tilt_tf import figures  # pylint: disable=g-import-not-at-top
+    filled = int(self.buffer_filled.numpy())
+    n = min(grid, filled)
+    if n:
+      png = figures.grid_png([self.buffer[filled - n:filled]])
+      with run_dir.writer.as_default(step=step):
+        tf.summary.image('base/replay_buffer', tf.io.decode_png(png)[None])
 
   def _loss_terms(self, x, x_neg):
-    e_data = self.energy(x, training=True)
-    e_neg = self.energy(x_neg, training=True)
+    e_data = self._energy(x, training=True)
+    e_neg = self._energy(x_neg, training=True)
     loss = (self.alpha * (tf.square(e_data) + tf.square(e_neg)) +
             e_data - e_neg)
     return loss, {'energy_data': e_data, 'energy_samples': e_neg}
@@ -247,7 +265,7 @@ class PixelEBM(base.Generator):
     """Chains (outside the parameter tape), energy update, buffer push."""
     chain = self.negatives(tf.shape(x)[0], seed)
     x_neg = tf.stop_gradient(chain['x'])
-    variables = self.energy.trainable_variables
+    variables = self._energy.trainable_variables
     with tf.GradientTape() as tape:
       loss, metrics = self._loss_terms(x, x_neg)
       scaled = tf.nn.compute_average_loss(loss,
@@ -273,4 +291,4 @@ def make(cfg, data_shape):
                   reinit_prob=cfg.reinit_prob,
                   langevin_steps=cfg.langevin_steps, step_size=cfg.step_size,
                   noise=cfg.noise, grad_clip=cfg.grad_clip, alpha=cfg.alpha,
-                  beta_1=cfg.beta_1)
+                  beta_1=cfg.beta_1, learning_rate=cfg.learning_rate)

@@ -1,0 +1,61 @@
+"""Tilting a user's own pretrained generator (no base stage).
+
+  ./bazelw run //tilt_tf:train -- --generator=/path/decoder.keras --data=/path/images.npz
+  ./bazelw run //tilt_tf:train -- --generator=/path/saved_model --latent_dim=100 --dataset=fashion_mnist
+
+The energy follows the data's shape: images get the paper's ResNet energy
+(B.2; `small`: half width on half-resolution maps), vectors the MLP energy.
+EBM settings as the paper's GLF/GLOW runs (§5.4: 200 steps, eps 0.01, 60
+Langevin steps in training, 100 when sampling).
+"""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config(preset='paper'):
+  c = default.get_config()
+  c.base_name = 'generator'
+  c.preset = preset
+  c.dataset = ''
+  c.generator = ml_collections.ConfigDict()
+  c.generator.path = ''  # A .keras/.h5 file or a SavedModel folder.
+  c.generator.kind = ''  # keras | saved_model (from the path).
+  c.generator.latent_dim = 0  # 0: from the model's input.
+  c.generator.signature = ''  # SavedModel signature ('' : the default one).
+  c.generator.allow_unsafe = False  # Keras Lambda layers (arbitrary code).
+  c.generator.data_shape = ()  # Filled in from the generator's outputs.
+  c.base.steps = 0
+  c.ebm.steps = 200
+  c.ebm.log_every = 10
+  c.ebm.monitor_every = 20
+  c.ebm.monitor_samples = 500
+  c.log_every = 100
+  c.steps_per_loop = 10
+  c.checkpoint_every = 100
+  if preset == 'small':
+    c.ebm.channels = (32, 64)
+    c.ebm.stem_stride = 2
+    c.ebm.hidden = 256
+    c.ebm.monitor_every = 50
+  elif preset == 'test':
+    c.ebm.channels = (8, 8)
+    c.ebm.blocks = 1
+    c.ebm.hidden = 32
+    c.ebm.batch_size = 16
+    c.ebm.steps = 4
+    c.ebm.langevin_steps = 3
+    c.ebm.sample_langevin_steps = 3
+    c.ebm.monitor_every = 2
+    c.ebm.monitor_samples = 32
+    c.ebm.validation = 32
+    c.ebm.log_every = 2
+    c.sample.num = 64
+    c.sample.batch_size = 32
+    c.sample.grid = 16
+    c.sample.chain_every = 1
+    c.eval.classifier_epochs = 1
+    c.steps_per_loop = 2
+    c.checkpoint_every = 4
+  return c

@@ -1,0 +1,174 @@
+"""The public Python API: tilt a generator, sample it, export it.
+
+    import tilt_tf
+    gen = tilt_tf.generator_from_keras(decoder)             # z -> images in [0, 1]
+    tilted = tilt_tf.tilt(gen, images, workdir='runs/mine', steps=200)
+    out = tilted.sample(10_000, seed=0)                     # out['samples'], out['latents']
+    tilted.export('models/mine')                            # TF Serving SavedModel
+
+`tilt` trains the latent EBM of the paper (tilt_tf/methods/latent_tilt.py)
+with the §5.3 monitor keeping the best energy, in a resumable run folder
+(rerunning the same call resumes from its last checkpoint);
+`load(workdir, generator)` gives the same `Tilted` back later.
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+import configs
+from tilt_tf import user_data
+from tilt_tf.errors import UserError
+from tilt_tf.generators import adapters
+from tilt_tf.methods import latent_tilt
+from tilt_tf.runtime import build
+from tilt_tf.runtime import monitor as monitor_lib
+from tilt_tf.runtime import run_dir as run_dir_lib
+from tilt_tf.runtime import training
+
+__all__ = ['tilt', 'load', 'Tilted', 'tilt_config']
+
+
+def tilt_config(preset='paper', **ebm):
+  """The settings `tilt` uses: configs/generator.py's preset, with `ebm`
+  fields overridden (e.g. step_size=0.3, langevin_steps=20, steps=400)."""
+  config = configs.get_config('generator', None, preset)
+  for k, v in ebm.items():
+    if k not in config.ebm:
+      raise UserError(f'unknown EBM setting {k!r}; choose from '
+                      f'{", ".join(sorted(config.ebm.keys()))}')
+    config.ebm[k] = v
+  return config
+
+
+class Tilted:
+  """A generator tilted by a trained energy: sample it, export it."""
+
+  def __init__(self, generator, method, config, workdir, energy_checkpoint):
+    self.generator = generator
+    self.method = method
+    self.config = config
+    self.workdir = workdir
+    self.energy_checkpoint = energy_checkpoint
+    self._sample = tf.function(method.sample, reduce_retracing=True)
+
+  @property
+  def energy(self):
+    """The energy network E(x) (a Keras model)."""
+    return self.method.energy
+
+  def sample(self, n, seed=0, langevin_steps=None, batch_size=500,
+             temperature=1.0):
+    """n tilted samples and, from the same starting latents, n base ones.
+
+    Returns a dict of numpy arrays: 'samples' and 'latents' (tilted),
+    'base_samples' and 'base_latents' (the generator's own, z ~ prior).
+    Batch i is drawn from seed [seed, 1000 + i], as the sample stage does.
+    """
+    steps = (self.config.ebm.sample_langevin_steps if langevin_steps is None
+             else int(langevin_steps))
+    if n < 1:
+      raise UserError(f'n must be >= 1, got {n}')
+    parts = []
+    for i in range(int(math.ceil(n / batch_size))):
+      m = min(batch_size, n - i * batch_size)
+      out = self._sample(tf.constant(m), tf.constant([seed, 1000 + i]),
+                         tf.constant(steps), temperature=temperature)
+      parts.append({k: out[k].numpy() for k in
+                    ('x_tilted', 'z_tilted', 'x_base', 'z_base')})
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return {'samples': cat['x_tilted'], 'latents': cat['z_tilted'],
+            'base_samples': cat['x_base'], 'base_latents': cat['z_base']}
+
+  def export(self, export_dir, version=None, max_samples=1024):
+    """A SavedModel sampler in TF Serving's layout `export_dir/<version>/`
+    (signatures serving_default, sample_tilted, sample_base); returns the
+    version folder."""
+    from tilt_tf.stages import export as export_lib  # pylint: disable=g-import-not-at-top
+    return export_lib.export_sampler(
+        self.generator, self.method, self.config.ebm, export_dir,
+        version=version, max_samples=max_samples,
+        info={'workdir': self.workdir, 'generator': self.generator.name,
+              'energy_checkpoint': self.energy_checkpoint})
+
+
+def _identity(generator, config, shape, n):
+  return {'base_name': 'generator', 'dataset': '', 'seed': config.seed,
+          'generator': generator.name, 'latent_dim': generator.latent_dim,
+          'data_shape': list(shape), 'n_data': int(n),
+          'ebm': {k: config.ebm[k] for k in build.EBM_ARCH}}
+
+
+def tilt(generator, data, workdir, steps=None, preset='paper', seed=0,
+         config=None, fid_dataset=None, strategy=None, **ebm):
+  """Trains a latent EBM that tilts `generator` towards `data`.
+
+  Args:
+    generator: a Generator (e.g. from `generator_from_keras`).
+    data: the data it should fit: images [N, H, W, C] (uint8, or floats in
+      [0, 1]) or vectors [N, D].
+    workdir: the run folder (checkpoints, monitor.json, TensorBoard);
+      calling again with the same arguments resumes or reuses the run.
+    steps: EBM training steps (the maximum: the monitor keeps the best).
+    preset: 'paper', 'small' or 'test' (configs/generator.py).
+    seed: the run's seed (stateless: a seed reproduces the run).
+    config: a full config (`tilt_config(...)`) instead of preset + ebm.
+    fid_dataset: score the monitor by FID in this built-in data set's
+      classifier feature space (e.g. 'fashion_mnist'); default: the energy
+      distance to held-out data.
+    strategy: a tf.distribute strategy (default: the current one).
+    **ebm: EBM settings (configs/default.py `ebm`), e.g. step_size=0.3.
+
+  Returns:
+    A `Tilted` with the best monitored energy loaded.
+  """
+  if config is None:
+    config = tilt_config(preset, **ebm)
+  if steps is not None:
+    config.ebm.steps = int(steps)
+  config.seed = int(seed)
+  strategy = strategy or tf.distribute.get_strategy()
+  array = user_data.check_array(data)
+  adapters.check_outputs(generator, array.shape[1:])
+  array = array[np.random.default_rng(seed).permutation(len(array))]
+  train, validation = build.split_validation(array, config.ebm.validation)
+  e = config.ebm
+  if fid_dataset:
+    score = monitor_lib.fid_scorer(validation, fid_dataset)
+  else:
+    score = monitor_lib.energy_distance_scorer(validation, seed)
+  shape = array.shape[1:]
+  extra = {'monitor_reference': f'{len(validation)} of the {len(array)} '
+                                'examples given, held out of the energy\'s '
+                                'training'}
+  with run_dir_lib.RunDir(workdir, _identity(generator, config, shape,
+                                             len(array)),
+                          config.to_dict(), config.preset, extra) as run:
+    with strategy.scope():
+      method = latent_tilt.LatentTilt(generator, e, shape, seed=seed)
+    trainer = training.MethodTrainer(
+        run, strategy, method, e.steps, keep=config.keep_checkpoints,
+        score_fn=score, seed=seed, retry_hint='ebm learning_rate=...',
+        monitor=dict(every=e.monitor_every, num_samples=e.monitor_samples,
+                     num_steps=e.sample_langevin_steps, patience=e.patience,
+                     grid=config.sample.grid,
+                     data=build.as_float(train[:e.monitor_samples])))
+    trainer.fit(train, min(e.batch_size, len(train)), seed + 1000, seed + 2,
+                {'steps_per_loop': config.steps_per_loop,
+                 'checkpoint_every': config.checkpoint_every,
+                 'log_every': e.log_every})
+    which = trainer.restore_best()
+  return Tilted(generator, method, config, workdir, which)
+
+
+def load(workdir, generator=None):
+  """The `Tilted` of a finished run: a `tilt` run (pass its generator) or a
+  train-binary run (built-in bases and --generator files rebuild
+  themselves)."""
+  restored = build.restore(workdir, generator=generator)
+  if not restored.method.has_latent:
+    raise UserError(f'{workdir} holds a pixel-space EBM: it has no latent '
+                    'to sample from a generator')
+  return Tilted(restored.generator, restored.method, restored.config,
+                workdir, restored.energy_checkpoint)

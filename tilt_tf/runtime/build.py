@@ -1,0 +1,204 @@
+"""A run's config -> its generator and method, and a finished run -> both,
+restored (`restore`): no data, no lock, no TensorBoard writer.
+
+Generators: a built-in base (`config.base_name`, tilt_tf/generators/
+registry.py) or a user's model file (`config.generator.path`, loaded by
+tilt_tf/generators/adapters.py). Methods: `config.method` ('latent_tilt',
+'pixel_ebm'), see tilt_tf/methods/.
+"""
+
+import dataclasses
+import os
+
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+import configs
+from tilt_tf import data as data_lib
+from tilt_tf import io_utils
+from tilt_tf.errors import UserError
+from tilt_tf.generators import registry
+from tilt_tf.runtime import run_dir as run_dir_lib
+from tilt_tf.runtime import training
+
+__all__ = ['identity', 'data_shape_of', 'make_generator', 'make_method',
+           'config_from_run', 'Restored', 'restore']
+
+# Energy fields that define what a tilt checkpoint holds.
+EBM_ARCH = ('channels', 'blocks', 'stem_stride', 'hidden', 'layers',
+             'fourier_features', 'fourier_scale')
+_MUTABLE_BASE_FIELDS = ('steps',)
+
+
+def identity(config, data_shape):
+  """What a workdir's checkpoints are: base/generator, data, seed, shapes."""
+  c = config.to_dict()
+  ident = {k: c.get(k) for k in ('base_name', 'dataset', 'seed', 'n_train')}
+  ident['base'] = {k: v for k, v in c['base'].items()
+                   if k not in _MUTABLE_BASE_FIELDS}
+  ident['ebm'] = {k: c['ebm'][k] for k in EBM_ARCH}
+  if c.get('generator', {}).get('path'):
+    g = c['generator']
+    ident['generator'] = {k: g[k] for k in ('path', 'latent_dim', 'signature')}
+    ident['data_shape'] = list(data_shape)
+  if c.get('method', 'latent_tilt') != 'latent_tilt':
+    ident['method'] = c['method']
+  return io_utils.jsonable(ident)
+
+
+def data_shape_of(config):
+  if config.get('generator') and config.generator.path:
+    return tuple(config.generator.data_shape)
+  return data_lib.data_shape(config.dataset)
+
+
+def uses_base_stage(config):
+  """Whether the run trains its generator (a built-in base) first."""
+  return (config.get('method', 'latent_tilt') == 'latent_tilt' and
+          not (config.get('generator') and config.generator.path))
+
+
+def make_generator(config, data_shape, first_batch=None):
+  """The run's generator, built (variables exist), or None (pixel EBM)."""
+  if config.get('method', 'latent_tilt') != 'latent_tilt':
+    return None
+  if config.get('generator') and config.generator.path:
+    from tilt_tf.generators import adapters  # pylint: disable=g-import-not-at-top
+    g = config.generator
+    if g.kind == 'saved_model':
+      return adapters.generator_from_saved_model(
+          g.path, signature=g.signature or None, latent_dim=g.latent_dim or None)
+    return adapters.generator_from_keras(
+        g.path, latent_dim=g.latent_dim or None, allow_unsafe=g.allow_unsafe)
+  generator = registry.make_generator(config.base_name, config.base,
+                                      data_shape)
+  if first_batch is None:  # Restoring: any batch creates the variables.
+    first_batch = tf.random.stateless_uniform(
+        (min(config.base.batch_size, 8),) + tuple(data_shape), seed=[0, 0])
+  generator.build(first_batch)
+  return generator
+
+
+def method_class(config):
+  """The Method class config.method names (for its traits: `stage`,
+  `has_latent`, `single_device`), without building it."""
+  name = config.get('method', 'latent_tilt')
+  if name == 'latent_tilt':
+    from tilt_tf.methods import latent_tilt  # pylint: disable=g-import-not-at-top
+    return latent_tilt.LatentTilt
+  if name == 'pixel_ebm':
+    from tilt_tf.methods import pixel_ebm  # pylint: disable=g-import-not-at-top
+    return pixel_ebm.PixelEBM
+  raise UserError(f'unknown method {name!r}; choose latent_tilt or pixel_ebm')
+
+
+def make_method(config, generator, data_shape):
+  """The Method config.method names, for this generator and data shape."""
+  cls = method_class(config)
+  if cls.stage == 'base':  # Its own model: built from config.base.
+    return cls.from_config(config.base, data_shape)
+  return cls(generator, config.ebm, data_shape, seed=config.seed)
+
+
+def _apply_stored(config, stored):
+  """Overlays a run.json `config` dict onto a ConfigDict, in place (JSON
+  lists back to tuples where the config has tuples)."""
+  with config.unlocked():
+    for key, value in stored.items():
+      current = config.get(key) if key in config else None
+      if isinstance(value, dict):
+        if isinstance(current, ml_collections.ConfigDict):
+          _apply_stored(current, value)
+        else:
+          config[key] = ml_collections.ConfigDict(value)
+        continue
+      if isinstance(value, list) and isinstance(current, tuple):
+        value = tuple(value)
+      if isinstance(current, float) and isinstance(value, int):
+        value = float(value)
+      config[key] = value
+  return config
+
+
+def config_from_run(workdir):
+  """The config of a run's latest invocation, from its run.json."""
+  if not os.path.isdir(workdir):
+    raise UserError(f'--workdir {workdir} does not exist; pass the folder of '
+                    'a training run (the one holding run.json)')
+  run = io_utils.read_json(os.path.join(workdir, 'run.json'))
+  if run is None:
+    raise UserError(f'--workdir {workdir} holds no run (no run.json); train '
+                    'one first with //tilt_tf:train')
+  try:
+    stored = run['config']
+    base_name = run['identity']['base_name']
+    dataset = run['identity']['dataset']
+    preset = run.get('preset') or stored.get('preset', 'paper')
+  except (KeyError, TypeError) as e:
+    raise UserError(f'{workdir}/run.json is malformed (missing {e}); it was '
+                    'not written by this version of tilt_tf') from None
+  name = 'generator' if stored.get('generator', {}).get('path') else base_name
+  config = configs.get_config(name, dataset or None, preset)
+  return _apply_stored(config, stored)
+
+
+@dataclasses.dataclass
+class Restored:
+  """A finished run, restored: its config, generator (None for a method
+  without one), method and the energy checkpoint loaded."""
+  workdir: str
+  config: ml_collections.ConfigDict
+  generator: object
+  method: object
+  energy_checkpoint: str
+
+
+def restore(workdir, generator=None):
+  """Rebuilds a run from its run.json and checkpoints, nothing else.
+
+  Reads no data, takes no lock and writes nothing, so it works on a copied
+  workdir without the data set and beside a running job.
+
+  Args:
+    workdir: the run folder.
+    generator: the user's Generator for a run made by `tilt_tf.tilt` from
+      Python (a model object cannot be rebuilt from a file name); None to
+      rebuild it from the run's config.
+  """
+  config = config_from_run(workdir)
+  shape = (tuple(io_utils.read_json(os.path.join(workdir, 'run.json'))
+                 ['identity'].get('data_shape') or ()) or
+           data_shape_of(config))
+  if generator is None:
+    generator = make_generator(config, shape)
+    if generator is not None and uses_base_stage(config):
+      path = tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints',
+                                                     'base'))
+      if path is None:
+        raise UserError(f'no base checkpoint in {workdir}; run the base stage '
+                        'first (--stage=base or all stages)')
+      tf.train.Checkpoint(generator=generator).restore(path).expect_partial()
+  method = make_method(config, generator, shape)
+  run = run_dir_lib.RunDir(workdir, {})  # Paths only: never entered.
+  trainer = training.MethodTrainer(run, tf.distribute.get_strategy(), method,
+                                   steps=0)
+  which = trainer.restore_best()
+  return Restored(workdir, config, generator, method, which)
+
+
+def split_validation(array, size):
+  """(train, validation): the last `size` examples held out (at most a
+  fifth of the array)."""
+  size = int(min(size, len(array) // 5))
+  if size <= 0:
+    return array, array[:0]
+  return array[:-size], array[-size:]
+
+
+def as_float(array):
+  """uint8 images -> float32 in [0, 1]; floats pass through."""
+  array = np.asarray(array)
+  if array.dtype == np.uint8:
+    return array.astype(np.float32) / 255.0
+  return array.astype(np.float32)

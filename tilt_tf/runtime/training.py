@@ -1,0 +1,169 @@
+"""One training stage: a model, its optimizer, step, clock and checkpoint
+folder, and `fit` that trains it on an array through the Controller.
+
+Checkpoint layout (one for every run): checkpoints/<stage>/ holds the
+model's items (`generator` for a base, `energy` plus the monitor's state for
+the tilt, `model` for the pixel EBM), `optimizer`, `step` and `seconds`.
+"""
+
+from absl import logging
+import tensorflow as tf
+
+from tilt_tf import data as data_lib
+from tilt_tf.errors import UserError
+from tilt_tf.runtime import loop as loop_lib
+
+__all__ = ['TrainingStage', 'MethodTrainer']
+
+
+class TrainingStage:
+  """See the module docstring. Build it inside the strategy's scope."""
+
+  def __init__(self, run_dir, name, items, optimizer, keep=2, retry_hint=''):
+    self.run_dir = run_dir
+    self.name = name
+    self.optimizer = optimizer
+    self.step = tf.Variable(0, dtype=tf.int64, name=f'{name}_step')
+    # Wall seconds spent in the stage over all invocations (a resumed run
+    # reports its whole cost, up to the last checkpoint before a kill).
+    self.clock = tf.Variable(0.0, dtype=tf.float64, name=f'{name}_seconds')
+    self.checkpoint = tf.train.Checkpoint(
+        optimizer=optimizer, step=self.step, seconds=self.clock, **items)
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, run_dir.path('checkpoints', name), max_to_keep=keep)
+    self.state = loop_lib.TrainState(name, self.step, self.clock,
+                                     self.manager, optimizer, retry_hint)
+
+  def restore(self):
+    """Restores the latest checkpoint if there is one; returns its path."""
+    latest = self.manager.latest_checkpoint
+    if latest:
+      self.checkpoint.restore(latest)
+    return latest
+
+  def fit(self, strategy, step_fn, array, batch_size, total, data_seed,
+          loop_seed, loop_cfg, actions=(), periods=()):
+    """Trains to `total` steps on batches of `array`; resumable.
+
+    step_fn(x, seed) runs inside `strategy.run`; batch k is a function of
+    (data_seed, k) (`data.make_dataset`), so a resumed run sees the same
+    batches. loop_cfg: steps_per_loop, checkpoint_every, log_every.
+    Records the stage's time in timings.json; returns (seconds, steps).
+    """
+
+    def make_iterator(step):
+      ds = data_lib.make_dataset(array, batch_size, seed=data_seed,
+                                 start_step=step)
+      return iter(strategy.experimental_distribute_dataset(ds))
+
+    loop = loop_lib.make_step_loop(strategy, step_fn, self.step, loop_seed)
+    controller = loop_lib.Controller(self.run_dir, loop_cfg['steps_per_loop'],
+                                     loop_cfg['checkpoint_every'],
+                                     loop_cfg['log_every'])
+    seconds, steps = controller.run(self.state, total, make_iterator, loop,
+                                    actions=actions, periods=periods)
+    self.run_dir.record_time(self.name, seconds, steps=steps,
+                             steps_per_s=round(steps / max(seconds, 1e-9), 3))
+    return seconds, steps
+
+
+class MethodTrainer:
+  """Trains a Method (methods/base.py) in its stage, with the §5.3 monitor
+  when a score function is given; resumable; restores its best weights.
+
+  Args:
+    run_dir: a RunDir.
+    strategy: the tf.distribute strategy (optimizer slots in its scope).
+    method: the Method.
+    steps: training steps (the maximum when the monitor may stop early).
+    keep: checkpoints to keep.
+    score_fn: samples -> score (lower is better), or None for no monitor.
+    monitor: dict(every, num_samples, num_steps, patience, grid, data) for
+      runtime/monitor.py's Monitor.
+    seed: the run's seed.
+    retry_hint: the setting to lower the learning rate with (messages).
+  """
+
+  def __init__(self, run_dir, strategy, method, steps, keep=2, score_fn=None,
+               monitor=None, seed=0, retry_hint=''):
+    self.run_dir, self.strategy, self.method = run_dir, strategy, method
+    self.steps = steps
+    with strategy.scope():
+      optimizer = method.make_optimizer()
+      self.monitor = None
+      items = dict(method.checkpoint_items())
+      self.best_ckpt = tf.train.Checkpoint(**method.checkpoint_items())
+      self.best_manager = tf.train.CheckpointManager(
+          self.best_ckpt, run_dir.path('checkpoints', f'{method.stage}_best'),
+          max_to_keep=1)
+      if score_fn is not None and monitor and monitor['every'] > 0:
+        from tilt_tf.runtime import monitor as monitor_lib  # pylint: disable=g-import-not-at-top
+        self.monitor = monitor_lib.Monitor(
+            run_dir, method, score_fn, self.best_manager,
+            every=monitor['every'], total=steps,
+            num_samples=monitor['num_samples'], num_steps=monitor['num_steps'],
+            seed=seed, patience=monitor.get('patience', 0),
+            grid=monitor.get('grid', 64),
+            data_for_histograms=monitor.get('data'))
+        items.update(self.monitor.checkpoint_items())
+      self.stage = TrainingStage(run_dir, method.stage, items, optimizer,
+                                 keep=keep, retry_hint=retry_hint)
+
+  @property
+  def step(self):
+    return int(self.stage.step.numpy())
+
+  def done(self):
+    return self.step >= self.steps or bool(self.monitor and
+                                           self.monitor.stopped)
+
+  def fit(self, array, batch_size, data_seed, loop_seed, loop_cfg):
+    """Trains (or resumes) to `steps`; returns (seconds, steps), or None if
+    it had finished already."""
+    self.stage.restore()
+    if self.done():
+      logging.info('%s: done (%d steps%s), reusing the checkpoint',
+                   self.method.stage, self.step,
+                   ', stopped by the monitor' if self.step < self.steps else '')
+      return None
+    replicas = self.strategy.num_replicas_in_sync
+    if batch_size % replicas:
+      raise UserError(
+          f'the {self.method.stage} batch size {batch_size} does not split '
+          f'evenly over {replicas} replicas; use a multiple of {replicas}')
+    self.method.check_ready()
+    actions, periods = [], []
+    if self.monitor is not None:
+      self.monitor.resume(self.step)
+      actions.append(self.monitor)
+      periods.append(self.monitor.every)
+    log_every = loop_cfg['log_every']
+
+    def pictures(step):
+      if step % log_every == 0 or step == self.steps:
+        self.method.after_train_step(self.run_dir, step)
+      return None
+
+    actions.append(pictures)
+
+    def step_fn(x, seed):
+      return self.method.train_step(x, seed, self.stage.optimizer, batch_size)
+
+    return self.stage.fit(self.strategy, step_fn, array, batch_size,
+                          self.steps, data_seed, loop_seed, loop_cfg,
+                          actions=actions, periods=periods)
+
+  def restore_best(self):
+    """Loads the best monitored weights (else the latest); returns the
+    checkpoint path; UserError if the stage never ran."""
+    latest = self.stage.manager.latest_checkpoint
+    best = self.best_manager.latest_checkpoint
+    if latest is None and best is None:
+      raise UserError(f'no {self.method.stage} checkpoint in '
+                      f'{self.run_dir.workdir}; run the {self.method.stage} '
+                      'stage first')
+    if latest is not None:
+      self.stage.checkpoint.restore(latest).expect_partial()
+    if best is not None:
+      self.best_ckpt.restore(best).expect_partial()
+    return best or latest

@@ -1,0 +1,1 @@
+"""The stages after training, each usable alone: sample, evaluate, export."""

@@ -1,0 +1,142 @@
+"""The sample stage: N base and N tilted samples from a trained method,
+drawn in batches that survive a kill, plus the figures.
+
+Batch i is drawn from seed [seed, 1000 + i] and kept as it is drawn in
+sample_parts/part-NNNNN.npz (with the seconds it took), so a killed stage
+resumes at the batch it was drawing and reports its whole drawing time.
+samples.json records the plan (energy checkpoint, n, batch size, Langevin
+steps and step size) and is written last: a finished stage with the same
+plan is reused, another plan redraws.
+"""
+
+import math
+import os
+import shutil
+import time
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from tilt_tf import figures
+from tilt_tf import io_utils
+from tilt_tf.runtime import loop as loop_lib
+
+__all__ = ['draw_samples', 'write_figures']
+
+_KEYS = ('z_base', 'x_base', 'z_tilted', 'x_tilted')
+
+
+def draw_samples(run_dir, method, sample_cfg, num_steps, step_size, seed,
+                 energy_checkpoint, reference=None, tilt_step=0):
+  """Draws, stores and pictures the samples (see the module docstring).
+
+  Args:
+    run_dir: a RunDir.
+    method: a trained Method.
+    sample_cfg: the `sample` config section (num, batch_size, grid,
+      chain_every).
+    num_steps: Langevin steps per chain.
+    step_size: the chains' step size (recorded in the plan).
+    seed: the run's seed.
+    energy_checkpoint: the checkpoint the method was restored from.
+    reference: data points for the toy scatter figure (vectors only).
+    tilt_step: the energy's training step, for the figure titles.
+  """
+  sampler = tf.function(method.sample, reduce_retracing=True)
+  n, bs = sample_cfg.num, min(sample_cfg.batch_size, sample_cfg.num)
+  parts_dir = run_dir.path('sample_parts')
+  plan = {'energy_checkpoint': energy_checkpoint, 'n': n, 'batch_size': bs,
+          'langevin_steps': num_steps, 'step_size': step_size}
+  names = [run_dir.path(f'samples_{w}.npz') for w in ('base', 'tilted')]
+  if (io_utils.read_json(run_dir.path('samples.json')) == plan and
+      all(os.path.exists(p) for p in names)):
+    logging.info('sample: reusing the %d + %d samples in %s (drawn with this '
+                 'energy and these settings; delete samples.json to redraw '
+                 'them)', n, n, run_dir.workdir)
+    return
+  if io_utils.read_json(os.path.join(parts_dir, 'plan.json')) != plan:
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    io_utils.write_json(os.path.join(parts_dir, 'plan.json'), plan)
+  t0 = time.time()
+  num_batches = int(math.ceil(n / bs))
+  parts, part_seconds, drawn_now, new_batches = [], 0., 0., 0
+  for i in range(num_batches):
+    path = os.path.join(parts_dir, f'part-{i:05d}.npz')
+    if not os.path.exists(path):
+      t_part = time.time()
+      out = sampler(tf.constant(min(bs, n - i * bs)),
+                    tf.constant([seed, 1000 + i]), tf.constant(num_steps))
+      arrays = {k: out[k].numpy() for k in _KEYS}
+      dt = time.time() - t_part
+      drawn_now += dt
+      new_batches += 1
+      io_utils.savez(path, seconds=np.float64(dt), **arrays)
+      rate = new_batches * bs / max(drawn_now, 1e-9)
+      logging.info('sample: batch %d/%d | %.1f samples/s ETA %s', i + 1,
+                   num_batches, 2 * rate, loop_lib.fmt_eta(
+                       (num_batches - i - 1) * drawn_now / new_batches))
+    with np.load(path) as part:
+      parts.append({k: part[k] for k in _KEYS})
+      if 'seconds' in part.files:
+        part_seconds += float(part['seconds'])
+  cat = {k: np.concatenate([p[k] for p in parts]) for k in _KEYS}
+  is_points = cat['x_base'].ndim == 2
+  key = 'samples' if is_points else 'images'
+  conv = (lambda x: x) if is_points else figures.to_uint8
+  for name in ('base', 'tilted'):
+    arrays = {key: conv(cat[f'x_{name}'])}
+    if method.has_latent:  # A pixel EBM's chain starts are not latents.
+      arrays['latents'] = cat[f'z_{name}']
+    io_utils.savez(run_dir.path(f'samples_{name}.npz'), **arrays)
+  seconds = part_seconds + (time.time() - t0 - drawn_now)
+  write_figures(run_dir, method, sampler, cat, sample_cfg, num_steps, seed,
+                reference, tilt_step)
+  run_dir.record_time('sample', seconds, n=n,
+                      energy_checkpoint=energy_checkpoint,
+                      samples_per_s=round(2 * n / max(seconds, 1e-9), 2))
+  # Last: a stage killed before this line redoes its tail from the parts.
+  io_utils.write_json(run_dir.path('samples.json'), plan)
+  shutil.rmtree(parts_dir)
+  logging.info('sample: %d base + %d tilted samples in %.1fs -> %s', n, n,
+               seconds, run_dir.workdir)
+
+
+def write_figures(run_dir, method, sampler, cat, sample_cfg, num_steps, seed,
+                  reference=None, tilt_step=0):
+  """samples.png (base | tilted) and langevin_chain.png, also to
+  TensorBoard (`samples/base_vs_tilted`, `samples/langevin_chain`)."""
+  every = sample_cfg.chain_every
+  if cat['x_base'].ndim == 2:  # Points: scatter plots.
+    panels = ([reference[:5000]] if reference is not None else []) + [
+        cat['x_base'], cat['x_tilted']]
+    titles = (['data'] if reference is not None else []) + [
+        'base', f'tilted (latent EBM, step {tilt_step})']
+    png = figures.toy_scatter_png(panels, titles)
+    traj = sampler(tf.constant(2000), tf.constant([seed, 99]),
+                   tf.constant(num_steps), record_every=every)['trajectory']
+    frames = np.linspace(0, len(traj) - 1, min(len(traj), 6)).astype(int)
+    chain_png = figures.toy_scatter_png(
+        [method.chain_states_to_data(traj[t]).numpy() for t in frames],
+        [f'Langevin step {t * every}' for t in frames])
+    tags = ('samples', 'samples/langevin_chain')
+  else:
+    g = sample_cfg.grid
+    panels = ([cat['x_base'][:g], cat['x_tilted'][:g]] if method.has_latent
+              else [cat['x_tilted'][:g]])
+    titles = (['base', f'tilted (EBM step {tilt_step})'] if method.has_latent
+              else [f'pixel EBM (step {tilt_step})'])
+    png = figures.grid_png(panels, titles=titles)
+    out = sampler(tf.constant(8), tf.constant([seed, 99]),
+                  tf.constant(num_steps), record_every=every)
+    traj = out['trajectory'].numpy()  # [T, 8, ...] chain states.
+    frames = np.stack([method.chain_states_to_data(t).numpy() for t in traj],
+                      1)
+    chain_png = figures.grid_png([frames.reshape((-1,) + frames.shape[2:])],
+                                 cols=traj.shape[0])
+    tags = ('samples/base_vs_tilted', 'samples/langevin_chain')
+  figures.write_png(run_dir.path('samples.png'), png)
+  figures.write_png(run_dir.path('langevin_chain.png'), chain_png)
+  with run_dir.writer.as_default(step=tilt_step):
+    tf.summary.image(tags[0], tf.io.decode_png(png)[None])
+    tf.summary.image(tags[1], tf.io.decode_png(chain_png)[None])
