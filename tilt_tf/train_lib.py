@@ -22,6 +22,7 @@ Layout of a workdir (one checkpoint layout for every run):
   timings.json             seconds per stage, rates (not reproducible)
 """
 
+import contextlib
 import os
 
 from absl import logging
@@ -39,7 +40,7 @@ from tilt_tf.runtime import training
 from tilt_tf.stages import evaluate as evaluate_lib
 from tilt_tf.stages import sample as sample_lib
 
-__all__ = ['STAGES', 'Pipeline', 'run', 'load_data']
+__all__ = ['STAGES', 'Pipeline', 'open_pipeline', 'run', 'load_data']
 
 STAGES = ('base', 'tilt', 'sample', 'eval')
 # Kept for callers that import them from here.
@@ -237,6 +238,20 @@ class Pipeline:
           self.run.workdir.rstrip('/')))
 
 
+@contextlib.contextmanager
+def open_pipeline(config, workdir, strategy=None):
+  """The Pipeline of a run, inside its RunDir (lock held until exit)."""
+  strategy = strategy or tf.distribute.get_strategy()
+  arrays = load_data(config)
+  shape = build.data_shape_of(config)
+  extra = {'monitor_reference': arrays[3]}
+  with run_dir_lib.RunDir(workdir, build.identity(config, shape),
+                          config.to_dict(), config.preset, extra) as run_dir:
+    full = arrays[0] if arrays[1] is None else np.concatenate(arrays[:2])
+    yield Pipeline(config, run_dir, strategy,
+                   (full, arrays[0], arrays[1], arrays[2]))
+
+
 def run(config, workdir, stages=STAGES, strategy=None):
   """Runs the given stages in order; returns metrics if eval ran."""
   tf.config.experimental.enable_op_determinism()
@@ -248,14 +263,7 @@ def run(config, workdir, stages=STAGES, strategy=None):
   mine = strategy_lib.worker_workdir(workdir, strategy)
   if mine != workdir:
     logging.info('multi-worker: this worker writes to %s', mine)
-  arrays = load_data(config)
-  shape = build.data_shape_of(config)
-  extra = {'monitor_reference': arrays[3]}
-  with run_dir_lib.RunDir(mine, build.identity(config, shape),
-                          config.to_dict(), config.preset, extra) as run_dir:
-    full = arrays[0] if arrays[1] is None else np.concatenate(arrays[:2])
-    pipeline = Pipeline(config, run_dir, strategy,
-                        (full, arrays[0], arrays[1], arrays[2]))
+  with open_pipeline(config, mine, strategy) as pipeline:
     pipeline.write_hparams()
     actions = {'base': pipeline.train_base, 'tilt': pipeline.train_tilt,
                'sample': pipeline.sample, 'eval': pipeline.evaluate}
