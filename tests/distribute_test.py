@@ -30,7 +30,7 @@ ATOL = 1e-6
 
 def _two_replicas():
   # Logical devices exist only if configured before TF initializes.
-  return train_lib.make_strategy(num_cpu_devices=2)
+  return strategy_lib.make_strategy(num_cpu_devices=2)
 
 
 def _flat_metrics(metrics, prefix=''):
@@ -119,18 +119,18 @@ class MultiWorkerConfigTest(tf.test.TestCase):
                         (_tf_config(chief=1, workers=1), 2)):
       env = {} if value is None else {'TF_CONFIG': value}
       with mock.patch.dict(os.environ, env, clear=True):
-        self.assertEqual(train_lib._cluster_size(), size, value)
+        self.assertEqual(strategy_lib.cluster_size(), size, value)
 
   def test_bad_tf_config_is_a_user_error(self):
     for value in ('{not json', '[]', '{"task": {}}'):
       with mock.patch.dict(os.environ, {'TF_CONFIG': value}):
         with self.assertRaisesRegex(UserError, 'TF_CONFIG'):
-          train_lib.make_strategy()
+          strategy_lib.make_strategy()
 
   def test_logical_devices_and_workers_do_not_mix(self):
     with mock.patch.dict(os.environ, {'TF_CONFIG': _tf_config()}):
       with self.assertRaisesRegex(UserError, 'num_cpu_devices'):
-        train_lib.make_strategy(num_cpu_devices=2)
+        strategy_lib.make_strategy(num_cpu_devices=2)
 
   def test_worker_workdir(self):
     def fake(task_type, task_id, chief):
@@ -144,7 +144,7 @@ class MultiWorkerConfigTest(tf.test.TestCase):
         (fake('worker', 1, False), '/r/run/', '/r/run_worker1'),
         (fake('worker', 0, False), '/r/run', '/r/run_worker0'),  # + a chief.
         (tf.distribute.get_strategy(), '/r/run', '/r/run')):
-      self.assertEqual(train_lib.worker_workdir(workdir, strategy), mine)
+      self.assertEqual(strategy_lib.worker_workdir(workdir, strategy), mine)
 
 
 if __name__ == '__main__':

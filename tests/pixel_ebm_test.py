@@ -6,9 +6,9 @@ import numpy as np
 import tensorflow as tf
 
 import configs
-from tilt_tf import pixel_ebm
 from tilt_tf.errors import UserError
-from tilt_tf.generators import registry
+from tilt_tf.methods import base as method_base
+from tilt_tf.methods import pixel_ebm
 
 SHAPE = (8, 8, 1)
 
@@ -20,7 +20,7 @@ def make(buffer_size=32, langevin_steps=5, **overrides):
       noise=0.005, grad_clip=0.01, alpha=1.0, beta_1=0.0, learning_rate=1e-3,
       batch_size=8))
   cfg.update(overrides)
-  return registry.make_generator('pixel_ebm', cfg, SHAPE), cfg
+  return pixel_ebm.make(cfg, SHAPE), cfg
 
 
 def data(n, seed=0):
@@ -69,7 +69,10 @@ class PixelEBMTest(tf.test.TestCase):
   def test_empty_buffer_gives_noise_then_ring_buffer(self):
     gen, _ = make(buffer_size=12)
     self.assertIsInstance(gen, pixel_ebm.PixelEBM)
-    self.assertFalse(gen.tiltable)
+    # A Method without a latent, trained in the base stage; not a Generator.
+    self.assertIsInstance(gen, method_base.Method)
+    self.assertFalse(gen.has_latent)
+    self.assertEqual(gen.stage, 'base')
     starts = gen.draw_starts(6, tf.constant([0, 1]), 0.0)
     self.assertAllInRange(starts, 0.0, 1.0)
     self.assertGreater(float(tf.math.reduce_std(starts)), 0.2)  # U[0, 1].
@@ -94,8 +97,7 @@ class PixelEBMTest(tf.test.TestCase):
   def test_training_lowers_the_loss_and_fills_the_buffer(self):
     gen, cfg = make(buffer_size=64, langevin_steps=10)
     x = data(8)
-    gen.build(x)
-    opt = gen.make_optimizer(cfg)
+    opt = gen.make_optimizer()
     step = tf.function(lambda s: gen.train_step(x, s, opt, 8))
     out = [step(tf.constant([0, i])) for i in range(12)]
     self.assertEqual(int(gen.buffer_filled.numpy()), 64)  # 12 x 8, capped.
@@ -116,14 +118,12 @@ class PixelEBMTest(tf.test.TestCase):
   def test_checkpoint_holds_the_buffer(self):
     gen, cfg = make(buffer_size=16)
     x = data(8)
-    gen.build(x)
-    opt = gen.make_optimizer(cfg)
+    opt = gen.make_optimizer()
     for i in range(2):
       gen.train_step(x, tf.constant([0, i]), opt, 8)
     path = tf.train.Checkpoint(generator=gen).save(
         self.create_tempdir().full_path + '/ckpt')
     other, _ = make(buffer_size=16)
-    other.build(x)
     tf.train.Checkpoint(generator=other).restore(path).assert_consumed()
     self.assertAllEqual(other.buffer, gen.buffer)
     self.assertEqual(int(other.buffer_filled.numpy()), 16)
@@ -132,8 +132,9 @@ class PixelEBMTest(tf.test.TestCase):
     b = other.sample_chains(5, seed, 3)
     self.assertAllEqual(a['x'], b['x'])
     self.assertEqual(a['x'].shape, (5,) + SHAPE)
-    self.assertEqual(gen.decode(tf.reshape(a['x'], [5, -1])).shape,
-                     (5,) + SHAPE)
+    out = gen.sample(5, seed, 3)  # The Method contract: one set, twice.
+    self.assertAllEqual(out['x_base'], a['x'])
+    self.assertAllEqual(out['x_tilted'], a['x'])
 
   def test_configs_and_refusals(self):
     paper = configs.get_config('pixel_ebm', 'fashion_mnist', 'paper')

@@ -3,6 +3,8 @@ files: VAE, GLF, GLOW, and the pixel EBM (no tilt stage)."""
 
 import json
 import os
+import shutil
+from unittest import mock
 
 from absl.testing import parameterized
 import numpy as np
@@ -11,8 +13,10 @@ import tensorflow as tf
 import configs
 from tests import image_data_testutil
 from tests import serving_testutil
-from tilt_tf import export_lib
+from tilt_tf import data as data_lib
 from tilt_tf import train_lib
+from tilt_tf.runtime import monitor as monitor_lib
+from tilt_tf.stages import export as export_lib
 
 
 class TrainImagesTest(tf.test.TestCase, parameterized.TestCase):
@@ -25,7 +29,17 @@ class TrainImagesTest(tf.test.TestCase, parameterized.TestCase):
     config = configs.get_config(base, 'fashion_mnist', 'test')
     config.data_dir = data_dir
     workdir = self.create_tempdir().full_path
-    metrics = train_lib.run(config, workdir)
+    references = []
+    real_scorer = monitor_lib.fid_scorer
+
+    def recording_scorer(reference_images, *args, **kwargs):
+      references.append(np.asarray(reference_images))
+      return real_scorer(reference_images, *args, **kwargs)
+
+    with mock.patch.object(monitor_lib, 'fid_scorer', recording_scorer):
+      metrics = train_lib.run(config, workdir)
+    if base != 'pixel_ebm':
+      self._check_monitor_reference(config, workdir, references)
     for name in ('samples_base.npz', 'samples_tilted.npz', 'samples.png',
                  'langevin_chain.png', 'metrics.json'):
       self.assertTrue(os.path.exists(os.path.join(workdir, name)), name)
@@ -54,12 +68,31 @@ class TrainImagesTest(tf.test.TestCase, parameterized.TestCase):
     with open(os.path.join(workdir, 'monitor.json')) as f:
       self.assertLen(json.load(f), 2)
     if base == 'glf':
-      self._check_export(workdir)
+      self._check_export(workdir, data_dir)
 
-  def _check_export(self, workdir):
+  def _check_monitor_reference(self, config, workdir, references):
+    """The §5.3 monitor scores against the held-out end of the train split:
+    never the test split the final FID reads, never the energy's batches."""
+    self.assertLen(references, 1)
+    ref = references[0]
+    train = data_lib.load(config.dataset, 'train', config.data_dir,
+                          n=config.n_train or None)
+    test = data_lib.load_images(config.dataset, 'test', config.data_dir)
+    self.assertLen(ref, config.ebm.validation)
+    self.assertAllEqual(ref, train[-len(ref):])
+    test_rows = {t.tobytes() for t in test}
+    self.assertFalse(any(r.tobytes() in test_rows for r in ref))
+    with open(os.path.join(workdir, 'run.json')) as f:
+      self.assertIn('held out of the energy', json.load(f)['monitor_reference'])
+
+  def _check_export(self, workdir, data_dir):
     """An image export answers through saved_model_cli: shapes, the same
-    images for the same seed, and a refusal of an absurd num_samples."""
-    path = export_lib.export_run(workdir, self.create_tempdir().full_path)
+    images for the same seed, and a refusal of an absurd num_samples. It is
+    made from a copy of the run, with the data folder gone."""
+    copy = os.path.join(self.create_tempdir().full_path, 'run')
+    shutil.copytree(workdir, copy)
+    shutil.rmtree(data_dir)
+    path = export_lib.export_run(copy, self.create_tempdir().full_path)
     model = tf.saved_model.load(path)
     fn = model.signatures['serving_default']
     args = dict(num_samples=tf.constant(3), seed=tf.constant([4, 5]))
