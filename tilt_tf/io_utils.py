@@ -16,7 +16,8 @@ import numpy as np
 
 from tilt_tf.errors import UserError
 
-__all__ = ['atomic_write', 'write_json', 'read_json', 'jsonable', 'savez',
+__all__ = ['atomic_write', 'write_json', 'read_json', 'read_run_json',
+           'jsonable', 'savez',
            'remove_temp_files', 'hold_lock', 'release_lock']
 
 # Temporary names: atomic_write's, and TensorFlow's checkpoint state file and
@@ -56,6 +57,32 @@ def read_json(path, default=None):
     return default
   with open(path) as f:
     return json.load(f)
+
+
+def read_run_json(path):
+  """A run's JSON object file (run.json, ...): None if absent.
+
+  Raises:
+    UserError: the file is not valid JSON (e.g. cut short) or not an object;
+      one line naming it and the way out.
+  """
+  try:
+    with open(path, 'rb') as f:
+      raw = f.read()
+  except FileNotFoundError:
+    return None
+  except IsADirectoryError:
+    raise UserError(f'{path} is a folder, not a JSON file; move it away and '
+                    'rerun, or pass another --workdir') from None
+  try:
+    obj = json.loads(raw.decode('utf-8'))
+  except (UnicodeDecodeError, ValueError):
+    obj = None
+  if not isinstance(obj, dict):
+    raise UserError(f'{path} is damaged (not a JSON object); move it away and '
+                    'rerun to rebuild it from the checkpoints, or pass '
+                    'another --workdir')
+  return obj
 
 
 def jsonable(obj):
