@@ -10,6 +10,9 @@ Stages: base -> tilt -> sample -> eval (`--stage=tilt` runs one; rerunning the
 same command resumes from the last checkpoint in --workdir). Any config field
 can be set with `--set=section.field=value` (repeatable), e.g.
 `--set=ebm.step_size=0.3 --set=ebm.alpha=0.01`.
+
+Errors end in one line `error: ...` and exit code 2; `--traceback` (or
+TILT_TF_TRACEBACK=1) shows the full traceback.
 """
 
 import os
@@ -46,14 +49,14 @@ flags.DEFINE_multi_string('set', [], 'Config field override section.field=value,
 flags.DEFINE_integer('num_cpu_devices', 0, 'Mirror over this many logical CPU devices (testing).')
 
 
-# flag -> (config path, smallest allowed value).
+# flag -> config path (its range: configs.BOUNDS).
 _OVERRIDES = {
-    'seed': (('seed',), 0),
-    'langevin_steps': (('ebm', 'langevin_steps'), 0),
-    'sample_langevin_steps': (('ebm', 'sample_langevin_steps'), 0),
-    'tilt_steps': (('ebm', 'steps'), 0),
-    'base_steps': (('base', 'steps'), 0),
-    'num_samples': (('sample', 'num'), 1),
+    'seed': ('seed',),
+    'langevin_steps': ('ebm', 'langevin_steps'),
+    'sample_langevin_steps': ('ebm', 'sample_langevin_steps'),
+    'tilt_steps': ('ebm', 'steps'),
+    'base_steps': ('base', 'steps'),
+    'num_samples': ('sample', 'num'),
 }
 
 
@@ -65,7 +68,7 @@ def build_config():
   """Config from --base/--dataset/--preset plus flag overrides, validated."""
   config = configs.get_config(FLAGS.base, FLAGS.dataset, FLAGS.preset,
                               overrides=FLAGS.set)
-  for flag, (path, minimum) in _OVERRIDES.items():
+  for flag, path in _OVERRIDES.items():
     value = FLAGS[flag].value
     if value is None:
       continue
@@ -73,15 +76,14 @@ def build_config():
       raise UserError(f'--{flag} does not apply to --base=pixel_ebm (it has '
                       'no tilt stage; --base_steps sets its training steps, '
                       '--sample_langevin_steps its sampling chains)')
-    if value < minimum:
-      raise UserError(f'--{flag}={value} is out of range; it must be >= '
-                      f'{minimum}')
+    configs.check_bounds('.'.join(path), value, f'--{flag}')
     node = config
     for key in path[:-1]:
       node = node[key]
     node[path[-1]] = value
   if FLAGS.data_dir:
-    config.data_dir = cli.resolve_path(FLAGS.data_dir)
+    config.data_dir = cli.check_input_dir(cli.resolve_path(FLAGS.data_dir),
+                                          '--data_dir')
   return config
 
 
@@ -104,6 +106,9 @@ def main(argv):
   suffix = '' if config.preset == 'paper' else f'_{config.preset}'
   workdir = cli.resolve_path(
       FLAGS.workdir or os.path.join('runs', f'{config.base_name}_{config.dataset}{suffix}'))
+  cli.check_output_dir(workdir, '--workdir')
+  if 'export' in stages and FLAGS.export_dir:
+    cli.check_output_dir(cli.resolve_path(FLAGS.export_dir), '--export_dir')
   logging.info('run %s on %s, preset %s -> %s', config.base_name,
                config.dataset, config.preset, workdir)
   strategy = train_lib.make_strategy(FLAGS.num_cpu_devices)
