@@ -226,9 +226,8 @@ def _unexpected_io_error(e):
     folder = workdir or (os.path.dirname(match.group(1)) if match else
                          'the run folder')
     line += (f'; a file in {folder} is damaged (an interrupted copy or a '
-             'disk error): move it away and rerun (a damaged checkpoint '
-             'goes into damaged/ next to it; the run resumes from the '
-             'previous one)')
+             'disk error): move it away (e.g. into a damaged/ folder next '
+             'to it) and rerun; a run resumes from its previous checkpoint')
   else:
     line += '; rerun with --traceback for details'
   return line
