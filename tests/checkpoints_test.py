@@ -206,6 +206,11 @@ class ReadRunJsonTest(tf.test.TestCase):
           'it away and rerun to rebuild it from the checkpoints, or pass '
           'another --workdir$'):
         io_utils.read_run_json(path)
+    with open(path, 'wb') as f:
+      f.write(b'{"a": ')
+    with self.assertRaisesRegex(UserError, f'^{path} is damaged \\(not valid '
+                                'JSON\\); move it away and rerun'):
+      io_utils.read_json(path, {})
     with open(path, 'w') as f:
       json.dump({'ok': True}, f)
     self.assertEqual(io_utils.read_run_json(path), {'ok': True})

@@ -53,10 +53,21 @@ def write_json(path, obj):
 
 
 def read_json(path, default=None):
+  """The JSON value in `path`, `default` if absent.
+
+  Raises:
+    UserError: the file is not valid JSON (a run folder's files are
+      written atomically, so only damage or a foreign file does that).
+  """
   if not os.path.exists(path):
     return default
-  with open(path) as f:
-    return json.load(f)
+  with open(path, 'rb') as f:
+    raw = f.read()
+  try:
+    return json.loads(raw.decode('utf-8'))
+  except (UnicodeDecodeError, ValueError):
+    raise UserError(f'{path} is damaged (not valid JSON); move it away and '
+                    'rerun (it is rebuilt), or pass another --workdir') from None
 
 
 def read_run_json(path):

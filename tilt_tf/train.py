@@ -135,8 +135,8 @@ def _exported_already(workdir, export_dir):
   latest = export_lib.next_version(export_dir) - 1
   if latest < 1:
     return False
-  info = io_utils.read_json(os.path.join(
-      export_dir, str(latest), 'assets.extra', 'tilt_export.json'), {})
+  info = io_utils.read_run_json(os.path.join(
+      export_dir, str(latest), 'assets.extra', 'tilt_export.json')) or {}
   ckpts = os.path.join(workdir, 'checkpoints')
   # The energy the export stage would restore: the best monitored, else the last.
   best = (tf.train.latest_checkpoint(os.path.join(ckpts, 'tilt_best')) or
