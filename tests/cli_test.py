@@ -82,12 +82,29 @@ class PathChecksTest(tf.test.TestCase):
         r'denied\); make it writable or choose another --export_dir$'):
       cli.check_output_dir(os.path.join(folder, 'v'), '--export_dir')
 
+  def test_output_file(self):
+    out = os.path.join(self.tmp, 'sub', 'scores.json')
+    self.assertEqual(cli.check_output_file(out, '--output'), out)
+    cases = [
+        (self.tmp, f'^--output {self.tmp} is a folder; give a file name$'),
+        (os.path.join(self.file, 'x.json'),
+         f'^--output {self.file}/x.json: {self.file} is a file, not a '
+         'folder; choose another --output$'),
+        ('/proc/x.json', r'^--output /proc/x.json: /proc is not writable'),
+    ]
+    for path, pattern in cases:
+      with self.subTest(path=path):
+        with self.assertRaisesRegex(UserError, pattern):
+          cli.check_output_file(path, '--output')
+    self.assertEqual(os.listdir(self.tmp), ['notes.txt'])
+
   def test_input_dir(self):
     self.assertEqual(cli.check_input_dir(self.tmp, '--data_dir'), self.tmp)
     cases = [
         ('/no/such/dir', '^--data_dir /no/such/dir does not exist; give an '
                          'existing folder$'),
-        (self.file, f'^--data_dir {self.file} is a file, not a folder'),
+        (self.file, f'^--data_dir {self.file} is a file, not a folder; give '
+                    'an existing folder$'),
         (os.path.join(self.file, 'x'), r'does not exist \(a part of that '
                                        'path is a file\)'),
     ]

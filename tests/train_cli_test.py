@@ -246,6 +246,33 @@ class TrainCLITest(tf.test.TestCase):
     self.assertEqual(os.listdir(tmp), [])
     self.assertEqual(_snapshot(data_dir), before)
 
+  def test_damaged_run_json(self):
+    workdir = os.path.join(self.create_tempdir().full_path, 'run')
+    os.makedirs(workdir)
+    with open(os.path.join(workdir, 'run.json'), 'w') as f:
+      f.write('{"identity": ')  # Cut short.
+    proc = _run(_TOY + [f'--workdir={workdir}'])
+    self._assert_user_error(proc, re.escape(
+        os.path.join(workdir, 'run.json') + ' is damaged (not valid JSON); '
+        'move it away and rerun'))
+    with open(os.path.join(workdir, 'run.json')) as f:
+      self.assertEqual(f.read(), '{"identity": ')
+
+  def test_damaged_base_checkpoint(self):
+    # Flipped bytes in every base checkpoint: one line naming the damage.
+    workdir = self._trained_workdir()
+    base = os.path.join(workdir, 'checkpoints', 'base')
+    for name in os.listdir(base):
+      if '.data-' in name:
+        with open(os.path.join(base, name), 'rb') as f:
+          raw = bytearray(f.read())
+        raw[len(raw) // 2] ^= 0xFF
+        with open(os.path.join(base, name), 'wb') as f:
+          f.write(bytes(raw))
+    proc = _run(_TOY + ['--stage=tilt', f'--workdir={workdir}'])
+    self._assert_user_error(proc, '.*Checksum does not match.*; a file in ' +
+                            re.escape(workdir) + ' is damaged')
+
   def test_workdir_of_another_base(self):
     workdir = self._trained_workdir()
     before = _snapshot(workdir)

@@ -18,8 +18,8 @@ from absl import flags
 
 from tilt_tf.errors import UserError
 
-__all__ = ['resolve_path', 'check_output_dir', 'check_input_dir', 'run_main',
-           'summary_table']
+__all__ = ['resolve_path', 'check_output_dir', 'check_output_file',
+           'check_input_dir', 'run_main', 'summary_table']
 
 flags.DEFINE_bool('traceback', False, 'On an error, show the full Python '
                   'traceback instead of the one-line `error: ...` (also: '
@@ -107,9 +107,30 @@ def check_output_dir(path, flag):
   return path
 
 
-def check_input_dir(path, flag):
+def check_output_file(path, flag):
+  """check_output_dir for a file to write (e.g. --output=scores.json): its
+  folder must be writable and `path` must not be a folder. Returns `path`.
+
+  Raises:
+    UserError: one line naming `flag` and `path`.
+  """
+  if os.path.isdir(path):
+    raise UserError(f'{flag} {path} is a folder; give a file name')
+  existing = _nearest_existing(os.path.dirname(path))
+  if existing is None:
+    raise UserError(f'{flag} {path}: no part of that path exists; choose '
+                    'another path')
+  if not os.path.isdir(existing):
+    raise UserError(f'{flag} {path}: {existing} is a file, not a folder; '
+                    f'choose another {flag}')
+  _probe_writable(existing, path, flag)
+  return path
+
+
+def check_input_dir(path, flag, what='an existing folder'):
   """Refuses, before any work, an input folder that is missing, a file or
-  not readable. Returns `path`.
+  not readable. Returns `path`. `what`: the folder expected, for the
+  message ('give <what>').
 
   Raises:
     UserError: one line naming `flag`.
@@ -117,17 +138,15 @@ def check_input_dir(path, flag):
   try:
     os.stat(path)
   except FileNotFoundError:
-    raise UserError(f'{flag} {path} does not exist; give an existing '
-                    'folder') from None
+    raise UserError(f'{flag} {path} does not exist; give {what}') from None
   except NotADirectoryError:
     raise UserError(f'{flag} {path} does not exist (a part of that path is a '
-                    'file); give an existing folder') from None
+                    f'file); give {what}') from None
   except PermissionError as e:
     raise UserError(f'{flag} {path} is not accessible ({e.strerror}); make '
                     f'it readable or choose another {flag}') from None
   if not os.path.isdir(path):
-    raise UserError(f'{flag} {path} is a file, not a folder; give the folder '
-                    'that holds the files')
+    raise UserError(f'{flag} {path} is a file, not a folder; give {what}')
   if not os.access(path, os.R_OK | os.X_OK):
     raise UserError(f'{flag} {path} is not readable (Permission denied); '
                     f'make it readable or choose another {flag}')

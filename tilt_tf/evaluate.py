@@ -16,7 +16,6 @@ TILT_TF_TRACEBACK=1) shows the full traceback.
 """
 
 import json
-import os
 import zipfile
 
 from absl import flags
@@ -34,6 +33,7 @@ __all__ = ['load_samples', 'evaluate_files']
 FLOOR_SIZE = 10_000
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(cli)  # --traceback in --help.
 flags.DEFINE_string('dataset', 'fashion_mnist', 'Image data set the samples '
                     'imitate: ' + ', '.join(data.IMAGE_DATASETS) + '.')
 flags.DEFINE_multi_string('samples', [], 'npz file with `images` (repeat the '
@@ -158,12 +158,10 @@ def main(argv):
                     'must be >= 1')
   resolve = lambda p: cli.resolve_path(p) if p else p
   if FLAGS.data_dir:
-    cli.check_input_dir(resolve(FLAGS.data_dir), '--data_dir')
+    cli.check_input_dir(resolve(FLAGS.data_dir), '--data_dir',
+                        'a folder holding the data set files')
   if FLAGS.output:
-    if os.path.isdir(resolve(FLAGS.output)):
-      raise UserError(f'--output {resolve(FLAGS.output)} is a folder; give '
-                      'a file name, e.g. --output=scores.json')
-    cli.check_output_dir(os.path.dirname(resolve(FLAGS.output)), '--output')
+    cli.check_output_file(resolve(FLAGS.output), '--output')
   if FLAGS.cache_dir:
     cli.check_output_dir(resolve(FLAGS.cache_dir), '--cache_dir')
   results = evaluate_files(

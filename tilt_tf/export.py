@@ -20,6 +20,7 @@ from tilt_tf import export_lib
 from tilt_tf.errors import UserError
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(cli)  # --traceback in --help.
 flags.DEFINE_string('workdir', None, 'Run folder to export (holds run.json).')
 flags.DEFINE_string('export_dir', None,
                     'TF Serving model folder; the SavedModel goes to '
@@ -37,7 +38,9 @@ def main(argv):
   if not FLAGS.workdir or not FLAGS.export_dir:
     raise UserError('pass --workdir=RUN (a training run) and '
                     '--export_dir=DIR (where versions go)')
-  workdir = cli.check_input_dir(cli.resolve_path(FLAGS.workdir), '--workdir')
+  workdir = cli.check_input_dir(
+      cli.resolve_path(FLAGS.workdir), '--workdir',
+      'the folder of a training run (the one holding run.json)')
   export_dir = cli.check_output_dir(cli.resolve_path(FLAGS.export_dir),
                                     '--export_dir')
   path = export_lib.export_run(workdir, export_dir,

@@ -32,6 +32,7 @@ from tilt_tf.errors import UserError
 STAGES = train_lib.STAGES + ('export',)
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(cli)  # --traceback in --help.
 flags.DEFINE_string('base', 'glf', 'Base model: ' + ', '.join(sorted(configs.MODULES)) + '.')
 flags.DEFINE_string('dataset', None, 'Data set (default: the config\'s).')
 flags.DEFINE_string('data_dir', None, 'Folder with local data files.')
@@ -83,7 +84,8 @@ def build_config():
     node[path[-1]] = value
   if FLAGS.data_dir:
     config.data_dir = cli.check_input_dir(cli.resolve_path(FLAGS.data_dir),
-                                          '--data_dir')
+                                          '--data_dir', 'a folder holding the '
+                                          'data set files')
   return config
 
 
