@@ -2,6 +2,7 @@
 
 import errno
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -163,7 +164,8 @@ class ErrorBoundaryTest(tf.test.TestCase):
         tf.train.Checkpoint(v=v).restore(path)
         """)
     self._one_line(proc, 'DataLossError: .*Checksum does not match.*; a file '
-                   f'in {workdir} is damaged .*move it away and rerun')
+                   f'in {re.escape(workdir)} is damaged .*move it away .*and '
+                   'rerun; a run resumes from its previous checkpoint$')
 
   def test_other_os_errors(self):
     proc, _ = self._run("""

@@ -235,8 +235,8 @@ def _unexpected_io_error(e):
     return line + '; rerun with --traceback for details'
   lines = _op_message(e).splitlines() or [type(e).__name__]
   what = lines[0]
-  if len(what) > 300:
-    what = what[:300] + '...'
+  if len(what) > 600:  # Paths under Bazel's sandbox alone take 200.
+    what = what[:600] + '...'
   match = _PATH.search(_op_message(e))
   where = f' ({match.group(1)})' if match and match.group(1) not in what else ''
   line = f'{type(e).__name__}: {what}{where}'
