@@ -7,12 +7,100 @@ are 'section.field=value' strings (the train binary's `--set`), e.g.
 """
 
 import importlib
+import math
 
 import ml_collections
 
 from tilt_tf.errors import UserError
 
 PRESETS = ('paper', 'small', 'test')
+
+_STEPS = 10_000_000  # Training steps.
+_LANGEVIN = 10_000  # Langevin steps per chain.
+_COUNT = 1_000_000  # Samples, sizes.
+_SEED = 2**32 - 1
+
+# Integer fields that are counts, sizes, periods or seeds: field ->
+# (smallest, largest) value a --set (or its flag) may give. The upper bounds
+# are a guard against typos (an extra 0 that would run for days); raise one
+# here if a run really needs more. Tuples (e.g. ebm.channels) are checked
+# element by element. Fields not listed are not range-checked.
+BOUNDS = {
+    'seed': (0, _SEED),
+    'base.flow_seed': (0, _SEED),
+    'n_train': (0, 100_000_000),
+    'base.steps': (0, _STEPS),
+    'ebm.steps': (0, _STEPS),
+    'base.epochs': (0, 100_000),
+    'base.langevin_steps': (0, _LANGEVIN),
+    'ebm.langevin_steps': (0, _LANGEVIN),
+    'ebm.sample_langevin_steps': (0, _LANGEVIN),
+    'sample.num': (1, _COUNT),
+    'ebm.monitor_samples': (1, _COUNT),
+    'base.batch_size': (1, 100_000),
+    'ebm.batch_size': (1, 100_000),
+    'sample.batch_size': (1, 100_000),
+    'base.buffer_size': (1, _STEPS),
+    'log_every': (1, _STEPS),
+    'steps_per_loop': (1, _STEPS),
+    'checkpoint_every': (1, _STEPS),
+    'keep_checkpoints': (1, 1000),
+    'ebm.log_every': (1, _STEPS),
+    'ebm.monitor_every': (1, _STEPS),
+    'ebm.patience': (0, _STEPS),
+    'sample.grid': (1, 10_000),
+    'sample.chain_every': (1, _LANGEVIN),
+    'eval.classifier_epochs': (0, 10_000),
+    # Architecture sizes.
+    'base.latent_dim': (1, _COUNT),
+    'base.hidden': (1, _COUNT),
+    'base.layers': (1, 10_000),
+    'base.width': (1, _COUNT),
+    'base.channels': (1, _COUNT),
+    'base.blocks': (1, 10_000),
+    'base.num_blocks': (1, 10_000),
+    'base.steps_per_block': (1, 10_000),
+    'base.flow_hidden': (1, _COUNT),
+    'base.flow_layers': (1, 10_000),
+    'base.stem_stride': (1, 64),
+    'ebm.hidden': (1, _COUNT),
+    'ebm.layers': (1, 10_000),
+    'ebm.channels': (1, _COUNT),
+    'ebm.blocks': (1, 10_000),
+    'ebm.stem_stride': (1, 64),
+    'ebm.fourier_features': (0, _COUNT),
+}
+
+# Upper bounds that are limits, not typo guards.
+_HARD_BOUNDS = {'seed': 'seeds are unsigned 32-bit integers',
+                'base.flow_seed': 'seeds are unsigned 32-bit integers'}
+
+
+def check_bounds(field, value, name):
+  """Raises UserError if `value` of config `field` ('ebm.steps') is outside
+  BOUNDS; `name` is how the user gave it (e.g. '--tilt_steps' or the field
+  itself), named in the message."""
+  if field not in BOUNDS:
+    return
+  low, high = BOUNDS[field]
+  for v in (value if isinstance(value, tuple) else (value,)):
+    if isinstance(v, bool) or not isinstance(v, int):
+      continue
+    if v < low:
+      raise UserError(f'{name}={_show(value)} is out of range; it must be '
+                      f'>= {low}')
+    if v > high and field in _HARD_BOUNDS:
+      raise UserError(f'{name}={_show(value)} is out of range; it must be '
+                      f'<= {high} ({_HARD_BOUNDS[field]})')
+    if v > high:
+      raise UserError(
+          f'{name}={_show(value)} is out of range; it must be <= {high:_} '
+          '(the bound is a guard against typos; to go beyond it, raise '
+          f'BOUNDS[{field!r}] in configs/__init__.py)')
+
+
+def _show(value):
+  return ','.join(map(str, value)) if isinstance(value, tuple) else value
 
 # --base -> config module.
 MODULES = {
@@ -35,17 +123,23 @@ def _parse(text, current, where):
       return lowered in ('true', '1')
     if isinstance(current, tuple):
       kind = type(current[0]) if current else int
-      return tuple(kind(t) for t in text.split(',') if t.strip())
-    if isinstance(current, int):
-      return int(text)
-    if isinstance(current, float):
-      return float(text)
-    return text
+      value = tuple(kind(t) for t in text.split(',') if t.strip())
+    elif isinstance(current, int):
+      value = int(text)
+    elif isinstance(current, float):
+      value = float(text)
+    else:
+      return text
   except ValueError:
     kind = ('a comma-separated list' if isinstance(current, tuple)
             else type(current).__name__)
     raise UserError(f'--set {where!r}: the field is {kind} (now {current!r}); '
                     f'{text!r} does not parse as one') from None
+  for v in (value if isinstance(value, tuple) else (value,)):
+    if isinstance(v, float) and not math.isfinite(v):
+      raise UserError(f'--set {where!r}: {where.partition("=")[0].strip()} '
+                      f'must be a finite number, not {v}')
+  return value
 
 
 # Fields chosen by their own flags (they pick the config module and preset).
@@ -77,7 +171,9 @@ def apply_overrides(config, overrides):
     if isinstance(current, ml_collections.ConfigDict):
       raise UserError(f'--set {item!r}: {path} is a section; set one of its '
                       f'fields ({", ".join(sorted(current.keys()))})')
-    node[keys[-1]] = _parse(text, current, item)
+    value = _parse(text, current, item)
+    check_bounds(path.strip(), value, f'--set {path.strip()}')
+    node[keys[-1]] = value
   return config
 
 

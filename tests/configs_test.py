@@ -65,5 +65,54 @@ class OverridesTest(tf.test.TestCase):
         _glow(item)
 
 
+class BoundsTest(tf.test.TestCase):
+
+  def test_non_finite_floats_refused(self):
+    for item in ('ebm.step_size=nan', 'ebm.alpha=inf', 'ebm.alpha=-Infinity',
+                 'base.learning_rate=1e999'):
+      field = item.partition('=')[0]
+      with self.assertRaisesRegex(
+          UserError, f"^--set '{item}': {field} must be a finite number",
+          msg=item):
+        _glow(item)
+
+  def test_counts_and_sizes(self):
+    cases = {
+        'base.batch_size=0': r'^--set base.batch_size=0 is out of range; it '
+                             'must be >= 1$',
+        'sample.num=0': 'sample.num=0 is out of range; it must be >= 1',
+        'ebm.steps=-1': 'ebm.steps=-1 is out of range; it must be >= 0',
+        'ebm.langevin_steps=600000': r'must be <= 10_000 \(the bound is a '
+                                     'guard against typos; .*BOUNDS',
+        'base.steps=100000000': 'must be <= 10_000_000',
+        'sample.num=2000000': 'must be <= 1_000_000',
+        'ebm.channels=64,0': 'ebm.channels=64,0 is out of range',
+        'seed=-3': 'seed=-3 is out of range; it must be >= 0',
+        'seed=4294967296': r'must be <= 4294967295 \(seeds are unsigned',
+    }
+    for item, pattern in cases.items():
+      with self.assertRaisesRegex(UserError, pattern, msg=item):
+        _glow(item)
+    # The bounds themselves are allowed.
+    c = _glow('ebm.langevin_steps=10000', 'seed=4294967295', 'ebm.steps=0')
+    self.assertEqual(c.seed, 2**32 - 1)
+
+  def test_every_preset_is_within_bounds(self):
+    for base in configs.MODULES:
+      for preset in configs.PRESETS:
+        c = configs.get_config(base, None, preset)
+        for field in configs.BOUNDS:
+          section, _, key = field.rpartition('.')
+          node = c[section] if section else c
+          if key in node:
+            configs.check_bounds(field, node[key], f'{base}/{preset} {field}')
+
+  def test_check_bounds_names_the_flag(self):
+    with self.assertRaisesRegex(UserError, r'^--tilt_steps=20000000 is out '
+                                'of range; it must be <= 10_000_000'):
+      configs.check_bounds('ebm.steps', 20_000_000, '--tilt_steps')
+    configs.check_bounds('ebm.step_size', -1.0, '--x')  # Not bounded.
+
+
 if __name__ == '__main__':
   tf.test.main()

@@ -104,6 +104,11 @@ class EvaluateTest(tf.test.TestCase):
     not_npz = os.path.join(self.work, 'junk.npz')
     with open(not_npz, 'w') as f:
       f.write('hello')
+    truncated = self._save('truncated.npz', images=ok)
+    with open(truncated, 'rb') as f:
+      raw = f.read()
+    with open(truncated, 'wb') as f:
+      f.write(raw[:len(raw) // 2])
     cases = [
         ([], {}, 'nothing to evaluate'),
         ([self._save('a.npz', images=ok)], {'dataset': 'imagenet'},
@@ -111,7 +116,10 @@ class EvaluateTest(tf.test.TestCase):
         ([self._save('b.npz', images=ok)], {'dataset': 'swissroll'},
          'toy set'),
         ([os.path.join(self.work, 'missing.npz')], {}, 'not found'),
-        ([not_npz], {}, 'cannot read .* as npz'),
+        ([not_npz], {}, r'junk.npz is not a valid .npz file \(not a zip '
+         r'archive\); save it with np.savez'),
+        ([truncated], {}, 'cannot read .*truncated.npz as npz'),
+        ([self.work], {}, 'is a folder, not an npz file'),
         ([self._save('c.npz', x=ok)], {}, r'has no `images` array \(it has x\)'),
         ([self._save('d.npz', images=ok.astype(np.int32))], {},
          'dtype int32'),

@@ -142,6 +142,43 @@ class TrainCLITest(tf.test.TestCase):
         self._assert_user_error(_run(args, cwd=cwd), pattern)
         self.assertEqual(os.listdir(cwd), [])  # Nothing written.
 
+  def test_bad_values_and_paths(self):
+    # Refused before any work: nothing is written anywhere.
+    tmp = self.create_tempdir().full_path
+    notes = os.path.join(tmp, 'notes.txt')
+    with open(notes, 'w') as f:
+      f.write('keep me')
+    cases = [
+        (['--set=ebm.step_size=nan'],
+         "--set 'ebm.step_size=nan': ebm.step_size must be a finite number"),
+        (['--set=ebm.alpha=inf'],
+         "--set 'ebm.alpha=inf': ebm.alpha must be a finite number, not inf"),
+        (['--set=base.batch_size=0'],
+         '--set base.batch_size=0 is out of range; it must be >= 1'),
+        (['--langevin_steps=600000'], re.escape(
+            '--langevin_steps=600000 is out of range; it must be <= 10_000 '
+            '(the bound is a guard against typos')),
+        (['--tilt_steps=20000000'], '--tilt_steps=20000000 is out of range'),
+        (['--num_samples=5000000'], '--num_samples=5000000 is out of range'),
+        (['--seed=4294967296'], re.escape(
+            '--seed=4294967296 is out of range; it must be <= 4294967295')),
+        (['--seed=-1'], '--seed=-1 is out of range; it must be >= 0'),
+        ([f'--workdir={notes}'], re.escape(
+            f'--workdir {notes} is a file, not a folder')),
+        (['--workdir=/proc/tilt_tf_test/run'],
+         '--workdir /proc/tilt_tf_test/run: /proc is not writable'),
+        ([f'--data_dir={notes}'], re.escape(
+            f'--data_dir {notes} is a file, not a folder')),
+        ([f'--export_dir={notes}/export'], re.escape(
+            f'--export_dir {notes}/export: {notes} is a file, not a folder')),
+    ]
+    for args, pattern in cases:
+      with self.subTest(args=args):
+        cwd = self.create_tempdir().full_path
+        self._assert_user_error(_run(_TOY + args, cwd=cwd), pattern)
+        self.assertEqual(os.listdir(cwd), [])
+    self.assertEqual(os.listdir(tmp), ['notes.txt'])
+
   def test_workdir_under_a_file(self):
     # Cannot be created (as any user, root included): mkdir says ENOTDIR.
     tmp = self.create_tempdir().full_path
@@ -149,8 +186,9 @@ class TrainCLITest(tf.test.TestCase):
     with open(notes, 'w') as f:
       f.write('keep me')
     proc = _run(_TOY + [f'--workdir={notes}/run'], cwd=tmp)
-    self._assert_user_error(proc, re.escape(f'{notes}/run: Not a directory; '
-                                            'a part of that path is a file'))
+    self._assert_user_error(proc, re.escape(
+        f'--workdir {notes}/run: {notes} is a file, not a folder; choose '
+        'another --workdir'))
     self.assertEqual(_snapshot(tmp), {'notes.txt': hashlib.sha256(
         b'keep me').hexdigest()})
 
@@ -164,8 +202,8 @@ class TrainCLITest(tf.test.TestCase):
                     'unwritable --workdir for every user')
     proc = _run(_TOY + [f'--workdir={workdir}'])
     self._assert_user_error(proc, re.escape(
-        os.path.join(workdir, 'run.json') + ': Permission denied; make it '
-        'writable or choose another path'))
+        f'--workdir {workdir} is not writable (Permission denied); make it '
+        'writable or choose another --workdir'))
     self.assertEqual(os.listdir(workdir), [])
 
   def test_disk_full(self):
@@ -207,6 +245,33 @@ class TrainCLITest(tf.test.TestCase):
                             r' \(.*\); re-download it')
     self.assertEqual(os.listdir(tmp), [])
     self.assertEqual(_snapshot(data_dir), before)
+
+  def test_damaged_run_json(self):
+    workdir = os.path.join(self.create_tempdir().full_path, 'run')
+    os.makedirs(workdir)
+    with open(os.path.join(workdir, 'run.json'), 'w') as f:
+      f.write('{"identity": ')  # Cut short.
+    proc = _run(_TOY + [f'--workdir={workdir}'])
+    self._assert_user_error(proc, re.escape(
+        os.path.join(workdir, 'run.json') + ' is damaged (not valid JSON); '
+        'move it away and rerun'))
+    with open(os.path.join(workdir, 'run.json')) as f:
+      self.assertEqual(f.read(), '{"identity": ')
+
+  def test_damaged_base_checkpoint(self):
+    # Flipped bytes in every base checkpoint: one line naming the damage.
+    workdir = self._trained_workdir()
+    base = os.path.join(workdir, 'checkpoints', 'base')
+    for name in os.listdir(base):
+      if '.data-' in name:
+        with open(os.path.join(base, name), 'rb') as f:
+          raw = bytearray(f.read())
+        raw[len(raw) // 2] ^= 0xFF
+        with open(os.path.join(base, name), 'wb') as f:
+          f.write(bytes(raw))
+    proc = _run(_TOY + ['--stage=tilt', f'--workdir={workdir}'])
+    self._assert_user_error(proc, '.*Checksum does not match.*; a file in ' +
+                            re.escape(workdir) + ' is damaged')
 
   def test_workdir_of_another_base(self):
     workdir = self._trained_workdir()

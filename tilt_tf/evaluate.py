@@ -11,6 +11,8 @@ precision, recall, n, feature_extractor, ... `--floor` adds the score of
 10,000 train images vs the test split, the best a model can hope for.
 The first run trains the feature classifier (a few minutes on a CPU) and
 caches it (--cache_dir, $TILT_TF_CACHE, default ~/.cache/tilt_tf).
+Errors end in one line `error: ...` and exit code 2; `--traceback` (or
+TILT_TF_TRACEBACK=1) shows the full traceback.
 """
 
 import json
@@ -31,6 +33,7 @@ __all__ = ['load_samples', 'evaluate_files']
 FLOOR_SIZE = 10_000
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(cli)  # --traceback in --help.
 flags.DEFINE_string('dataset', 'fashion_mnist', 'Image data set the samples '
                     'imitate: ' + ', '.join(data.IMAGE_DATASETS) + '.')
 flags.DEFINE_multi_string('samples', [], 'npz file with `images` (repeat the '
@@ -62,15 +65,14 @@ def load_samples(path):
     UserError: missing, not an npz, or no `images` key.
   """
   try:
-    with np.load(path, allow_pickle=False) as f:
-      if not hasattr(f, 'files'):
-        raise UserError(f'{path} is a .npy array, not an npz; save it with '
-                        'np.savez(path, images=images)')
-      if 'images' not in f.files:
-        raise UserError(f'{path} has no `images` array (it has '
-                        f'{", ".join(f.files) or "nothing"}); save it with '
-                        'np.savez(path, images=images)')
-      return f['images']
+    with open(path, 'rb') as handle:  # np.load leaks its own on errors.
+      magic = handle.read(6)
+      # np.load calls anything neither a zip nor an .npy a pickle.
+      if not magic.startswith((b'PK\x03\x04', b'PK\x05\x06', b'\x93NUMPY')):
+        raise UserError(f'{path} is not a valid .npz file (not a zip '
+                        'archive); save it with np.savez(path, images=images)')
+      handle.seek(0)
+      return _read_images(path, np.load(handle, allow_pickle=False))
   except FileNotFoundError:
     raise UserError(f'--samples file {path} not found') from None
   except IsADirectoryError:
@@ -78,6 +80,18 @@ def load_samples(path):
   except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
     raise UserError(f'cannot read {path} as npz ({type(e).__name__}: '
                     f'{str(e)[:100]})') from None
+
+
+def _read_images(path, f):
+  if not hasattr(f, 'files'):
+    raise UserError(f'{path} is a .npy array, not an npz; save it with '
+                    'np.savez(path, images=images)')
+  with f:
+    if 'images' not in f.files:
+      raise UserError(f'{path} has no `images` array (it has '
+                      f'{", ".join(f.files) or "nothing"}); save it with '
+                      'np.savez(path, images=images)')
+    return f['images']
 
 
 def evaluate_files(paths, dataset, data_dir=None, num_samples=None,
@@ -143,6 +157,13 @@ def main(argv):
     raise UserError(f'--batch_size={FLAGS.batch_size} is out of range; it '
                     'must be >= 1')
   resolve = lambda p: cli.resolve_path(p) if p else p
+  if FLAGS.data_dir:
+    cli.check_input_dir(resolve(FLAGS.data_dir), '--data_dir',
+                        'a folder holding the data set files')
+  if FLAGS.output:
+    cli.check_output_file(resolve(FLAGS.output), '--output')
+  if FLAGS.cache_dir:
+    cli.check_output_dir(resolve(FLAGS.cache_dir), '--cache_dir')
   results = evaluate_files(
       [resolve(p) for p in FLAGS.samples], FLAGS.dataset,
       data_dir=resolve(FLAGS.data_dir), num_samples=FLAGS.num_samples,

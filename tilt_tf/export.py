@@ -8,6 +8,9 @@ Writes `DIR/<version>/` (default: the next free version), with signatures
 `serving_default` (num_samples, seed), `sample_tilted` (num_samples, seed,
 langevin_steps, temperature) and `sample_base` (num_samples, seed,
 temperature); see tilt_tf/stages/export.py.
+
+Errors end in one line `error: ...` and exit code 2; `--traceback` (or
+TILT_TF_TRACEBACK=1) shows the full traceback.
 """
 
 from absl import flags
@@ -17,6 +20,7 @@ from tilt_tf.stages import export as export_lib
 from tilt_tf.errors import UserError
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(cli)  # --traceback in --help.
 flags.DEFINE_string('workdir', None, 'Run folder to export (holds run.json).')
 flags.DEFINE_string('export_dir', None,
                     'TF Serving model folder; the SavedModel goes to '
@@ -34,8 +38,12 @@ def main(argv):
   if not FLAGS.workdir or not FLAGS.export_dir:
     raise UserError('pass --workdir=RUN (a training run) and '
                     '--export_dir=DIR (where versions go)')
-  path = export_lib.export_run(cli.resolve_path(FLAGS.workdir),
-                               cli.resolve_path(FLAGS.export_dir),
+  workdir = cli.check_input_dir(
+      cli.resolve_path(FLAGS.workdir), '--workdir',
+      'the folder of a training run (the one holding run.json)')
+  export_dir = cli.check_output_dir(cli.resolve_path(FLAGS.export_dir),
+                                    '--export_dir')
+  path = export_lib.export_run(workdir, export_dir,
                                version=FLAGS.version,
                                max_samples=FLAGS.max_samples)
   print(path)

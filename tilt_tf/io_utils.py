@@ -16,7 +16,8 @@ import numpy as np
 
 from tilt_tf.errors import UserError
 
-__all__ = ['atomic_write', 'write_json', 'read_json', 'jsonable', 'savez',
+__all__ = ['atomic_write', 'write_json', 'read_json', 'read_run_json',
+           'jsonable', 'savez',
            'remove_temp_files', 'hold_lock', 'release_lock']
 
 # Temporary names: atomic_write's, and TensorFlow's checkpoint state file and
@@ -52,10 +53,47 @@ def write_json(path, obj):
 
 
 def read_json(path, default=None):
+  """The JSON value in `path`, `default` if absent.
+
+  Raises:
+    UserError: the file is not valid JSON (a run folder's files are
+      written atomically, so only damage or a foreign file does that).
+  """
   if not os.path.exists(path):
     return default
-  with open(path) as f:
-    return json.load(f)
+  with open(path, 'rb') as f:
+    raw = f.read()
+  try:
+    return json.loads(raw.decode('utf-8'))
+  except (UnicodeDecodeError, ValueError):
+    raise UserError(f'{path} is damaged (not valid JSON); move it away and '
+                    'rerun (it is rebuilt), or pass another --workdir') from None
+
+
+def read_run_json(path):
+  """A run's JSON object file (run.json, ...): None if absent.
+
+  Raises:
+    UserError: the file is not valid JSON (e.g. cut short) or not an object;
+      one line naming it and the way out.
+  """
+  try:
+    with open(path, 'rb') as f:
+      raw = f.read()
+  except FileNotFoundError:
+    return None
+  except IsADirectoryError:
+    raise UserError(f'{path} is a folder, not a JSON file; move it away and '
+                    'rerun, or pass another --workdir') from None
+  try:
+    obj = json.loads(raw.decode('utf-8'))
+  except (UnicodeDecodeError, ValueError):
+    obj = None
+  if not isinstance(obj, dict):
+    raise UserError(f'{path} is damaged (not a JSON object); move it away and '
+                    'rerun to rebuild it from the checkpoints, or pass '
+                    'another --workdir')
+  return obj
 
 
 def jsonable(obj):

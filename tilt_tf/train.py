@@ -13,6 +13,9 @@ Stages: base -> tilt -> sample -> eval (`--stage=tilt` runs one; rerunning the
 same command resumes from the last checkpoint in --workdir). Any config field
 can be set with `--set=section.field=value` (repeatable), e.g.
 `--set=ebm.step_size=0.3 --set=ebm.alpha=0.01`.
+
+Errors end in one line `error: ...` and exit code 2; `--traceback` (or
+TILT_TF_TRACEBACK=1) shows the full traceback.
 """
 
 import os
@@ -34,6 +37,7 @@ from tilt_tf.stages import export as export_lib
 STAGES = train_lib.STAGES + ('export',)
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(cli)  # --traceback in --help.
 flags.DEFINE_string('base', 'glf', 'Base model: ' + ', '.join(sorted(configs.MODULES)) + '.')
 flags.DEFINE_string('dataset', None, 'Data set (default: the config\'s).')
 flags.DEFINE_string('data_dir', None, 'Folder with local data files.')
@@ -56,14 +60,14 @@ flags.DEFINE_string('data', None, 'Your data for --generator: a .npz/.npy file o
 flags.DEFINE_bool('allow_unsafe_model', False, 'Load a Keras --generator file even if it holds Lambda layers (arbitrary Python code): only for files you trust.')
 
 
-# flag -> (config path, smallest allowed value).
+# flag -> config path (its range: configs.BOUNDS).
 _OVERRIDES = {
-    'seed': (('seed',), 0),
-    'langevin_steps': (('ebm', 'langevin_steps'), 0),
-    'sample_langevin_steps': (('ebm', 'sample_langevin_steps'), 0),
-    'tilt_steps': (('ebm', 'steps'), 0),
-    'base_steps': (('base', 'steps'), 0),
-    'num_samples': (('sample', 'num'), 1),
+    'seed': ('seed',),
+    'langevin_steps': ('ebm', 'langevin_steps'),
+    'sample_langevin_steps': ('ebm', 'sample_langevin_steps'),
+    'tilt_steps': ('ebm', 'steps'),
+    'base_steps': ('base', 'steps'),
+    'num_samples': ('sample', 'num'),
 }
 
 
@@ -124,7 +128,7 @@ def build_config():
                               overrides=FLAGS.set)
   if spec:
     _fill_generator(config, spec)
-  for flag, (path, minimum) in _OVERRIDES.items():
+  for flag, path in _OVERRIDES.items():
     value = FLAGS[flag].value
     if value is None:
       continue
@@ -132,15 +136,15 @@ def build_config():
       raise UserError(f'--{flag} does not apply to --base={config.base_name} '
                       '(it has no tilt stage; --base_steps sets its training '
                       'steps, --sample_langevin_steps its sampling chains)')
-    if value < minimum:
-      raise UserError(f'--{flag}={value} is out of range; it must be >= '
-                      f'{minimum}')
+    configs.check_bounds('.'.join(path), value, f'--{flag}')
     node = config
     for key in path[:-1]:
       node = node[key]
     node[path[-1]] = value
   if FLAGS.data_dir:
-    config.data_dir = cli.resolve_path(FLAGS.data_dir)
+    config.data_dir = cli.check_input_dir(cli.resolve_path(FLAGS.data_dir),
+                                          '--data_dir', 'a folder holding the '
+                                          'data set files')
   return config
 
 
@@ -170,6 +174,9 @@ def main(argv):
                if config.get('data_path') else config.dataset)
   workdir = cli.resolve_path(
       FLAGS.workdir or os.path.join('runs', f'{name}_{data_name}{suffix}'))
+  cli.check_output_dir(workdir, '--workdir')
+  if 'export' in stages and FLAGS.export_dir:
+    cli.check_output_dir(cli.resolve_path(FLAGS.export_dir), '--export_dir')
   logging.info('run %s on %s, preset %s -> %s', config.base_name,
                config.dataset, config.preset, workdir)
   strategy = strategy_lib.make_strategy(FLAGS.num_cpu_devices)
@@ -196,8 +203,8 @@ def _exported_already(workdir, export_dir):
   latest = export_lib.next_version(export_dir) - 1
   if latest < 1:
     return False
-  info = io_utils.read_json(os.path.join(
-      export_dir, str(latest), 'assets.extra', 'tilt_export.json'), {})
+  info = io_utils.read_run_json(os.path.join(
+      export_dir, str(latest), 'assets.extra', 'tilt_export.json')) or {}
   ckpts = os.path.join(workdir, 'checkpoints')
   # The energy the export stage would restore: the best monitored, else the last.
   best = (tf.train.latest_checkpoint(os.path.join(ckpts, 'tilt_best')) or

@@ -1,0 +1,212 @@
+"""cli: path checks before any work, and the one error boundary per binary."""
+
+import errno
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import tensorflow as tf
+
+from tilt_tf import cli
+from tilt_tf.errors import UserError
+
+# A binary whose main fails the way `body` does (run in a subprocess).
+_BINARY = """
+import errno, os, sys
+import tensorflow as tf
+from tilt_tf import cli
+from tilt_tf.errors import UserError
+
+def main(argv):
+  workdir = cli.check_output_dir(os.environ['WORKDIR'], '--workdir')
+{body}
+
+cli.run_main(main)
+"""
+
+# What TensorFlow's summary writer raises when the disk fills up on flush.
+_SUMMARY_DISK_FULL = (
+    '{{function_node __wrapped__FlushSummaryWriter_device_/job:localhost/'
+    'replica:0/task:0/device:CPU:0}} {path}; No space left on device\n'
+    '\tFailed to flush 3 events to {path}\n'
+    '\tCould not flush events file. [Op:FlushSummaryWriter]')
+
+
+class PathChecksTest(tf.test.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.tmp = self.create_tempdir().full_path
+    self.file = os.path.join(self.tmp, 'notes.txt')
+    with open(self.file, 'w') as f:
+      f.write('keep me')
+
+  def test_output_dir_accepted_and_nothing_written(self):
+    for path in (self.tmp, os.path.join(self.tmp, 'a', 'b')):
+      self.assertEqual(cli.check_output_dir(path, '--workdir'), path)
+    self.assertEqual(os.listdir(self.tmp), ['notes.txt'])
+
+  def test_output_dir_refusals(self):
+    cases = [
+        (self.file, f'^--workdir {self.file} is a file, not a folder; choose '
+                    'another --workdir'),
+        (os.path.join(self.file, 'run'),
+         f'^--workdir {self.file}/run: {self.file} is a file, not a folder; '
+         'choose another --workdir$'),
+        (os.path.join(self.file, 'a', 'b'), f': {self.file} is a file'),
+        # Cannot be written by anyone, root included.
+        ('/proc/tilt_tf_test/run', r'^--workdir /proc/tilt_tf_test/run: '
+                                   r'/proc is not writable \(.*\); '),
+    ]
+    for path, pattern in cases:
+      with self.subTest(path=path):
+        with self.assertRaisesRegex(UserError, pattern):
+          cli.check_output_dir(path, '--workdir')
+    self.assertEqual(os.listdir(self.tmp), ['notes.txt'])
+
+  def test_unwritable_output_dir(self):
+    folder = os.path.join(self.tmp, 'ro')
+    os.mkdir(folder, 0o555)
+    self.addCleanup(os.chmod, folder, 0o755)
+    try:
+      os.mkdir(os.path.join(folder, 'x'))
+      os.rmdir(os.path.join(folder, 'x'))
+      self.skipTest('this user writes through chmod 0555 (root); '
+                    'test_output_dir_refusals covers /proc')
+    except PermissionError:
+      pass
+    with self.assertRaisesRegex(
+        UserError, rf'^--export_dir {folder}/v is not writable|'
+        rf'^--export_dir {folder}/v: {folder} is not writable \(Permission '
+        r'denied\); make it writable or choose another --export_dir$'):
+      cli.check_output_dir(os.path.join(folder, 'v'), '--export_dir')
+
+  def test_output_file(self):
+    out = os.path.join(self.tmp, 'sub', 'scores.json')
+    self.assertEqual(cli.check_output_file(out, '--output'), out)
+    cases = [
+        (self.tmp, f'^--output {self.tmp} is a folder; give a file name$'),
+        (os.path.join(self.file, 'x.json'),
+         f'^--output {self.file}/x.json: {self.file} is a file, not a '
+         'folder; choose another --output$'),
+        ('/proc/x.json', r'^--output /proc/x.json: /proc is not writable'),
+    ]
+    for path, pattern in cases:
+      with self.subTest(path=path):
+        with self.assertRaisesRegex(UserError, pattern):
+          cli.check_output_file(path, '--output')
+    self.assertEqual(os.listdir(self.tmp), ['notes.txt'])
+
+  def test_input_dir(self):
+    self.assertEqual(cli.check_input_dir(self.tmp, '--data_dir'), self.tmp)
+    cases = [
+        ('/no/such/dir', '^--data_dir /no/such/dir does not exist; give an '
+                         'existing folder$'),
+        (self.file, f'^--data_dir {self.file} is a file, not a folder; give '
+                    'an existing folder$'),
+        (os.path.join(self.file, 'x'), r'does not exist \(a part of that '
+                                       'path is a file\)'),
+    ]
+    for path, pattern in cases:
+      with self.subTest(path=path):
+        with self.assertRaisesRegex(UserError, pattern):
+          cli.check_input_dir(path, '--data_dir')
+
+
+class ErrorBoundaryTest(tf.test.TestCase):
+
+  def _run(self, body, args=(), env_extra=None):
+    workdir = os.path.join(self.create_tempdir().full_path, 'run')
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+               TF_CPP_MIN_LOG_LEVEL='3', WORKDIR=workdir)
+    env.pop('TILT_TF_TRACEBACK', None)
+    env.update(env_extra or {})
+    code = _BINARY.format(body=textwrap.indent(textwrap.dedent(body), '  '))
+    proc = subprocess.run([sys.executable, '-c', code, *args],
+                          capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+    return proc, workdir
+
+  def _one_line(self, proc, pattern):
+    self.assertEqual(proc.returncode, 2, proc.stderr[-3000:])
+    self.assertNotIn('Traceback', proc.stderr)
+    errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
+    self.assertLen(errors, 1, proc.stderr[-3000:])
+    self.assertEqual(proc.stderr.strip().splitlines()[-1], errors[0])
+    self.assertRegex(errors[0], '^error: ' + pattern)
+    return errors[0]
+
+  def test_multi_line_disk_full_from_the_summary_writer(self):
+    proc, workdir = self._run(f"""
+        path = os.path.join(workdir, 'tensorboard', 'events.out.tfevents.1')
+        raise tf.errors.ResourceExhaustedError(
+            None, None, {_SUMMARY_DISK_FULL!r}.replace('{{path}}', path))
+        """)
+    line = self._one_line(
+        proc, os.path.join(workdir, 'tensorboard', 'events.out.tfevents.1') +
+        '; No space left on device; free some space')
+    self.assertNotIn('function_node', line)
+    self.assertNotIn('Failed to flush', line)
+
+  def test_damaged_checkpoint(self):
+    # A real DataLossError: a checkpoint with a flipped byte.
+    proc, workdir = self._run("""
+        v = tf.Variable(tf.zeros([1000]))
+        path = tf.train.Checkpoint(v=v).write(os.path.join(workdir, 'ckpt'))
+        data = path + '.data-00000-of-00001'
+        with open(data, 'rb') as f:
+          raw = bytearray(f.read())
+        raw[100] ^= 0xFF
+        with open(data, 'wb') as f:
+          f.write(bytes(raw))
+        tf.train.Checkpoint(v=v).restore(path)
+        """)
+    self._one_line(proc, 'DataLossError: .*Checksum does not match.*; a file '
+                   f'in {re.escape(workdir)} is damaged .*move it away .*and '
+                   'rerun; a run resumes from its previous checkpoint$')
+
+  def test_other_os_errors(self):
+    proc, _ = self._run("""
+        raise OSError(errno.EIO, os.strerror(errno.EIO), '/x/run.json')
+        """)
+    self._one_line(proc, r'Input/output error \(/x/run.json\); the disk '
+                   'reported an I/O error')
+    proc, _ = self._run("""
+        raise tf.errors.NotFoundError(None, None, '/x/y; No such file or '
+                                      'directory\\nmore')
+        """)
+    self._one_line(proc, r'NotFoundError: /x/y; No such file or directory; '
+                   'rerun with --traceback for details$')
+
+  def test_traceback_on_request(self):
+    body = """
+        raise tf.errors.DataLossError(None, None, 'bad\\nrecord')
+        """
+    for args, env in ((['--traceback'], {}), ([], {'TILT_TF_TRACEBACK': '1'})):
+      with self.subTest(args=args, env=env):
+        proc, _ = self._run(body, args, env)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn('Traceback', proc.stderr)
+        self.assertRegex(proc.stderr.strip().splitlines()[-1],
+                         '^error: DataLossError: bad')
+
+  def test_bugs_keep_their_traceback(self):
+    proc, _ = self._run("""
+        raise ZeroDivisionError('a bug')
+        """)
+    self.assertEqual(proc.returncode, 1)
+    self.assertIn('Traceback', proc.stderr)
+    self.assertNotIn('error: ', proc.stderr)
+
+  def test_file_system_error_keeps_one_line(self):
+    e = tf.errors.ResourceExhaustedError(
+        None, None, _SUMMARY_DISK_FULL.replace('{path}', '/w/events'))
+    self.assertEqual(cli._file_system_error(e),  # pylint: disable=protected-access
+                     '/w/events; No space left on device; ' +
+                     cli._FS_ERRORS[errno.ENOSPC][1])  # pylint: disable=protected-access
+
+
+if __name__ == '__main__':
+  tf.test.main()
