@@ -89,13 +89,16 @@ class Tilted:
     return export_lib.export_sampler(
         self.generator, self.method, self.config.ebm, export_dir,
         version=version, max_samples=max_samples,
-        info={'workdir': self.workdir, 'generator': self.generator.name,
+        info={'workdir': self.workdir,
+              'generator': getattr(self.generator, 'description',
+                                   self.generator.name),
               'energy_checkpoint': self.energy_checkpoint})
 
 
 def _identity(generator, config, shape, n):
   return {'base_name': 'generator', 'dataset': '', 'seed': config.seed,
-          'generator': generator.name, 'latent_dim': generator.latent_dim,
+          'generator': getattr(generator, 'description', generator.name),
+          'latent_dim': generator.latent_dim,
           'data_shape': list(shape), 'n_data': int(n),
           'ebm': {k: config.ebm[k] for k in build.EBM_ARCH}}
 

@@ -49,7 +49,8 @@ class FunctionGenerator(base.Generator):
     owners: objects whose variables G reads (Keras models, modules); their
       tf.Variables are tracked here so checkpoints and SavedModels hold them.
     data_shape: shape of one output; None: found by decoding two prior draws.
-    name: a name for the generator (recorded in run.json).
+    name: what the generator is, e.g. 'keras:decoder.keras' (recorded in
+      run.json as `description`).
   """
 
   def __init__(self, decode_fn, latent_dim, prior=None, owners=(),
@@ -57,7 +58,8 @@ class FunctionGenerator(base.Generator):
     if not isinstance(latent_dim, (int, np.integer)) or latent_dim < 1:
       raise UserError(f'latent_dim must be a positive integer, got '
                       f'{latent_dim!r}')
-    super().__init__(int(latent_dim), data_shape or (), name=name)
+    super().__init__(int(latent_dim), data_shape or (), name='user_generator')
+    self.description = name  # What it is, for run.json and messages.
     self._decode_fn = decode_fn
     self._prior = prior
     self._owners = list(owners)

@@ -19,6 +19,7 @@ from tilt_tf import data as data_lib
 from tilt_tf import io_utils
 from tilt_tf.errors import UserError
 from tilt_tf.generators import registry
+from tilt_tf.runtime import checkpoints
 from tilt_tf.runtime import run_dir as run_dir_lib
 from tilt_tf.runtime import training
 
@@ -173,12 +174,12 @@ def restore(workdir, generator=None):
   if generator is None:
     generator = make_generator(config, shape)
     if generator is not None and uses_base_stage(config):
-      path = tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints',
-                                                     'base'))
-      if path is None:
+      ckpt = tf.train.Checkpoint(generator=generator)
+      manager = tf.train.CheckpointManager(
+          ckpt, os.path.join(workdir, 'checkpoints', 'base'), max_to_keep=None)
+      if checkpoints.restore_readable(ckpt, manager, 'base') is None:
         raise UserError(f'no base checkpoint in {workdir}; run the base stage '
                         'first (--stage=base or all stages)')
-      tf.train.Checkpoint(generator=generator).restore(path).expect_partial()
   method = make_method(config, generator, shape)
   run = run_dir_lib.RunDir(workdir, {})  # Paths only: never entered.
   trainer = training.MethodTrainer(run, tf.distribute.get_strategy(), method,

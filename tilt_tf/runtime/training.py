@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tilt_tf import data as data_lib
 from tilt_tf.errors import UserError
+from tilt_tf.runtime import checkpoints
 from tilt_tf.runtime import loop as loop_lib
 
 __all__ = ['TrainingStage', 'MethodTrainer']
@@ -35,11 +36,12 @@ class TrainingStage:
                                      self.manager, optimizer, retry_hint)
 
   def restore(self):
-    """Restores the latest checkpoint if there is one; returns its path."""
-    latest = self.manager.latest_checkpoint
-    if latest:
-      self.checkpoint.restore(latest)
-    return latest
+    """Restores the newest readable checkpoint, if any; returns its path.
+
+    Damaged checkpoints are moved aside with a warning and older ones tried
+    (runtime/checkpoints.py); UserError if none is readable."""
+    return checkpoints.restore_readable(self.checkpoint, self.manager,
+                                        self.name, partial=False)
 
   def fit(self, strategy, step_fn, array, batch_size, total, data_seed,
           loop_seed, loop_cfg, actions=(), periods=()):
@@ -156,14 +158,12 @@ class MethodTrainer:
   def restore_best(self):
     """Loads the best monitored weights (else the latest); returns the
     checkpoint path; UserError if the stage never ran."""
-    latest = self.stage.manager.latest_checkpoint
-    best = self.best_manager.latest_checkpoint
+    stage = self.method.stage
+    latest = checkpoints.restore_readable(self.stage.checkpoint,
+                                          self.stage.manager, stage)
+    best = checkpoints.restore_readable(self.best_ckpt, self.best_manager,
+                                        f'{stage} (best)')
     if latest is None and best is None:
-      raise UserError(f'no {self.method.stage} checkpoint in '
-                      f'{self.run_dir.workdir}; run the {self.method.stage} '
-                      'stage first')
-    if latest is not None:
-      self.stage.checkpoint.restore(latest).expect_partial()
-    if best is not None:
-      self.best_ckpt.restore(best).expect_partial()
+      raise UserError(f'no {stage} checkpoint in {self.run_dir.workdir}; run '
+                      f'the {stage} stage first')
     return best or latest
