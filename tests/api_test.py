@@ -166,6 +166,8 @@ class FlowTest(tf.test.TestCase):
     data = data_lib.toy_samples('25gaussians', 4000, 0)
     test = data_lib.toy_samples('25gaussians', 2000, 1)
     keras.utils.set_random_seed(0)
+    # Keras 3 layers take tensors only, so the coupling nets (x0 -> shift,
+    # log scale) are called from lambdas, which no bijector tracks.
     nets = [keras.Sequential([keras.Input((1,)),
                               keras.layers.Dense(64, activation='relu'),
                               keras.layers.Dense(64, activation='relu'),
@@ -173,9 +175,8 @@ class FlowTest(tf.test.TestCase):
     layers = []
     for i, net in enumerate(nets):
       layers.append(tfb.RealNVP(
-          num_masked=1,
-          shift_and_log_scale_fn=lambda x, units, net=net: tf.split(
-              net(x), 2, -1)))
+          num_masked=1, shift_and_log_scale_fn=lambda x, units, net=net:
+          tuple(tf.split(net(x), 2, -1))))
       if i < 3:
         layers.append(tfb.Permute([1, 0]))
     flow = tfd.TransformedDistribution(
@@ -192,8 +193,8 @@ class FlowTest(tf.test.TestCase):
 
     for i in range(400):
       step(tf.constant(data[np.random.default_rng(i).integers(0, 4000, 256)]))
-    gen = tilt_tf.generator_from_bijector(flow)
-    # Keras-3 nets inside the bijector are tracked for checkpoints/exports.
+    gen = tilt_tf.generator_from_bijector(flow, owners=nets)
+    # Their weights are tracked for checkpoints and exports.
     self.assertLen(gen.variables, sum(len(n.weights) for n in nets))
     workdir = self.create_tempdir().full_path
     tilted = tilt_tf.tilt(gen, data, workdir=workdir, steps=150,

@@ -33,8 +33,8 @@ _KILLS = (
     # After the monitor check at EBM step 10 saved the best energy and
     # before (or while) monitor.json and the tilt checkpoint are written.
     ('tilt', r'\] tilt monitor step 10:'),
-    # While the sampler runs (compiling takes most of a second).
-    ('sample', r'\] stage sample$'),
+    # After the first of the two sample batches was kept, before the second.
+    ('sample', r'\] sample: batch 1/2 '),
     # While evaluating, before metrics.json is written.
     ('eval', r'\] stage eval$'),
 )
@@ -88,7 +88,7 @@ def _load_json(path):
 
 def _temp_files(workdir):
   """Temporary names left by a killed writer: io_utils' `.tmp-*`,
-  TensorFlow's `checkpoint.tmp<uuid>` and `ckpt-N_temp/` (export_lib's
+  TensorFlow's `checkpoint.tmp<uuid>` and `ckpt-N_temp/` (the export's
   `.tmp-N-*/` too)."""
   found = []
   for root, dirs, files in os.walk(workdir):
@@ -128,12 +128,18 @@ class KillResumeTest(tf.test.TestCase):
       if stage == 'base':  # Before any tilt checkpoint.
         self.assertEqual(landed['checkpoints']['tilt'], None)
       elif stage == 'tilt':  # Before the last monitor check was saved.
-        self.assertIn(landed['checkpoints']['tilt'], (None, 10))
+        # The stage checkpoints its starting point (step 0) first.
+        self.assertIn(landed['checkpoints']['tilt'], (0, 10))
         self.assertEqual(landed['checkpoints']['tilt_best'], 10)
       elif stage == 'sample':
         self.assertNotIn('samples_tilted.npz', landed['files'])
-    # The second run resumed the base from its step-20 checkpoint.
+        self.assertIn('part-00000.npz',
+                      os.listdir(os.path.join(killed, 'sample_parts')))
+    # The second run resumed the base from its step-20 checkpoint, the
+    # fourth the sample stage at its second batch.
     self.assertFalse([l for l in logs['tilt'] if '] base 10/40 ' in l])
+    self.assertFalse([l for l in logs['eval'] if 'sample: batch 1/2' in l])
+    self.assertTrue([l for l in logs['eval'] if 'sample: batch 2/2' in l])
     proc = _run(killed)
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
 

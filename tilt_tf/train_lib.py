@@ -112,7 +112,7 @@ class Pipeline:
           self.run, self.strategy, self.method, cfg.base.steps, keep=keep,
           seed=self.seed, retry_hint='--set=base.learning_rate=...')
     e = cfg.ebm
-    if data_lib.is_toy(cfg.dataset) and not cfg.get('data_path'):
+    if not cfg.get('data_path') and data_lib.is_toy(cfg.dataset):
       score = monitor_lib.energy_distance_scorer(
           data_lib.toy_samples(cfg.dataset, 2000, self.seed + 555))
     elif cfg.dataset in data_lib.IMAGE_DATASETS and not cfg.get('data_path'):
@@ -191,7 +191,7 @@ class Pipeline:
     self.restore_base()
     which = self.trainer.restore_best()
     cfg = self.config
-    toy = data_lib.is_toy(cfg.dataset) and not cfg.get('data_path')
+    toy = not cfg.get('data_path') and data_lib.is_toy(cfg.dataset)
     sample_lib.draw_samples(
         self.run, self.method, cfg.sample, cfg.ebm.sample_langevin_steps,
         cfg.ebm.step_size, self.seed, which,

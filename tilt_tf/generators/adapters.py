@@ -200,7 +200,7 @@ def _bijector_owners(bijector):
   return owners
 
 
-def generator_from_bijector(flow, prior=None, latent_dim=None):
+def generator_from_bijector(flow, prior=None, latent_dim=None, owners=()):
   """A TFP flow: G = bijector.forward; prior = the flow's base distribution.
 
   Args:
@@ -209,8 +209,11 @@ def generator_from_bijector(flow, prior=None, latent_dim=None):
       N(0, I), and `latent_dim` are needed).
     prior: overrides the base distribution.
     latent_dim: size of z (default: the base distribution's event size).
+    owners: Keras models the bijector calls without holding them (e.g.
+      from inside a lambda), so their weights go into checkpoints and
+      exports; models held as the bijector's attributes are found.
   """
-  if isinstance(flow, tfd.TransformedDistribution):
+  if isinstance(flow, tfd.Distribution) and hasattr(flow, 'bijector'):
     bijector, prior = flow.bijector, prior or flow.distribution
   elif isinstance(flow, tfp.bijectors.Bijector):
     bijector = flow
@@ -221,7 +224,7 @@ def generator_from_bijector(flow, prior=None, latent_dim=None):
     if prior is None:
       raise UserError('a bare bijector needs latent_dim (or a prior)')
     latent_dim = int(np.prod(prior.event_shape.as_list()))
-  owners = _bijector_owners(bijector)
+  owners = _bijector_owners(bijector) + list(owners)
   return FunctionGenerator(lambda z: bijector.forward(tf.identity(z)),
                            latent_dim, prior=prior, owners=owners,
                            name=f'bijector:{bijector.name}')
