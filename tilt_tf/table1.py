@@ -34,25 +34,20 @@ paper §5.3) and <workdir>/tensorboard/ (the same picture and the table).
 Default workdir: runs/table1_<dataset>[_<preset>].
 """
 
-import collections
 from concurrent import futures
-import math
 import os
 import subprocess
 import sys
-import time
 
 from absl import flags
 from absl import logging
-import numpy as np
-import tensorflow as tf
 
 import configs
 from configs import table1 as table1_config
-from tilt_tf import baselines
 from tilt_tf import cli
-from tilt_tf import figures
 from tilt_tf import io_utils
+from tilt_tf import table1_baselines
+from tilt_tf import table1_rows
 from tilt_tf import train_lib
 from tilt_tf.errors import UserError
 
@@ -68,118 +63,18 @@ flags.DEFINE_multi_string('set', [], 'A config override for one base\'s run, BAS
 flags.DEFINE_list('temperatures', None, 'Prior temperatures T for the "<base> (T=...)" rows, e.g. 0.7,0.85,1.04 (default: configs/table1.py\'s).')
 flags.DEFINE_integer('jobs', 1, 'Base pipelines to run at once, each in its own process (python -m tilt_tf.train, log in <workdir>/<base>/train.log); 1 = one after another in this process.')
 
-# The base models; each gets a pipeline run and rows "<NAME>" and
-# "<NAME> + EBM" (plus temperature rows), except the ones in NO_LATENT: the
-# pixel-space EBM has one row, its own samples.
-BASES = ('vae', 'glf', 'glow', 'pixel_ebm')
-NO_LATENT = ('pixel_ebm',)
+from tilt_tf.table1_rows import BASES
+from tilt_tf.table1_rows import METRICS
+from tilt_tf.table1_rows import NO_LATENT
+from tilt_tf.table1_rows import PAPER_FID
+from tilt_tf.table1_rows import PAPER_ROWS
+from tilt_tf.table1_rows import parse_overrides
+from tilt_tf.table1_rows import parse_temperatures
+from tilt_tf.table1_rows import plan_rows
+from tilt_tf.table1_rows import round_or_none
+from tilt_tf.table1_rows import table_order
 
-NAMES = {'vae': 'VAE', 'glf': 'GLF', 'glow': 'GLOW', 'pixel_ebm': 'EBM on data'}
-
-# Paper Table 1 (Xiao, Yan, Amit 2020): FID, 10,000 samples vs the test
-# split, Inception features.
-PAPER_ROWS = ('GLOW', 'GLOW + EBM', 'VAE', 'Two-stage VAE', 'VAE + flow',
-              'VAE + EBM', 'GLF', 'GLF + EBM', 'EBM on data')
-PAPER_FID = {
-    'mnist': (29.4, 12.3, 18.9, 19.3, 18.6, 16.0, 14.2, 12.1, 25.5),
-    'fashion_mnist': (58.7, 41.6, 57.1, 55.7, 52.3, 38.1, 32.5, 25.3, 39.3),
-    'cifar10': (76.2, 67.8, 139.6, 134.6, 128.2, 108.4, 96.6, 85.1, 80.6),
-}
-PAPER_FID = {k: dict(zip(PAPER_ROWS, v)) for k, v in PAPER_FID.items()}
-
-# Baselines fitted in a base's latent space: base -> (model, slug, latent
-# model kind, its section of configs/table1.py).
-LATENT_BASELINES = {
-    'vae': (('Two-stage VAE', 'two_stage_vae', 'two_stage_vae', 'two_stage'),
-            ('VAE + flow', 'vae_flow', 'flow', 'flow')),
-}
-
-# kind: 'base' / 'tilted' (from the run's metrics.json), 'latent' (arg: the
-# LATENT_BASELINES entry), 'temperature' (arg: T).
-Row = collections.namedtuple('Row', ['model', 'slug', 'base', 'kind', 'arg'])
-
-METRICS = ('fid', 'precision', 'recall')
-
-
-def plan_rows(bases, temperatures):
-  """The rows to compute, in the order they are computed (base by base)."""
-  rows = []
-  for b in bases:
-    name = NAMES.get(b, b.upper())
-    rows.append(Row(name, b, b, 'base', None))
-    if b in NO_LATENT:
-      continue
-    rows.append(Row(f'{name} + EBM', f'{b}_ebm', b, 'tilted', None))
-    for entry in LATENT_BASELINES.get(b, ()):
-      rows.append(Row(entry[0], entry[1], b, 'latent', entry))
-    for t in temperatures:
-      rows.append(Row(f'{name} (T={t:g})', f'{b}_t{t:g}'.replace('.', ''), b,
-                      'temperature', float(t)))
-  return rows
-
-
-def parse_overrides(overrides, bases):
-  """'base:section.field=value' strings -> {base: [section.field=value]}
-  for every base in `bases`; UserError for a string naming no chosen base."""
-  out = {b: [] for b in bases}
-  for text in overrides:
-    base, sep, field = text.partition(':')
-    if not sep or '=' in base:
-      raise UserError(f'--set={text}: name the base it is for, e.g. '
-                      f'--set=glow:{text}')
-    if base not in bases:
-      raise UserError(f'--set={text}: {base!r} is not one of the bases this '
-                      f'table runs ({", ".join(bases)}); see --bases')
-    out[base].append(field)
-  return out
-
-
-def parse_temperatures(values):
-  """'0.7', '0.85', ... -> (0.7, 0.85, ...); UserError unless each is a
-  number > 0."""
-  temps = []
-  for v in values:
-    try:
-      t = float(v)
-    except (TypeError, ValueError):
-      t = math.nan
-    if not (math.isfinite(t) and t > 0):
-      raise UserError(f'--temperatures={",".join(map(str, values))}: {v!r} '
-                      'is not a temperature; give numbers > 0, e.g. '
-                      '--temperatures=0.7,0.85')
-    temps.append(t)
-  return tuple(temps)
-
-
-def table_order(rows):
-  """The paper's row order, then the rows it does not have (temperatures)."""
-  def key(item):
-    i, row = item
-    model = row['model']
-    return (PAPER_ROWS.index(model) if model in PAPER_ROWS
-            else len(PAPER_ROWS), i)
-  return [row for _, row in sorted(enumerate(rows), key=key)]
-
-
-def _changed_fields(stored, current, prefix=''):
-  """'field: <stored> there, <current> now' for each field whose values
-  differ, both dicts in their JSON form (data_dir, where the data lives, is
-  not a setting)."""
-  out = []
-  for key in sorted(set(stored) | set(current)):
-    a, b = stored.get(key), current.get(key)
-    if isinstance(a, dict) and isinstance(b, dict):
-      out += _changed_fields(a, b, f'{prefix}{key}.')
-    elif a != b and f'{prefix}{key}' != 'data_dir':
-      out.append(f'{prefix}{key}: {a!r} there, {b!r} now')
-  return out
-
-
-def _round(v, digits=4):
-  return None if v is None else round(float(v), digits)
-
-
-class Table1:
+class Table1(table1_baselines.BaselineRows):
   """Computes (or reuses) every row for one data set and preset."""
 
   def __init__(self, dataset, preset, workdir, data_dir=None, bases=BASES,
@@ -232,7 +127,7 @@ class Table1:
             'fid' in metrics.get('tilted', {})):
       return None
     stored = io_utils.read_json(os.path.join(run_dir, 'run.json'), {})
-    changed = _changed_fields(stored.get('config', {}),
+    changed = table1_rows.changed_fields(stored.get('config', {}),
                               io_utils.jsonable(config.to_dict()))
     if changed:  # E.g. the preset's settings changed since that run.
       raise UserError(
@@ -308,7 +203,7 @@ class Table1:
     base_s = timings.get('base', {}).get('seconds')
     extra = (0.0 if row.kind == 'base'
              else timings.get('tilt', {}).get('seconds'))
-    out = {k: _round(part.get(k)) for k in METRICS}
+    out = {k: round_or_none(part.get(k)) for k in METRICS}
     out.update(
         model=row.model, slug=row.slug, status='done',
         n=part.get('n'), feature_extractor=part.get('feature_extractor'),
@@ -321,96 +216,6 @@ class Table1:
     return out
 
   # ------------------------------------------------------------ baselines
-
-  def _settings(self, row):
-    """What a baseline row depends on; a stored row is reused only if equal."""
-    config = self.configs[row.base]
-    s = {'dataset': self.dataset, 'preset': self.preset, 'seed': self.tcfg.seed,
-         'num_samples': config.sample.num, 'kind': row.kind,
-         # The trained base it samples from (a rerun with other base
-         # settings must not reuse rows computed on the old one).
-         'base_config': io_utils.jsonable(config.base.to_dict())}
-    if row.kind == 'latent':
-      s['latent_model'] = row.arg[2]
-      s['config'] = self.tcfg[row.arg[3]].to_dict()
-    else:
-      s['temperature'] = row.arg
-    return s
-
-  def _extractor_for(self, config):
-    if self._extractor is None:
-      from tilt_tf import fid  # pylint: disable=g-import-not-at-top
-      self._extractor = fid.get_extractor(
-          self.dataset, self.data_dir or None,
-          classifier_epochs=config.eval.classifier_epochs or None)
-    return self._extractor
-
-  def _load_base(self, base):
-    """The run's trained generator and train split (no lock, no writer)."""
-    from tilt_tf.runtime import build  # pylint: disable=g-import-not-at-top
-    restored = build.restore(self._path(base))
-    train = train_lib.load_data(self.configs[base])
-    full = train[0] if train[1] is None else np.concatenate(train[:2])
-    return restored.generator, full
-
-  def _baseline_row(self, row, base_seconds, state):
-    """Computes one baseline row (fit, sample, score) and stores it."""
-    from tilt_tf import fid  # pylint: disable=g-import-not-at-top
-    config = self.configs[row.base]
-    if state.get('generator') is None:
-      self._log(row, ': loading the trained base model')
-      state['generator'], state['train'] = self._load_base(row.base)
-    generator = state['generator']
-    t0 = time.time()
-    extra, fit = 0.0, None
-    if row.kind == 'latent':
-      if state.get('posterior') is None:
-        self._log(row, ': encoding the train split (aggregate posterior)')
-        t = time.time()
-        state['posterior'] = baselines.posterior_stats(
-            generator, state['train'])
-        state['encode_seconds'] = time.time() - t
-      _, _, kind, section = row.arg
-      cfg = self.tcfg[section]
-      self._log(row, f': fitting {kind} ({cfg.steps} steps) to the '
-                f'{NAMES[row.base]} latents ...')
-      aux = baselines.make_latent_model(kind, generator.latent_dim, cfg)
-      fit = baselines.fit_latent_model(aux, *state['posterior'], cfg,
-                                       seed=self.tcfg.seed,
-                                       log_prefix=f'{row.slug} fit')
-      extra = state['encode_seconds'] + fit['seconds']
-      sampler = baselines.stacked_sampler(aux, generator)
-    else:
-      sampler = baselines.temperature_sampler(generator, row.arg)
-    self._log(row, f': sampling {config.sample.num} images ...')
-    t = time.time()
-    images = baselines.draw_images(sampler, config.sample.num,
-                                   min(config.sample.batch_size,
-                                       config.sample.num), self.tcfg.seed)
-    sample_seconds = time.time() - t
-    t = time.time()
-    scores = fid.evaluate_images(images, self.dataset, self.data_dir or None,
-                                 extractor=self._extractor_for(config))
-    out = {k: _round(scores[k]) for k in METRICS}
-    out.update(
-        model=row.model, slug=row.slug, status='done', n=scores['n'],
-        feature_extractor=scores['feature_extractor'],
-        seconds=(None if base_seconds is None
-                 else round(base_seconds + extra, 1)),
-        extra_seconds=round(extra, 1), fit=fit,
-        sample_seconds=round(sample_seconds, 1),
-        eval_seconds=round(time.time() - t, 1),
-        wall_seconds=round(time.time() - t0, 1),
-        settings=self._settings(row))
-    io_utils.savez(self._path('rows', f'{row.slug}.npz'), images=images)
-    figures.write_png(self._path('rows', f'{row.slug}.png'),
-                      figures.grid_png([images[:config.sample.grid]]))
-    io_utils.write_json(self._path('rows', f'{row.slug}.json'), out)
-    self._log(row, f' done: FID {out["fid"]:.2f} in '
-              f'{out["wall_seconds"]:.0f} s')
-    return out
-
-  # ------------------------------------------------------------------ all
 
   def compute(self):
     """Every row (computed or reused), in the paper's order."""
@@ -463,94 +268,13 @@ class Table1:
       r['paper_fid'] = paper.get(r['model'])
     return table_order(results)
 
-  def monitor_curves(self):
-    """base name -> (EBM steps, monitored FIDs) from each run's monitor.json."""
-    curves = {}
-    for base in self.bases:
-      if base in NO_LATENT:
-        continue
-      monitor = io_utils.read_json(self._path(base, 'monitor.json'), [])
-      curves[f'{NAMES[base]} + EBM'] = ([m['step'] for m in monitor],
-                                        [m['score'] for m in monitor])
-      # The same chains' starting points without the EBM (newer runs).
-      with_base = [m for m in monitor if 'base_score' in m]
-      curves[f'{NAMES[base]} (same z0)'] = ([m['step'] for m in with_base],
-                                            [m['base_score'] for m in with_base])
-    return curves
-
   def write(self, rows):
     """table1.json, table1.md, fid_vs_step.png and TensorBoard; returns md."""
-    extractors = sorted({r['feature_extractor'] for r in rows
-                         if r.get('feature_extractor')})
-    doc = {
-        'dataset': self.dataset, 'preset': self.preset,
-        'feature_extractor': (extractors[0] if len(extractors) == 1
-                              else extractors),
-        'paper_fid_source': 'Xiao, Yan, Amit 2020, Table 1 (Inception FID)',
-        'rows': [{k: r.get(k) for k in (
-            'model', 'fid', 'precision', 'recall', 'seconds',
-            'extra_seconds', 'paper_fid', 'status', 'n')} for r in rows],
-    }
-    io_utils.write_json(self._path('table1.json'), doc)
-    md = markdown(doc)
-    io_utils.atomic_write(self._path('table1.md'), md)
     monitor_samples = {c.ebm.monitor_samples for b, c in self.configs.items()
                        if b not in NO_LATENT}
-    curves = self.monitor_curves()
-    png = figures.curves_png(
-        curves, 'EBM training step',
-        f'monitored FID ({"/".join(str(n) for n in sorted(monitor_samples))} '
-        'samples)',
-        f'{self.dataset}, preset {self.preset}: FID during tilting '
-        '(star: best, kept)',
-        references=[k for k in curves if '(same z0)' in k])
-    figures.write_png(self._path('fid_vs_step.png'), png)
-    writer = tf.summary.create_file_writer(self._path('tensorboard'))
-    with writer.as_default(step=0):
-      tf.summary.image('table1/fid_vs_step', tf.io.decode_png(png)[None])
-      tf.summary.text('table1/table', md)
-    writer.close()
-    return md
-
-
-def _cell(v, fmt):
-  return '' if v is None else format(v, fmt)
-
-
-def markdown(doc):
-  """The table as markdown (rows as in table1.json)."""
-  lines = [
-      f'# Table 1: {doc["dataset"]}, preset {doc["preset"]}', '',
-      f'FID / precision / recall of n generated images vs the test split, in '
-      f'the feature space `{doc["feature_extractor"]}`. Our FIDs are '
-      'comparable with each other, not with the paper\'s (Inception '
-      'features, paper presets).', '',
-      '| Model | FID | Precision | Recall | Seconds | Extra seconds | '
-      'Paper FID |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | ---: |']
-  for r in doc['rows']:
-    paper = _cell(r.get('paper_fid'), '.1f')
-    if r.get('status') != 'done':
-      lines.append(f'| {r["model"]} | {r["status"]} | | | | | {paper} |')
-      continue
-    lines.append(
-        f'| {r["model"]} | {_cell(r["fid"], ".2f")} | '
-        f'{_cell(r["precision"], ".3f")} | {_cell(r["recall"], ".3f")} | '
-        f'{_cell(r["seconds"], ".0f")} | {_cell(r["extra_seconds"], ".0f")} '
-        f'| {paper} |')
-  n = sorted({r['n'] for r in doc['rows'] if r.get('n')})
-  lines += [
-      '',
-      f'n = {", ".join(str(x) for x in n)} samples per row. Seconds: '
-      'wall-clock training time of the row\'s sampler on this machine, '
-      'its base model included; extra seconds: what the row adds to its '
-      'base model (EBM training, or encoding the train split and fitting the '
-      'auxiliary prior; 0 for temperature sampling). Sampling and scoring '
-      'are not counted. "not built yet": that model is not implemented in '
-      'tilt_tf yet; "not run": its base was left out by --bases; "failed": '
-      'its base run stopped with that error (the other rows are unaffected; '
-      'rerun once it is fixed).', '']
-  return '\n'.join(lines)
+    return table1_rows.write_table(
+        self.workdir, self.dataset, self.preset, rows,
+        table1_rows.monitor_curves(self.workdir, self.bases), monitor_samples)
 
 
 def main(argv):
