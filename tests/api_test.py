@@ -199,7 +199,6 @@ class FlowTest(tf.test.TestCase):
     workdir = self.create_tempdir().full_path
     tilted = tilt_tf.tilt(gen, data, workdir=workdir, steps=150,
                           preset='test', hidden=128, layers=3,
-                          fourier_features=256, fourier_scale=2.5,
                           batch_size=256, langevin_steps=20,
                           sample_langevin_steps=40, step_size=0.01,
                           learning_rate=1e-3, monitor_every=50,
