@@ -40,7 +40,7 @@ def resolve_path(path):
 
 
 def _nearest_existing(path):
-  """The longest prefix of `path` that exists (lstat), or None."""
+  """The longest prefix of `path` that exists, or None."""
   probe = path
   while True:
     try:
