@@ -208,5 +208,38 @@ class ErrorBoundaryTest(tf.test.TestCase):
                      cli._FS_ERRORS[errno.ENOSPC][1])  # pylint: disable=protected-access
 
 
+class BinariesCheckPathsTest(tf.test.TestCase):
+  """export and evaluate refuse bad paths before any work, in one line."""
+
+  def test_bad_paths(self):
+    tmp = self.create_tempdir().full_path
+    notes = os.path.join(tmp, 'notes.txt')
+    with open(notes, 'w') as f:
+      f.write('keep me')
+    cases = [
+        ('export', ['--workdir=/no/such/run', f'--export_dir={tmp}/e'],
+         '--workdir /no/such/run does not exist; give the folder of a '
+         'training run'),
+        ('export', [f'--workdir={tmp}', f'--export_dir={notes}/e'],
+         f'--export_dir {notes}/e: {notes} is a file, not a folder'),
+        ('evaluate', [f'--samples={notes}', f'--output={notes}/s.json'],
+         f'--output {notes}/s.json: {notes} is a file, not a folder'),
+        ('evaluate', [f'--samples={notes}', f'--data_dir={notes}'],
+         f'--data_dir {notes} is a file, not a folder'),
+    ]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+               TF_CPP_MIN_LOG_LEVEL='3')
+    for binary, args, message in cases:
+      with self.subTest(args=args):
+        proc = subprocess.run([sys.executable, '-m', f'tilt_tf.{binary}',
+                               *args], capture_output=True, text=True,
+                              cwd=tmp, env=env, timeout=300, check=False)
+        self.assertEqual(proc.returncode, 2, proc.stderr[-2000:])
+        self.assertNotIn('Traceback', proc.stderr)
+        self.assertStartsWith(proc.stderr.strip().splitlines()[-1],
+                              f'error: {message}')
+    self.assertEqual(os.listdir(tmp), ['notes.txt'])
+
+
 if __name__ == '__main__':
   tf.test.main()
