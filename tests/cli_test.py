@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from unittest import mock
 
 import tensorflow as tf
 
@@ -82,6 +83,28 @@ class PathChecksTest(tf.test.TestCase):
         rf'^--export_dir {folder}/v: {folder} is not writable \(Permission '
         r'denied\); make it writable or choose another --export_dir$'):
       cli.check_output_dir(os.path.join(folder, 'v'), '--export_dir')
+
+  def test_unreachable(self):
+    # What a user without search permission on `locked` sees (root passes
+    # every permission check, so os.stat is made to refuse as for others).
+    locked = os.path.join(self.tmp, 'locked')
+    os.mkdir(locked)
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):
+      if os.fspath(path).startswith(locked + os.sep):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+      return real_stat(path, *args, **kwargs)
+
+    with mock.patch.object(os, 'stat', stat):
+      for check, flag, path in (
+          (cli.check_output_dir, '--workdir', f'{locked}/a/run'),
+          (cli.check_output_file, '--output', f'{locked}/a/s.json'),
+          (cli.check_input_dir, '--data_dir', f'{locked}/data')):
+        with self.assertRaisesRegex(
+            UserError, f'^{flag} {path} cannot be reached: {locked} is not '
+            rf'accessible \(Permission denied\); choose another {flag}$'):
+          check(path, flag)
 
   def test_output_file(self):
     out = os.path.join(self.tmp, 'sub', 'scores.json')
