@@ -146,6 +146,15 @@ class RestoreReadableTest(tf.test.TestCase):
     self.assertLen(warnings, 1)
     self.assertEqual(tf.train.latest_checkpoint(self.dir), self.paths[1])
 
+  def test_lost_state_file_nothing_damaged(self):
+    os.remove(os.path.join(self.dir, 'checkpoint'))
+    model, manager, path, warnings = self._restore()
+    self.assertEqual(path, self.paths[2])
+    self.assertEqual(float(model.v[0]), 3.0)
+    self.assertEqual(warnings, [])
+    self.assertEqual(manager.latest_checkpoint, self.paths[2])
+    self.assertEqual(tf.train.latest_checkpoint(self.dir), self.paths[2])
+
   def test_all_damaged(self):
     for path in self.paths:
       _flip(_data(path))

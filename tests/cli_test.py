@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from unittest import mock
 
 import tensorflow as tf
 
@@ -82,6 +83,28 @@ class PathChecksTest(tf.test.TestCase):
         rf'^--export_dir {folder}/v: {folder} is not writable \(Permission '
         r'denied\); make it writable or choose another --export_dir$'):
       cli.check_output_dir(os.path.join(folder, 'v'), '--export_dir')
+
+  def test_unreachable(self):
+    # What a user without search permission on `locked` sees (root passes
+    # every permission check, so os.stat is made to refuse as for others).
+    locked = os.path.join(self.tmp, 'locked')
+    os.mkdir(locked)
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):
+      if os.fspath(path).startswith(locked + os.sep):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+      return real_stat(path, *args, **kwargs)
+
+    with mock.patch.object(os, 'stat', stat):
+      for check, flag, path in (
+          (cli.check_output_dir, '--workdir', f'{locked}/a/run'),
+          (cli.check_output_file, '--output', f'{locked}/a/s.json'),
+          (cli.check_input_dir, '--data_dir', f'{locked}/data')):
+        with self.assertRaisesRegex(
+            UserError, f'^{flag} {path} cannot be reached: {locked} is not '
+            rf'accessible \(Permission denied\); choose another {flag}$'):
+          check(path, flag)
 
   def test_output_file(self):
     out = os.path.join(self.tmp, 'sub', 'scores.json')
@@ -206,6 +229,39 @@ class ErrorBoundaryTest(tf.test.TestCase):
     self.assertEqual(cli._file_system_error(e),  # pylint: disable=protected-access
                      '/w/events; No space left on device; ' +
                      cli._FS_ERRORS[errno.ENOSPC][1])  # pylint: disable=protected-access
+
+
+class BinariesCheckPathsTest(tf.test.TestCase):
+  """export and evaluate refuse bad paths before any work, in one line."""
+
+  def test_bad_paths(self):
+    tmp = self.create_tempdir().full_path
+    notes = os.path.join(tmp, 'notes.txt')
+    with open(notes, 'w') as f:
+      f.write('keep me')
+    cases = [
+        ('export', ['--workdir=/no/such/run', f'--export_dir={tmp}/e'],
+         '--workdir /no/such/run does not exist; give the folder of a '
+         'training run'),
+        ('export', [f'--workdir={tmp}', f'--export_dir={notes}/e'],
+         f'--export_dir {notes}/e: {notes} is a file, not a folder'),
+        ('evaluate', [f'--samples={notes}', f'--output={notes}/s.json'],
+         f'--output {notes}/s.json: {notes} is a file, not a folder'),
+        ('evaluate', [f'--samples={notes}', f'--data_dir={notes}'],
+         f'--data_dir {notes} is a file, not a folder'),
+    ]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+               TF_CPP_MIN_LOG_LEVEL='3')
+    for binary, args, message in cases:
+      with self.subTest(args=args):
+        proc = subprocess.run([sys.executable, '-m', f'tilt_tf.{binary}',
+                               *args], capture_output=True, text=True,
+                              cwd=tmp, env=env, timeout=300, check=False)
+        self.assertEqual(proc.returncode, 2, proc.stderr[-2000:])
+        self.assertNotIn('Traceback', proc.stderr)
+        self.assertStartsWith(proc.stderr.strip().splitlines()[-1],
+                              f'error: {message}')
+    self.assertEqual(os.listdir(tmp), ['notes.txt'])
 
 
 if __name__ == '__main__':

@@ -143,7 +143,8 @@ class TrainCLITest(tf.test.TestCase):
         self.assertEqual(os.listdir(cwd), [])  # Nothing written.
 
   def test_bad_values_and_paths(self):
-    # Refused before any work: nothing is written anywhere.
+    # Refused before any work: nothing is written anywhere. (configs_test
+    # covers every bound; one process per case costs ~10 s.)
     tmp = self.create_tempdir().full_path
     notes = os.path.join(tmp, 'notes.txt')
     with open(notes, 'w') as f:
@@ -151,18 +152,13 @@ class TrainCLITest(tf.test.TestCase):
     cases = [
         (['--set=ebm.step_size=nan'],
          "--set 'ebm.step_size=nan': ebm.step_size must be a finite number"),
-        (['--set=ebm.alpha=inf'],
-         "--set 'ebm.alpha=inf': ebm.alpha must be a finite number, not inf"),
         (['--set=base.batch_size=0'],
          '--set base.batch_size=0 is out of range; it must be >= 1'),
         (['--langevin_steps=600000'], re.escape(
             '--langevin_steps=600000 is out of range; it must be <= 10_000 '
             '(the bound is a guard against typos')),
-        (['--tilt_steps=20000000'], '--tilt_steps=20000000 is out of range'),
-        (['--num_samples=5000000'], '--num_samples=5000000 is out of range'),
         (['--seed=4294967296'], re.escape(
             '--seed=4294967296 is out of range; it must be <= 4294967295')),
-        (['--seed=-1'], '--seed=-1 is out of range; it must be >= 0'),
         ([f'--workdir={notes}'], re.escape(
             f'--workdir {notes} is a file, not a folder')),
         (['--workdir=/proc/tilt_tf_test/run'],

@@ -39,8 +39,21 @@ def resolve_path(path):
   return os.path.normpath(os.path.join(base, path))
 
 
-def _nearest_existing(path):
-  """The longest prefix of `path` that exists (lstat), or None."""
+def _unreachable(path, flag):
+  """UserError for a `path` below a folder this user may not enter."""
+  blocker = os.path.dirname(path)
+  while blocker != os.path.dirname(blocker):
+    try:
+      os.stat(blocker)
+      break
+    except OSError:
+      blocker = os.path.dirname(blocker)
+  return UserError(f'{flag} {path} cannot be reached: {blocker} is not '
+                   f'accessible (Permission denied); choose another {flag}')
+
+
+def _nearest_existing(path, flag):
+  """The longest prefix of `path` that exists, or None."""
   probe = path
   while True:
     try:
@@ -50,9 +63,8 @@ def _nearest_existing(path):
       pass
     except NotADirectoryError:
       pass  # A parent is a file: keep going up to find it.
-    except PermissionError as e:
-      raise UserError(f'cannot reach {path}: {probe} is not accessible '
-                      f'({e.strerror}); choose another path') from None
+    except PermissionError:
+      raise _unreachable(probe, flag) from None
     parent = os.path.dirname(probe)
     if parent == probe:
       return None
@@ -91,7 +103,7 @@ def check_output_dir(path, flag):
       cannot be reached, or is not writable (read-only disk, permissions,
       /proc ...).
   """
-  existing = _nearest_existing(path)
+  existing = _nearest_existing(path, flag)
   if existing is None:
     raise UserError(f'{flag} {path}: no part of that path exists; choose '
                     'another path')
@@ -116,7 +128,10 @@ def check_output_file(path, flag):
   """
   if os.path.isdir(path):
     raise UserError(f'{flag} {path} is a folder; give a file name')
-  existing = _nearest_existing(os.path.dirname(path))
+  try:
+    existing = _nearest_existing(os.path.dirname(path), flag)
+  except UserError:
+    raise _unreachable(path, flag) from None
   if existing is None:
     raise UserError(f'{flag} {path}: no part of that path exists; choose '
                     'another path')
@@ -142,9 +157,8 @@ def check_input_dir(path, flag, what='an existing folder'):
   except NotADirectoryError:
     raise UserError(f'{flag} {path} does not exist (a part of that path is a '
                     f'file); give {what}') from None
-  except PermissionError as e:
-    raise UserError(f'{flag} {path} is not accessible ({e.strerror}); make '
-                    f'it readable or choose another {flag}') from None
+  except PermissionError:
+    raise _unreachable(path, flag) from None
   if not os.path.isdir(path):
     raise UserError(f'{flag} {path} is a file, not a folder; give {what}')
   if not os.access(path, os.R_OK | os.X_OK):

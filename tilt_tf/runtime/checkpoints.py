@@ -199,7 +199,7 @@ def restore_readable(checkpoint, manager, what, partial=True):
                       where)
       gone.append(path)
       continue
-    if gone:
+    if gone or manager.latest_checkpoint != path:  # E.g. a lost state file.
       _forget(manager, gone, path)
     return path
   _forget(manager, gone, None)
