@@ -87,6 +87,7 @@ EOF
 ensure_venv() {
   local venv="$ev_root/.venv" req="$ev_root/requirements.txt"
   [[ -f $req ]] || { say "error: missing $req"; return 1; }
+  venv_hashes
   venv_fresh && return 0
   # One builder at a time; the others wait, then find it fresh.
   exec 8<"$ev_self"
