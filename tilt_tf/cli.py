@@ -7,6 +7,7 @@ import sys
 
 from absl import app
 
+from tilt_tf import quiet
 from tilt_tf.errors import UserError
 
 __all__ = ['resolve_path', 'run_main', 'summary_table']
@@ -85,6 +86,7 @@ def run_main(main):
       sys.stderr.flush()
       os._exit(2)  # pylint: disable=protected-access
 
+  quiet.release()  # TF's start-up lines, held since the imports (quiet.py).
   app.run(wrapped)
 
 

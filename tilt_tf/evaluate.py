@@ -13,6 +13,7 @@ The first run trains the feature classifier (a few minutes on a CPU) and
 caches it (--cache_dir, $TILT_TF_CACHE, default ~/.cache/tilt_tf).
 """
 
+from tilt_tf import quiet  # pylint: disable=unused-import  # First: hides TF's start-up lines.
 import json
 import zipfile
 

@@ -10,6 +10,7 @@ langevin_steps, temperature) and `sample_base` (num_samples, seed,
 temperature); see tilt_tf/export_lib.py.
 """
 
+from tilt_tf import quiet  # pylint: disable=unused-import  # First: hides TF's start-up lines.
 from absl import flags
 
 from tilt_tf import cli

@@ -12,6 +12,7 @@ can be set with `--set=section.field=value` (repeatable), e.g.
 `--set=ebm.step_size=0.3 --set=ebm.alpha=0.01`.
 """
 
+from tilt_tf import quiet  # pylint: disable=unused-import  # First: hides TF's start-up lines.
 import os
 
 from absl import app
@@ -33,7 +34,7 @@ flags.DEFINE_string('base', 'glf', 'Base model: ' + ', '.join(sorted(configs.MOD
 flags.DEFINE_string('dataset', None, 'Data set (default: the config\'s).')
 flags.DEFINE_string('data_dir', None, 'Folder with local data files.')
 flags.DEFINE_string('workdir', None, 'Run folder (default runs/<base>_<dataset>[_<preset>]).')
-flags.DEFINE_string('preset', 'paper', 'paper (the paper\'s settings), small (CPU), test (seconds).')
+flags.DEFINE_string('preset', None, 'paper (the paper\'s settings), small (CPU), test (seconds); default: paper if a GPU is visible, else small.')
 flags.DEFINE_string('stage', 'all', 'all, or one of ' + ', '.join(STAGES) + ' (comma-separated list allowed).')
 flags.DEFINE_string('export_dir', None, 'SavedModel folder for the export stage (default <workdir>/export; versions 1/, 2/, ... inside).')
 flags.DEFINE_integer('seed', None, 'Random seed (stateless; same seed, same metrics.json).')
@@ -61,10 +62,21 @@ _OVERRIDES = {
 _NO_TILT_FLAGS = ('langevin_steps', 'tilt_steps')
 
 
+def choose_preset():
+  """(preset, source): --preset, else paper with a GPU and small without."""
+  gpu = not FLAGS.preset and bool(tf.config.list_physical_devices('GPU'))
+  return configs.choose_preset(FLAGS.preset, gpu)
+
+
 def build_config():
   """Config from --base/--dataset/--preset plus flag overrides, validated."""
-  config = configs.get_config(FLAGS.base, FLAGS.dataset, FLAGS.preset,
+  preset, source = choose_preset()
+  config = configs.get_config(FLAGS.base, FLAGS.dataset, preset,
                               overrides=FLAGS.set)
+  if source != 'flag':  # One line says so; run.json records it.
+    logging.info('%s', configs.preset_announcement(FLAGS.base, preset, source))
+    with config.unlocked():
+      config.preset_source = source
   for flag, (path, minimum) in _OVERRIDES.items():
     value = FLAGS[flag].value
     if value is None:
