@@ -29,8 +29,9 @@ __all__ = ['start', 'release', 'keep_line', 'level_for']
 ENV = 'TF_CPP_MIN_LOG_LEVEL'
 DEFAULT_LEVEL = '2'  # Hide C++ INFO and WARNING lines; errors stay.
 
-# glog/absl format: I0000 00:00:1796284684.242211    6173 port.cc:153] ...
-_LOG_LINE = re.compile(r'^([IWEF])\d{4} [\d:.]+ +\d+ [^ \]]+:\d+\] ')
+# C++ glog/absl format: I0000 00:00:1796284684.242211    6173 port.cc:153] ...
+# (absl's Python logging has the same header with a .py file: kept).
+_LOG_LINE = re.compile(r'^([IWEF])\d{4} [\d:.]+ +\d+ [^ \]]+\.(?:cc|cpp|h):\d+\] ')
 _SEVERITY = {'I': 0, 'W': 1, 'E': 2, 'F': 3}
 _PREAMBLE = 'WARNING: All log messages before absl::InitializeLog() is called'
 _CONTINUATION = 'To enable the following instructions:'
