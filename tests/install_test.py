@@ -15,8 +15,7 @@ import sysconfig
 
 import tensorflow as tf
 
-import configs
-import tilt_tf
+from tilt_tf import cli
 
 SCRIPTS = ('tilt-train', 'tilt-evaluate', 'tilt-export', 'tilt-table1')
 
@@ -47,13 +46,16 @@ class InstallTest(tf.test.TestCase):
   def test_pip_install_and_tilt_train(self):
     tmp = self.create_tempdir().full_path
     # The sources as a checkout has them (runfiles are read-only symlinks).
-    root = os.path.dirname(os.path.dirname(os.path.abspath(tilt_tf.__file__)))
+    package_dir = os.path.dirname(os.path.abspath(cli.__file__))
+    root = os.path.dirname(package_dir)
     src = os.path.join(tmp, 'src')
     ignore = shutil.ignore_patterns('__pycache__', '*.pyc', 'BUILD')
-    for package in (tilt_tf, configs):
-      folder = os.path.dirname(os.path.abspath(package.__file__))
+    for folder in (package_dir, os.path.join(root, 'configs')):
       shutil.copytree(folder, os.path.join(src, os.path.basename(folder)),
                       ignore=ignore)
+    for package in ('tilt_tf', 'tilt_tf/generators', 'configs'):
+      self.assertTrue(os.path.exists(os.path.join(src, package,
+                                                  '__init__.py')), package)
     for name in ('pyproject.toml', 'requirements.txt'):
       shutil.copy(os.path.join(root, name), src)
 
