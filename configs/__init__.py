@@ -1,7 +1,9 @@
 """ml_collections configs: one module per base, presets inside each.
 
 `get_config(base, dataset, preset, overrides)` is what the binaries call;
-each module's `get_config(preset)` documents its launch command. `overrides`
+each module's `get_config(preset)` documents its launch command.
+`choose_preset(explicit, gpu_available)` picks the preset when --preset is
+not given: `paper` with a GPU, else `small`. `overrides`
 are 'section.field=value' strings (the train binary's `--set`), e.g.
 'ebm.step_size=0.3': any existing field, parsed as the type it has.
 """
@@ -102,6 +104,18 @@ def check_bounds(field, value, name):
 def _show(value):
   return ','.join(map(str, value)) if isinstance(value, tuple) else value
 
+
+# How long `--preset=small` takes end to end on a 2-core CPU, from the config
+# modules' docstrings and README's measurements (GLF, VAE: idle CPU; GLOW,
+# pixel EBM: a CPU shared with another job).
+SMALL_CPU_TIME = {
+    'glf': '43 min',
+    'vae': '40 min',
+    'glow': '90 min',
+    'pixel_ebm': '51 min',
+    'mlp_vae': 'under 15 min (the paper preset takes ~15 min)',
+}
+
 # --base -> config module.
 MODULES = {
     'mlp_vae': 'toy',
@@ -143,7 +157,41 @@ def _parse(text, current, where):
 
 
 # Fields chosen by their own flags (they pick the config module and preset).
-_NOT_OVERRIDABLE = {'base_name': '--base', 'preset': '--preset'}
+_NOT_OVERRIDABLE = {'base_name': '--base', 'preset': '--preset',
+                    'preset_source': '--preset'}
+
+
+def choose_preset(explicit, gpu_available):
+  """The preset to run: an explicit --preset always wins, else the paper's
+  settings where a GPU is visible and `small` on a CPU.
+
+  Args:
+    explicit: the --preset flag's value; None or '' means choose.
+    gpu_available: whether TensorFlow sees a GPU.
+  Returns:
+    (preset, source): source is 'flag', 'auto: GPU visible' or
+    'auto: no GPU'.
+  Raises:
+    UserError: an explicit preset that does not exist.
+  """
+  if explicit:
+    if explicit not in PRESETS:
+      raise UserError(f'unknown preset {explicit!r}; choose one of '
+                      f'{", ".join(PRESETS)}')
+    return explicit, 'flag'
+  if gpu_available:
+    return 'paper', 'auto: GPU visible'
+  return 'small', 'auto: no GPU'
+
+
+def preset_announcement(base, preset, source):
+  """The one log line naming an automatically chosen preset."""
+  if preset == 'paper':
+    return (f'preset paper ({source}; no --preset): the paper\'s settings, '
+            'sized for a GPU; pass --preset=small for a run that fits a CPU')
+  time = SMALL_CPU_TIME.get(base, 'not measured')
+  return (f'preset {preset} ({source}; no --preset): expected time on a '
+          f'2-core CPU {time}; pass --preset=paper for the paper\'s settings')
 
 
 def apply_overrides(config, overrides):

@@ -1,4 +1,4 @@
-"""Settings shared by every base (the paper's, DESIGN §2).
+"""Settings shared by every base (the paper's: §5.4, appendices B.1, B.2).
 
 Each base's module starts from `get_config()` here and overrides what
 differs; presets then shrink sizes (`small`: a CPU run, `test`: seconds).

@@ -25,7 +25,7 @@ def set_image_defaults(c, preset):
   c.checkpoint_every = 1000
   if preset == 'small':
     # A 2-core CPU run end to end in well under an hour: narrower AE, few
-    # epochs, half-width energy on 14x14/7x7 maps (DESIGN §5: ~18 ms/step).
+    # epochs, half-width energy on 14x14/7x7 maps (docs/performance.md: ~18 ms/step).
     c.base.width = 32
     c.base.epochs = 10
     c.ebm.channels = (32, 64)

@@ -19,7 +19,7 @@ def get_config(preset='paper'):
   c.ebm.steps = 1000
   images.set_image_defaults(c, preset)
   if preset == 'small':
-    # The Langevin chains dominate a CPU run (DESIGN §5): 200 EBM steps as
+    # The Langevin chains dominate a CPU run (docs/performance.md): 200 EBM steps as
     # for GLF, not the paper's 1000.
     c.ebm.steps = 200
   return c

@@ -1,8 +1,14 @@
-"""configs.get_config with --set overrides: types, derived fields, refusals."""
+"""configs.get_config with --set overrides: types, derived fields, refusals;
+the automatic preset (configs.choose_preset, train's announcement)."""
 
+from unittest import mock
+
+from absl import flags
+from absl.testing import flagsaver
 import tensorflow as tf
 
 import configs
+from tilt_tf import train
 from tilt_tf.errors import UserError
 
 
@@ -112,6 +118,72 @@ class BoundsTest(tf.test.TestCase):
                                 'of range; it must be <= 10_000_000'):
       configs.check_bounds('ebm.steps', 20_000_000, '--tilt_steps')
     configs.check_bounds('ebm.step_size', -1.0, '--x')  # Not bounded.
+
+
+class ChoosePresetTest(tf.test.TestCase):
+
+  def test_gpu_means_paper_none_means_small(self):
+    self.assertEqual(configs.choose_preset(None, True),
+                     ('paper', 'auto: GPU visible'))
+    self.assertEqual(configs.choose_preset('', False),
+                     ('small', 'auto: no GPU'))
+
+  def test_explicit_preset_wins(self):
+    for gpu in (True, False):
+      for preset in configs.PRESETS:
+        self.assertEqual(configs.choose_preset(preset, gpu), (preset, 'flag'))
+    with self.assertRaisesRegex(UserError, "unknown preset 'huge'"):
+      configs.choose_preset('huge', False)
+
+  def test_every_base_has_a_small_time(self):
+    self.assertCountEqual(configs.SMALL_CPU_TIME, configs.MODULES)
+    line = configs.preset_announcement('glf', 'small', 'auto: no GPU')
+    self.assertIn('43 min', line)
+    self.assertIn('pass --preset=paper', line)
+    self.assertNotIn('\n', line)
+
+
+class TrainPresetTest(tf.test.TestCase):
+  """tilt_tf/train.py's choice, with TensorFlow's GPU list mocked."""
+
+  def setUp(self):
+    super().setUp()
+    if not flags.FLAGS.is_parsed():
+      flags.FLAGS.mark_as_parsed()
+
+  def _build(self, gpus, **flag_values):
+    with flagsaver.flagsaver(**flag_values), mock.patch.object(
+        tf.config, 'list_physical_devices', return_value=gpus) as listed:
+      with self.assertLogs('absl', level='INFO') as logs:
+        train.logging.info('start')  # assertLogs needs one record at least.
+        config = train.build_config()
+    lines = [r.getMessage() for r in logs.records][1:]
+    return config, lines, listed
+
+  def test_no_gpu_chooses_small_and_says_so_once(self):
+    config, lines, _ = self._build([], base='glf', preset=None)
+    self.assertEqual(config.preset, 'small')
+    self.assertEqual(config.preset_source, 'auto: no GPU')
+    self.assertLen(lines, 1)
+    self.assertIn('preset small', lines[0])
+    self.assertIn('43 min', lines[0])
+    self.assertIn('pass --preset=paper', lines[0])
+
+  def test_gpu_chooses_paper(self):
+    gpu = tf.config.PhysicalDevice('/physical_device:GPU:0', 'GPU')
+    config, lines, listed = self._build([gpu], base='vae', preset=None)
+    listed.assert_called_with('GPU')
+    self.assertEqual(config.preset, 'paper')
+    self.assertEqual(config.preset_source, 'auto: GPU visible')
+    self.assertLen(lines, 1)
+    self.assertIn('preset paper', lines[0])
+
+  def test_flag_wins_silently(self):
+    gpu = tf.config.PhysicalDevice('/physical_device:GPU:0', 'GPU')
+    config, lines, _ = self._build([gpu], base='glf', preset='test')
+    self.assertEqual(config.preset, 'test')
+    self.assertNotIn('preset_source', config)
+    self.assertEmpty(lines)
 
 
 if __name__ == '__main__':

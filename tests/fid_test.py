@@ -137,6 +137,26 @@ class PrecisionRecallTest(tf.test.TestCase):
 
 class ClassifierTest(tf.test.TestCase):
 
+  def test_progress_line(self):
+    line = fid.progress_line(2, 8, 600, 3752, {'accuracy': 0.85214,
+                                               'loss': 0.41049}, 10.5)
+    self.assertEqual(line, 'classifier epoch 2/8 step 600/3752 | '
+                     'accuracy=0.8521 loss=0.4105 | 10.50 steps/s ETA 0:05:00')
+
+  def test_train_classifier_logs_progress(self):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (64, 28, 28, 1), dtype=np.uint8)
+    y = rng.integers(0, 10, 64)
+    with self.assertLogs('absl', level='INFO') as logs:
+      fid.train_classifier(x, y, x[:16], y[:16], epochs=2, batch_size=32,
+                           log_every_seconds=0)
+    lines = [r.getMessage() for r in logs.records
+             if r.getMessage().startswith('classifier epoch')]
+    self.assertLen(lines, 4 + 2)  # Every batch (interval 0) + epoch ends.
+    self.assertStartsWith(lines[0], 'classifier epoch 1/2 step 1/4 | accuracy=')
+    self.assertStartsWith(lines[-1], 'classifier epoch 2/2 step 4/4 |')
+    self.assertRegex(lines[-1], r'steps/s ETA 0:00:00$')
+
   def test_trains_caches_reuses_and_recovers(self):
     data_dir = write_digits_as_mnist(self.create_tempdir().full_path)
     cache = self.create_tempdir().full_path

@@ -32,6 +32,42 @@ class FiguresIOTest(tf.test.TestCase):
     png = figures.toy_scatter_png([np.zeros((10, 2))] * 2, ['a', 'b'])
     self.assertEqual(tf.io.decode_png(png).shape[-1], 4)
 
+  def test_grid_titles_render_above(self):
+    panels = [np.zeros((16, 8, 8, 1)), np.ones((16, 8, 8, 1))]
+    plain = tf.io.decode_png(figures.grid_png(panels, cols=4))
+    titled = tf.io.decode_png(figures.grid_png(panels, ['base', 'tilted'],
+                                               cols=4))
+    self.assertEqual(plain.shape, (37, 4 * 9 + 1 + 8 + 4 * 9 + 1, 1))
+    self.assertEqual(titled.shape[-1], 4)
+    # Scaled pixel for pixel, plus room for the titles above.
+    self.assertGreater(titled.shape[0], plain.shape[0] * 2 + 20)
+    self.assertGreater(titled.shape[1], plain.shape[1] * 2)
+    # The title band above the mosaics holds dark text pixels; an untitled
+    # figure drawn the same way has none there.
+    band = titled.numpy()[:25, :, :3]
+    self.assertLess(band.min(), 100)
+    with self.assertRaisesRegex(UserError, '1 titles for 2 panels'):
+      figures.grid_png(panels, ['base'])
+    # titles=None or all empty: the old exact mosaic.
+    self.assertAllEqual(tf.io.decode_png(figures.grid_png(panels, None, 4)),
+                        plain)
+
+  def test_chain_png(self):
+    frames = np.linspace(0, 1, 5 * 3 * 8 * 8).reshape(5, 3, 8, 8, 1)
+    png = figures.chain_png(frames, steps=[0, 10, 20, 30, 40],
+                            title='GLF + EBM: Langevin chains')
+    image = tf.io.decode_png(png).numpy()
+    mosaic_h, mosaic_w = 3 * 9 + 1, 5 * 9 + 1
+    self.assertGreater(image.shape[0], mosaic_h * 4 + 40)  # Title, labels.
+    self.assertGreaterEqual(image.shape[1], mosaic_w * 4)
+    self.assertLess(image[:20, :, :3].min(), 100)  # The title's text.
+    # Default steps 0..T-1; bad shapes are one-line errors.
+    tf.io.decode_png(figures.chain_png(frames))
+    with self.assertRaisesRegex(UserError, r'\[T, n, H, W, C\]'):
+      figures.chain_png(frames[0])
+    with self.assertRaisesRegex(UserError, '2 steps for 5 frames'):
+      figures.chain_png(frames, steps=[0, 1])
+
   def test_curves_png(self):
     png = figures.curves_png({'VAE + EBM': ([20, 40, 60], [30.0, 25.0, 27.0]),
                               'GLF + EBM': ([], [])}, 'step', 'FID', 'title')

@@ -16,6 +16,7 @@ import traceback
 from absl import app
 from absl import flags
 
+from tilt_tf import quiet
 from tilt_tf.errors import UserError
 
 __all__ = ['resolve_path', 'check_output_dir', 'check_output_file',
@@ -303,6 +304,7 @@ def run_main(main):
       sys.stdout.flush()
       os._exit(2)  # pylint: disable=protected-access
 
+  quiet.release()  # TF's start-up lines, held since the imports (quiet.py).
   app.run(wrapped)
 
 

@@ -76,7 +76,7 @@ class ResNetEnergy(keras.Model):
 
   `stem_stride` sets the resolution of the first stage (1: full, 2: half);
   the second stage always runs at half the first one's resolution. On a CPU
-  this is the biggest lever on cost (DESIGN §5).
+  this is the biggest lever on cost (docs/performance.md).
   """
 
   def __init__(self, channels=(64, 128), blocks=3, stem_stride=1,

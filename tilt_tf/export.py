@@ -13,6 +13,7 @@ Errors end in one line `error: ...` and exit code 2; `--traceback` (or
 TILT_TF_TRACEBACK=1) shows the full traceback.
 """
 
+from tilt_tf import quiet  # pylint: disable=unused-import  # First: hides TF's start-up lines.
 from absl import flags
 
 from tilt_tf import cli

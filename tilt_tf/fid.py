@@ -316,8 +316,55 @@ def _build_classifier(input_shape, num_classes, seed=0):
   return keras.Model(inputs, logits), keras.Model(inputs, pool)
 
 
+def _fmt_eta(seconds):
+  seconds = int(max(seconds, 0))
+  return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+
+def progress_line(epoch, epochs, step, total, logs, rate):
+  """One progress line of the classifier's training, e.g.
+  'classifier epoch 2/8 step 600/3752 | accuracy=0.8521 loss=0.4105 |
+  10.50 steps/s ETA 0:05:00'."""
+  shown = ' '.join(f'{k}={float(v):.4g}' for k, v in sorted(logs.items())
+                   if k in ('accuracy', 'loss'))
+  eta = _fmt_eta((total - step) / max(rate, 1e-9))
+  return (f'classifier epoch {epoch}/{epochs} step {step}/{total} | {shown} | '
+          f'{rate:.2f} steps/s ETA {eta}')
+
+
+def _progress_callback(keras, epochs, steps_per_epoch, every_seconds):
+  """Logs progress_line at most every `every_seconds` and after each epoch
+  (accuracy and loss are Keras's running means over the epoch)."""
+
+  class Progress(keras.callbacks.Callback):
+
+    def on_train_begin(self, logs=None):
+      self.start = self.last = time.time()
+      self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+      self.epoch = epoch
+
+    def _log(self, batch, logs):
+      step = self.epoch * steps_per_epoch + batch + 1
+      rate = step / max(time.time() - self.start, 1e-9)
+      logging.info('%s', progress_line(self.epoch + 1, epochs, step,
+                                       epochs * steps_per_epoch, logs or {},
+                                       rate))
+      self.last = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+      if time.time() - self.last >= every_seconds:
+        self._log(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+      self._log(steps_per_epoch - 1, logs)
+
+  return Progress()
+
+
 def train_classifier(train_x, train_y, test_x, test_y, epochs=None,
-                     batch_size=128, seed=0):
+                     batch_size=128, seed=0, log_every_seconds=30):
   """Trains the feature classifier on arrays.
 
   Args:
@@ -326,6 +373,8 @@ def train_classifier(train_x, train_y, test_x, test_y, epochs=None,
     epochs: passes over train_x (default DEFAULT_CLASSIFIER_EPOCHS).
     batch_size: training batch size.
     seed: seeds the initialisation, dropout and shuffling.
+    log_every_seconds: a progress line (epoch, step, accuracy, steps/s, ETA)
+      at most this often, and one after every epoch.
   Returns:
     (model, features, meta): the logits model, the feature model, and a dict
     with test_accuracy, epochs, seconds, num_classes, input_shape.
@@ -343,8 +392,12 @@ def train_classifier(train_x, train_y, test_x, test_y, epochs=None,
         .map(lambda x, y: (data.to_float(x), y),
              num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE))
+  steps_per_epoch = -(-len(train_x) // batch_size)
+  logging.info('training the feature classifier: %d epochs of %d steps',
+               epochs, steps_per_epoch)
   start = time.time()
-  model.fit(ds, epochs=epochs, verbose=0)
+  model.fit(ds, epochs=epochs, verbose=0, callbacks=[_progress_callback(
+      keras, epochs, steps_per_epoch, log_every_seconds)])
   seconds = time.time() - start
   test = tf.data.Dataset.from_tensor_slices((test_x, test_y)).batch(500).map(
       lambda x, y: (data.to_float(x), y))

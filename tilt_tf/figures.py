@@ -6,9 +6,10 @@ import io
 import numpy as np
 
 from tilt_tf import io_utils
+from tilt_tf.errors import UserError
 
-__all__ = ['to_uint8', 'tile', 'toy_scatter_png', 'grid_png', 'curves_png',
-           'write_png']
+__all__ = ['to_uint8', 'tile', 'toy_scatter_png', 'grid_png', 'chain_png',
+           'curves_png', 'write_png']
 
 
 def to_uint8(images):
@@ -44,9 +45,72 @@ def _png(array):
   return buf.getvalue()
 
 
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def _labelled_png(mosaics, titles=None, suptitle=None, xticks=None,
+                  dpi=100):
+  """Mosaics side by side, drawn pixel for pixel (scaled by an integer), each
+  with its title above, an optional figure title and x tick labels under
+  the first (xticks: (positions in mosaic pixels, labels)). PNG bytes."""
+  plt = _pyplot()
+  h = max(m.shape[0] for m in mosaics)
+  scale = max(1, min(4, 480 // max(h, 1)))
+  inch = lambda px: px * scale / dpi
+  gap, side = 0.25, 0.1  # inches
+  top = (0.35 if titles and any(titles) else 0.0) + (0.45 if suptitle else 0.0)
+  bottom = 0.35 if xticks else 0.1
+  widths = [inch(m.shape[1]) for m in mosaics]
+  fig_w = sum(widths) + gap * (len(mosaics) - 1) + 2 * side
+  fig_h = inch(h) + top + bottom
+  fig = plt.figure(figsize=(fig_w, fig_h), dpi=dpi)
+  x = side
+  for i, (m, w) in enumerate(zip(mosaics, widths)):
+    ax = fig.add_axes([x / fig_w, bottom / fig_h, w / fig_w,
+                       inch(m.shape[0]) / fig_h])
+    if m.shape[-1] == 1:
+      ax.imshow(m[..., 0], cmap='gray', vmin=0, vmax=255,
+                interpolation='nearest')
+    else:
+      ax.imshow(m, interpolation='nearest')
+    ax.set_yticks([])
+    if xticks and i == 0:
+      ax.set_xticks(xticks[0])
+      ax.set_xticklabels(xticks[1], fontsize=8)
+      ax.tick_params(length=0)
+    else:
+      ax.set_xticks([])
+    for spine in ax.spines.values():
+      spine.set_visible(False)
+    if titles and i < len(titles) and titles[i]:
+      ax.set_title(titles[i], fontsize=10)
+    x += w + gap
+  if suptitle:
+    fig.suptitle(suptitle, fontsize=11, y=1 - 0.12 / fig_h,
+                 verticalalignment='top')
+  buf = io.BytesIO()
+  fig.savefig(buf, format='png', dpi=dpi)
+  plt.close(fig)
+  return buf.getvalue()
+
+
 def grid_png(panels, titles=None, cols=8):
-  """Side-by-side mosaics of several image sets (e.g. base | tilted), PNG."""
+  """Side-by-side mosaics of several image sets (e.g. base | tilted), PNG.
+
+  Without titles: the mosaics pixel for pixel, 8 white pixels apart. With
+  titles (one per panel, e.g. ['base', 'tilted']): drawn by matplotlib,
+  each title above its mosaic (the picture is larger).
+  """
   mosaics = [tile(p, cols=cols) for p in panels]
+  if titles is not None and any(titles):
+    if len(titles) != len(mosaics):
+      raise UserError(f'grid_png: {len(titles)} titles for {len(mosaics)} '
+                      'panels')
+    return _labelled_png(mosaics, titles=list(titles))
   h = max(m.shape[0] for m in mosaics)
   gap = np.full((h, 8, mosaics[0].shape[-1]), 255, np.uint8)
   row = []
@@ -56,11 +120,36 @@ def grid_png(panels, titles=None, cols=8):
   return _png(np.concatenate(row[:-1], axis=1))
 
 
+def chain_png(frames, steps=None, title=None, pad=1):
+  """The Langevin chain figure (paper Fig. 5.3), PNG bytes.
+
+  Args:
+    frames: [T, n, H, W, C] images: T recorded steps of n chains.
+    steps: the Langevin step of each of the T frames (default 0..T-1):
+      column labels "step 0", "step 10", ...
+    title: the figure's title, e.g. 'GLF + EBM: Langevin chains'.
+    pad: pixels between the images.
+  Returns:
+    One row per chain, one column per recorded step, labelled, titled.
+  """
+  frames = np.asarray(frames)
+  if frames.ndim != 5:
+    raise UserError(f'chain_png: frames must be [T, n, H, W, C], got shape '
+                    f'{frames.shape}')
+  t, n, h, w = frames.shape[:4]
+  steps = list(range(t)) if steps is None else [int(s) for s in steps]
+  if len(steps) != t:
+    raise UserError(f'chain_png: {len(steps)} steps for {t} frames')
+  mosaic = tile(np.swapaxes(frames, 0, 1).reshape((t * n,) + frames.shape[2:]),
+                cols=t, pad=pad)
+  centers = [pad + k * (w + pad) + (w - 1) / 2 for k in range(t)]
+  return _labelled_png([mosaic], suptitle=title,
+                       xticks=(centers, [f'step {s}' for s in steps]))
+
+
 def toy_scatter_png(panels, titles, lim=2.0):
   """Scatter plots side by side (data | base | tilted), PNG bytes."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = _pyplot()
   fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4))
   for ax, pts, title in zip(np.atleast_1d(axes), panels, titles):
     pts = np.asarray(pts)[:5000]

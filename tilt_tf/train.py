@@ -18,6 +18,7 @@ Errors end in one line `error: ...` and exit code 2; `--traceback` (or
 TILT_TF_TRACEBACK=1) shows the full traceback.
 """
 
+from tilt_tf import quiet  # pylint: disable=unused-import  # First: hides TF's start-up lines.
 import os
 
 from absl import app
@@ -42,7 +43,7 @@ flags.DEFINE_string('base', 'glf', 'Base model: ' + ', '.join(sorted(configs.MOD
 flags.DEFINE_string('dataset', None, 'Data set (default: the config\'s).')
 flags.DEFINE_string('data_dir', None, 'Folder with local data files.')
 flags.DEFINE_string('workdir', None, 'Run folder (default runs/<base>_<dataset>[_<preset>]).')
-flags.DEFINE_string('preset', 'paper', 'paper (the paper\'s settings), small (CPU), test (seconds).')
+flags.DEFINE_string('preset', None, 'paper (the paper\'s settings), small (CPU), test (seconds); default: paper if a GPU is visible, else small.')
 flags.DEFINE_string('stage', 'all', 'all, or one of ' + ', '.join(STAGES) + ' (comma-separated list allowed).')
 flags.DEFINE_string('export_dir', None, 'SavedModel folder for the export stage (default <workdir>/export; versions 1/, 2/, ... inside).')
 flags.DEFINE_integer('seed', None, 'Random seed (stateless; same seed, same metrics.json).')
@@ -120,12 +121,23 @@ def _fill_generator(config, spec):
   config.generator.latent_dim = generator.latent_dim
 
 
+def choose_preset():
+  """(preset, source): --preset, else paper with a GPU and small without."""
+  gpu = not FLAGS.preset and bool(tf.config.list_physical_devices('GPU'))
+  return configs.choose_preset(FLAGS.preset, gpu)
+
+
 def build_config():
   """Config from --base/--dataset/--preset plus flag overrides, validated."""
   spec = _generator_config()
   base = 'generator' if spec else FLAGS.base
-  config = configs.get_config(base, FLAGS.dataset, FLAGS.preset,
+  preset, source = choose_preset()
+  config = configs.get_config(base, FLAGS.dataset, preset,
                               overrides=FLAGS.set)
+  if source != 'flag':  # One line says so; run.json records it.
+    logging.info('%s', configs.preset_announcement(base, preset, source))
+    with config.unlocked():
+      config.preset_source = source
   if spec:
     _fill_generator(config, spec)
   for flag, path in _OVERRIDES.items():

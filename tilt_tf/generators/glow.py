@@ -8,7 +8,8 @@ half the channels leaving after the first block; for CIFAR-10, 3 blocks x 32
 steps, multi-scale. Each coupling's net is TFP's `GlowDefaultNetwork`
 (conv 3x3 -> conv 1x1 -> zero-initialized conv 3x3, `width` channels: the
 public Glow's 3-layer net, not the paper's highway net); each exit is
-`GlowDefaultExitNetwork`. Both are passed explicitly (DESIGN §5).
+`GlowDefaultExitNetwork`. Both are passed explicitly, so the architecture
+does not follow TFP's defaults (docs/performance.md, "Library choices").
 
 Latent: the flow's FULL latent, all multi-scale factors (784 dims for
 28x28x1), with prior N(0, I): the latent EBM tilts it unchanged, and
@@ -184,7 +185,7 @@ class Glow(base.Generator):
     """Images in [0, 1] from latents z [B, latent_dim] (differentiable)."""
     del training
     # tf.identity: a fresh tensor, so the bijector cache cannot cut the
-    # gradient to z (DESIGN §5).
+    # gradient to z (docs/performance.md, "Library choices").
     return self._from_flow_space(self.flow.forward(tf.identity(z)))
 
   def encode(self, x):

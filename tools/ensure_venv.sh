@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Makes sure <workspace>/.venv exists and holds requirements.txt's pins: the one
+# implementation behind ./bazelw, Bazel's Python toolchain (tools/python/python3.sh
+# and the @tilt_venv repository rule, tools/python/venv.bzl) and plain use:
+#
+#   tools/ensure_venv.sh           # quiet when nothing is missing
+#
+# Fresh when .venv/bin/python runs and either stamp matches:
+#   .venv/.requirements.sha256       sha256 of requirements.txt (as bazelw always wrote)
+#   .venv/.requirements.pins.sha256  sha256 of its pin lines only (comments ignored)
+# Otherwise, under a lock (flock on this file, so concurrent test processes and
+# Bazel invocations build it once): if the installed distributions already match
+# every pin, only the pins stamp is written; else the venv is created (or updated)
+# with pip install -r requirements.txt.
+# Environment: PYTHON (interpreter for a new venv, default python3).
+# Sourced (by bazelw), it only defines the functions below.
+
+ev_root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd -P)"
+ev_self="$ev_root/tools/ensure_venv.sh"
+ev_prefix="${EV_PREFIX:-ensure_venv}"
+
+say() { echo "$ev_prefix: $*" >&2; }
+
+# Runs a command quietly; on failure shows the end of its output and keeps the log.
+logged() {
+  local log
+  log="$(mktemp "${TMPDIR:-/tmp}/$ev_prefix.XXXXXX")"
+  if "$@" >"$log" 2>&1; then rm -f "$log"; return 0; fi
+  tail -n 30 "$log" >&2
+  say "(full log: $log)"
+  return 1
+}
+
+apt_updated=0
+apt_install() {
+  command -v apt-get >/dev/null || { say "no apt-get: install $* yourself"; return 1; }
+  local sudo=()
+  if [[ $(id -u) != 0 ]]; then
+    command -v sudo >/dev/null || { say "need root (or sudo) to install $*"; return 1; }
+    if [[ -t 0 ]]; then sudo=(sudo); else sudo=(sudo -n); fi
+  fi
+  if [[ $apt_updated == 0 ]]; then
+    logged "${sudo[@]}" apt-get update -q || return 1
+    apt_updated=1
+  fi
+  logged "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q --no-install-recommends "$@"
+}
+
+# The two stamps' wanted values.
+venv_hashes() {
+  local req="$ev_root/requirements.txt"
+  ev_full="$(sha256sum "$req" | cut -d' ' -f1)"
+  ev_pins="$(sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^$/d' "$req" | sha256sum | cut -d' ' -f1)"
+}
+
+# True when .venv is usable and stamped for the current requirements.txt.
+venv_fresh() {
+  local venv="$ev_root/.venv"
+  [[ -x $venv/bin/python ]] || return 1
+  venv_hashes
+  [[ $(cat "$venv/.requirements.sha256" 2>/dev/null) == "$ev_full" ]] && return 0
+  [[ $(cat "$venv/.requirements.pins.sha256" 2>/dev/null) == "$ev_pins" ]] && return 0
+  return 1
+}
+
+# True when every pin of requirements.txt is installed in .venv (no network).
+venv_satisfies_pins() {
+  "$ev_root/.venv/bin/python" - "$ev_root/requirements.txt" <<'EOF' 2>/dev/null
+import re, sys
+from importlib import metadata
+for line in open(sys.argv[1]):
+    line = line.split('#', 1)[0].strip()
+    if not line:
+        continue
+    m = re.fullmatch(r'([A-Za-z0-9_.\-]+)==(\S+)', line)
+    if not m:
+        sys.exit(1)
+    try:
+        if metadata.version(m.group(1)) != m.group(2):
+            sys.exit(1)
+    except metadata.PackageNotFoundError:
+        sys.exit(1)
+EOF
+}
+
+ensure_venv() {
+  local venv="$ev_root/.venv" req="$ev_root/requirements.txt"
+  [[ -f $req ]] || { say "error: missing $req"; return 1; }
+  venv_hashes
+  venv_fresh && return 0
+  # One builder at a time; the others wait, then find it fresh.
+  exec 8<"$ev_self"
+  if command -v flock >/dev/null; then flock 8; fi
+  if venv_fresh; then exec 8<&-; return 0; fi
+  if [[ -x $venv/bin/python ]] && "$venv/bin/python" -c '' 2>/dev/null &&
+     venv_satisfies_pins; then
+    # Installed as pinned (only comments changed): stamp it, if writable and
+    # ours (a symlinked .venv is shared with another checkout: left as it is).
+    if [[ ! -L $venv ]]; then
+      echo "$ev_pins" >"$venv/.requirements.pins.sha256" 2>/dev/null || true
+    fi
+    exec 8<&-
+    return 0
+  fi
+  if ! touch "$ev_root/.venv.probe" 2>/dev/null; then
+    say "error: $venv is missing or out of date and $ev_root is read-only here" \
+        "(a Bazel sandbox?); run $ev_self once, or ./bazelw"
+    exec 8<&-
+    return 1
+  fi
+  rm -f "$ev_root/.venv.probe"
+  local py="${PYTHON:-python3}"
+  if ! command -v "$py" >/dev/null; then
+    say "error: no $py: install Python 3.11 (e.g. apt-get install python3 python3-venv)"
+    exec 8<&-
+    return 1
+  fi
+  if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c '' 2>/dev/null; then
+    say "creating .venv from requirements.txt (first run: a few minutes)"
+    rm -rf "$venv"
+    if ! "$py" -m venv "$venv" >/dev/null 2>&1; then
+      # Debian's python3 creates venvs only with python3-venv installed.
+      rm -rf "$venv"
+      if ! apt_install python3-venv; then
+        say "error: $py cannot create a venv: install python3-venv"
+        exec 8<&-
+        return 1
+      fi
+      logged "$py" -m venv "$venv" || { say "error: $py -m venv failed"; exec 8<&-; return 1; }
+    fi
+  else
+    say "updating .venv to requirements.txt"
+  fi
+  rm -f "$venv/.requirements.sha256" "$venv/.requirements.pins.sha256"
+  if ! logged "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$req"; then
+    say "error: pip install -r requirements.txt failed"
+    exec 8<&-
+    return 1
+  fi
+  echo "$ev_full" >"$venv/.requirements.sha256"
+  echo "$ev_pins" >"$venv/.requirements.pins.sha256"
+  exec 8<&-
+}
+
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  set -euo pipefail
+  ensure_venv
+fi
