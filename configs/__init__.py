@@ -114,6 +114,10 @@ SMALL_CPU_TIME = {
     'glow': '90 min',
     'pixel_ebm': '51 min',
     'mlp_vae': 'under 15 min (the paper preset takes ~15 min)',
+    # A user's generator: no base stage; the tilt, sample and eval stages
+    # of GLF small take ~35 of its 43 min.
+    'generator': 'depends on your model (GLF small\'s stages without the '
+                 'base: ~35 min)',
 }
 
 # --base -> config module.

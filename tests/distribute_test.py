@@ -22,6 +22,7 @@ import tensorflow as tf
 
 import configs
 from tilt_tf import train_lib
+from tilt_tf.runtime import strategy as strategy_lib
 from tilt_tf.errors import UserError
 
 RTOL = 1e-5

@@ -21,7 +21,6 @@ TILT_TF_TRACEBACK=1) shows the full traceback.
 from tilt_tf import quiet  # pylint: disable=unused-import  # First: hides TF's start-up lines.
 import os
 
-from absl import app
 from absl import flags
 from absl import logging
 import tensorflow as tf
