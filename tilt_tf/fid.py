@@ -22,12 +22,7 @@ Precision and recall follow Kynkaenniemi et al. 2019 (k-NN manifolds).
   #  'feature_extractor': 'classifier:fashion_mnist_v1', ...}
 """
 
-import hashlib
-import json
 import os
-import shutil
-import tempfile
-import time
 
 from absl import logging
 import numpy as np
@@ -35,23 +30,35 @@ import tensorflow as tf
 
 from tilt_tf import data
 from tilt_tf import io_utils
+from tilt_tf.classifier import classifier_extractor
+from tilt_tf.classifier import CLASSIFIER_VERSION
+from tilt_tf.classifier import DEFAULT_CLASSIFIER_EPOCHS
+from tilt_tf.classifier import POOL_UNITS
+from tilt_tf.classifier import progress_line
+from tilt_tf.classifier import train_classifier
 from tilt_tf.errors import UserError
+from tilt_tf.features import activations
+from tilt_tf.features import cache_root
+from tilt_tf.features import FeatureExtractor
+from tilt_tf.features import fingerprint as _fingerprint
+from tilt_tf.features import inception_extractor
+from tilt_tf.features import INCEPTION_SIZE
+from tilt_tf.features import validate_images
 
 __all__ = [
     'CLASSIFIER_VERSION', 'FeatureExtractor', 'tfgan', 'cache_root',
     'validate_images', 'activations', 'fid_from_activations',
     'precision_recall', 'train_classifier', 'classifier_extractor',
     'inception_extractor', 'get_extractor', 'reference_activations',
-    'evaluate_images',
+    'evaluate_images', 'progress_line', 'INCEPTION_SIZE', 'POOL_UNITS',
+    'DEFAULT_CLASSIFIER_EPOCHS',
 ]
 
-# Bump when the classifier's architecture or training recipe changes: a new
-# version trains into a new cache folder and gets a new extractor name.
-CLASSIFIER_VERSION = 1
-DEFAULT_CLASSIFIER_EPOCHS = 8
-POOL_UNITS = 128
-INCEPTION_SIZE = 299
-_MIN_ACCURACY = {'fashion_mnist': 0.90, 'mnist': 0.98}
+# Re-exported from tilt_tf/features.py and tilt_tf/classifier.py.
+_REEXPORTED = (CLASSIFIER_VERSION, DEFAULT_CLASSIFIER_EPOCHS, POOL_UNITS,
+               INCEPTION_SIZE, FeatureExtractor, activations, cache_root,
+               classifier_extractor, inception_extractor, progress_line,
+               train_classifier, validate_images)
 
 _TFGAN = None
 _REFERENCE_MEMO = {}  # (extractor name, data fingerprint) -> activations.
@@ -186,372 +193,7 @@ def precision_recall(real_act, fake_act, k=3, block=1000):
 # ------------------------------------------------------------------- images
 
 
-def validate_images(images, shape, what='images'):
-  """Checks a batch of images and returns it as uint8 or float32.
-
-  Args:
-    images: array-like [N, H, W, C] (or [N, H, W] for one channel), uint8 in
-      [0, 255] or float in [0, 1].
-    shape: the expected (H, W, C).
-    what: how to name the array in error messages (e.g. a file name).
-  Returns:
-    A numpy array [N, H, W, C], uint8 or float32.
-  Raises:
-    UserError: empty, wrong shape, wrong dtype, non-finite or out of range.
-  """
-  images = np.asarray(images)
-  shape = tuple(shape)
-  expect = f'[N, {", ".join(str(s) for s in shape)}]'
-  if shape[-1] == 1 and images.shape[1:] == shape[:-1]:
-    images = images[..., None]  # [N, H, W] grey images.
-  if images.ndim != len(shape) + 1 or images.shape[1:] != shape:
-    raise UserError(f'{what} have shape {list(images.shape)}, expected '
-                    f'{expect} for this dataset')
-  if len(images) == 0:
-    raise UserError(f'{what} are empty (shape {list(images.shape)}); need at '
-                    'least a few images')
-  if images.dtype == np.uint8:
-    return images
-  if not np.issubdtype(images.dtype, np.floating):
-    raise UserError(f'{what} have dtype {images.dtype}; use uint8 in '
-                    '[0, 255] or float in [0, 1]')
-  images = images.astype(np.float32, copy=False)
-  if not np.all(np.isfinite(images)):
-    raise UserError(f'{what} contain NaN or inf values')
-  lo, hi = float(images.min()), float(images.max())
-  if lo < 0.0 or hi > 1.0:
-    raise UserError(f'{what} are float with values in [{lo:.4g}, {hi:.4g}], '
-                    'expected [0, 1]; rescale or np.clip them (or store '
-                    'uint8)')
-  return images
-
-
 # --------------------------------------------------------- feature extractors
-
-
-class FeatureExtractor:
-  """Maps float32 images in [0, 1] of one shape to feature vectors.
-
-  Attributes:
-    name: names the feature space in every result, e.g.
-      'classifier:fashion_mnist_v1'.
-    input_shape: the (H, W, C) it accepts.
-    cache_dir: folder for cached reference activations, or None (memory
-      only). Deleted together with the model it belongs to.
-    info: dict of facts to report beside results (e.g. test accuracy).
-  """
-
-  def __init__(self, name, input_shape, fn, cache_dir=None, info=None):
-    self.name = name
-    self.input_shape = tuple(input_shape)
-    self.cache_dir = cache_dir
-    self.info = dict(info or {})
-    self._fn = tf.function(
-        fn, input_signature=[tf.TensorSpec([None] + list(input_shape),
-                                           tf.float32)])
-
-  def __call__(self, images):
-    return self._fn(images)
-
-
-def activations(images, extractor, batch_size=500):
-  """Features of images, computed `batch_size` at a time.
-
-  Args:
-    images: array [N, H, W, C], uint8 or float in [0, 1] (validated).
-    extractor: a FeatureExtractor.
-    batch_size: images per forward pass.
-  Returns:
-    float32 numpy array [N, D].
-  """
-  images = validate_images(images, extractor.input_shape)
-  out = []
-  for s in range(0, len(images), batch_size):
-    batch = data.to_float(tf.constant(images[s:s + batch_size]))
-    out.append(extractor(batch).numpy())
-  return np.concatenate(out).astype(np.float32)
-
-
-def cache_root(cache_dir=None):
-  """The cache folder: the argument, else $TILT_TF_CACHE, else ~/.cache/tilt_tf."""
-  root = (cache_dir or os.environ.get('TILT_TF_CACHE') or
-          os.path.join('~', '.cache', 'tilt_tf'))
-  return os.path.abspath(os.path.expanduser(root))
-
-
-def _fingerprint(images):
-  """A short content hash of a set of images, independent of their order.
-
-  (TFDS and the IDX files may store a split in different orders.)
-  """
-  images = np.ascontiguousarray(images)
-  rows = sorted(hashlib.sha1(row.tobytes()).digest()
-                for row in images.reshape(len(images), -1))
-  h = hashlib.sha1(str((images.shape, images.dtype.str)).encode())
-  h.update(b''.join(rows))
-  return h.hexdigest()[:12]
-
-
-def _build_classifier(input_shape, num_classes, seed=0):
-  """The v1 convnet: 2 x (conv 3x3 + maxpool), dense 128 "pool", logits.
-
-  Returns:
-    (model, features): tf_keras models sharing weights; `features` outputs
-    the 128-unit penultimate layer.
-  """
-  import tf_keras as keras  # pylint: disable=g-import-not-at-top
-  layers = keras.layers
-  init = lambda i: keras.initializers.GlorotUniform(seed=seed * 100 + i)
-  inputs = keras.Input(input_shape)
-  h = inputs
-  for i, channels in enumerate((32, 64)):
-    h = layers.Conv2D(channels, 3, padding='same', activation='relu',
-                      kernel_initializer=init(i))(h)
-    h = layers.MaxPooling2D()(h)
-  h = layers.Dropout(0.3, seed=seed)(layers.Flatten()(h))
-  pool = layers.Dense(POOL_UNITS, activation='relu', name='pool',
-                      kernel_initializer=init(10))(h)
-  logits = layers.Dense(num_classes, kernel_initializer=init(11))(
-      layers.Dropout(0.3, seed=seed + 1)(pool))
-  return keras.Model(inputs, logits), keras.Model(inputs, pool)
-
-
-def _fmt_eta(seconds):
-  seconds = int(max(seconds, 0))
-  return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
-
-
-def progress_line(epoch, epochs, step, total, logs, rate):
-  """One progress line of the classifier's training, e.g.
-  'classifier epoch 2/8 step 600/3752 | accuracy=0.8521 loss=0.4105 |
-  10.50 steps/s ETA 0:05:00'."""
-  shown = ' '.join(f'{k}={float(v):.4g}' for k, v in sorted(logs.items())
-                   if k in ('accuracy', 'loss'))
-  eta = _fmt_eta((total - step) / max(rate, 1e-9))
-  return (f'classifier epoch {epoch}/{epochs} step {step}/{total} | {shown} | '
-          f'{rate:.2f} steps/s ETA {eta}')
-
-
-def _progress_callback(keras, epochs, steps_per_epoch, every_seconds):
-  """Logs progress_line at most every `every_seconds` and after each epoch
-  (accuracy and loss are Keras's running means over the epoch)."""
-
-  class Progress(keras.callbacks.Callback):
-
-    def on_train_begin(self, logs=None):
-      self.start = self.last = time.time()
-      self.epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-      self.epoch = epoch
-
-    def _log(self, batch, logs):
-      step = self.epoch * steps_per_epoch + batch + 1
-      rate = step / max(time.time() - self.start, 1e-9)
-      logging.info('%s', progress_line(self.epoch + 1, epochs, step,
-                                       epochs * steps_per_epoch, logs or {},
-                                       rate))
-      self.last = time.time()
-
-    def on_train_batch_end(self, batch, logs=None):
-      if time.time() - self.last >= every_seconds:
-        self._log(batch, logs)
-
-    def on_epoch_end(self, epoch, logs=None):
-      self._log(steps_per_epoch - 1, logs)
-
-  return Progress()
-
-
-def train_classifier(train_x, train_y, test_x, test_y, epochs=None,
-                     batch_size=128, seed=0, log_every_seconds=30):
-  """Trains the feature classifier on arrays.
-
-  Args:
-    train_x, test_x: uint8 images [N, H, W, C].
-    train_y, test_y: int labels [N].
-    epochs: passes over train_x (default DEFAULT_CLASSIFIER_EPOCHS).
-    batch_size: training batch size.
-    seed: seeds the initialisation, dropout and shuffling.
-    log_every_seconds: a progress line (epoch, step, accuracy, steps/s, ETA)
-      at most this often, and one after every epoch.
-  Returns:
-    (model, features, meta): the logits model, the feature model, and a dict
-    with test_accuracy, epochs, seconds, num_classes, input_shape.
-  """
-  import tf_keras as keras  # pylint: disable=g-import-not-at-top
-  epochs = DEFAULT_CLASSIFIER_EPOCHS if epochs is None else epochs
-  num_classes = int(max(train_y.max(), test_y.max())) + 1
-  model, features = _build_classifier(train_x.shape[1:], num_classes, seed)
-  model.compile(keras.optimizers.Adam(1e-3),
-                keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=['accuracy'])
-  ds = (tf.data.Dataset.from_tensor_slices((train_x, train_y))
-        .shuffle(len(train_x), seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
-        .map(lambda x, y: (data.to_float(x), y),
-             num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE))
-  steps_per_epoch = -(-len(train_x) // batch_size)
-  logging.info('training the feature classifier: %d epochs of %d steps',
-               epochs, steps_per_epoch)
-  start = time.time()
-  model.fit(ds, epochs=epochs, verbose=0, callbacks=[_progress_callback(
-      keras, epochs, steps_per_epoch, log_every_seconds)])
-  seconds = time.time() - start
-  test = tf.data.Dataset.from_tensor_slices((test_x, test_y)).batch(500).map(
-      lambda x, y: (data.to_float(x), y))
-  _, accuracy = model.evaluate(test, verbose=0)
-  meta = {'test_accuracy': float(accuracy), 'epochs': int(epochs),
-          'seconds': round(seconds, 1), 'num_classes': num_classes,
-          'input_shape': [int(s) for s in train_x.shape[1:]],
-          'train_size': int(len(train_x)), 'test_size': int(len(test_x)),
-          'version': CLASSIFIER_VERSION}
-  return model, features, meta
-
-
-def _load_cached_classifier(folder, test_fingerprint):
-  """(features model, meta) from a cache folder, or None with a warning."""
-  meta_path = os.path.join(folder, 'meta.json')
-  if not os.path.isdir(folder):
-    return None
-  try:
-    with open(meta_path) as f:
-      meta = json.load(f)
-    if meta.get('test_fingerprint') != test_fingerprint:
-      logging.warning('classifier cache %s was trained for other %s data; '
-                      'retraining', folder, meta.get('dataset'))
-      return None
-    model, features = _build_classifier(meta['input_shape'],
-                                        meta['num_classes'])
-    model.load_weights(os.path.join(folder, 'weights.h5'))
-    return features, meta
-  except Exception as e:  # pylint: disable=broad-except
-    logging.warning('classifier cache %s is corrupt (%s: %s); retraining',
-                    folder, type(e).__name__, e)
-    return None
-
-
-def _save_classifier(folder, model, meta):
-  """Writes weights + meta.json to a temp folder, then renames it in place."""
-  parent = os.path.dirname(folder)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=parent, prefix='.tmp-' + os.path.basename(folder))
-  try:
-    model.save_weights(os.path.join(tmp, 'weights.h5'))
-    io_utils.write_json(os.path.join(tmp, 'meta.json'), meta)
-    if os.path.exists(folder):  # A stale or corrupt copy: replace it.
-      old = tmp + '.old'
-      os.replace(folder, old)
-      shutil.rmtree(old, ignore_errors=True)
-    os.replace(tmp, folder)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
-
-
-def classifier_extractor(dataset, data_dir=None, cache_dir=None, epochs=None,
-                         retrain=False):
-  """The project's domain classifier for `dataset`: cached, or trained now.
-
-  Args:
-    dataset: an image data set name (see data.IMAGE_DATASETS).
-    data_dir: optional folder of local data files (see data.load_images).
-    cache_dir: cache root (default: cache_root()); the classifier lives in
-      `<root>/classifiers/<dataset>_v<CLASSIFIER_VERSION>/`.
-    epochs: training budget if it has to train (default 8).
-    retrain: train even if a valid cache exists.
-  Returns:
-    A FeatureExtractor named 'classifier:<dataset>_v<version>'; its `info`
-    holds the classifier's test accuracy.
-  """
-  tag = f'{dataset}_v{CLASSIFIER_VERSION}'
-  folder = os.path.join(cache_root(cache_dir), 'classifiers', tag)
-  test_x, test_y = data.load_images(dataset, 'test', data_dir,
-                                    with_labels=True)
-  test_fp = _fingerprint(test_x)
-  cached = None if retrain else _load_cached_classifier(folder, test_fp)
-  if cached is None:
-    train_x, train_y = data.load_images(dataset, 'train', data_dir,
-                                        with_labels=True)
-    logging.info('training the %s feature classifier on %d images (once; '
-                 'cached in %s)', dataset, len(train_x), folder)
-    model, features, meta = train_classifier(train_x, train_y, test_x, test_y,
-                                             epochs)
-    meta.update(dataset=dataset, test_fingerprint=test_fp)
-    _save_classifier(folder, model, meta)
-    logging.info('classifier %s: test accuracy %.4f after %.0f s', tag,
-                 meta['test_accuracy'], meta['seconds'])
-  else:
-    features, meta = cached
-  minimum = _MIN_ACCURACY.get(dataset)
-  if minimum and meta['test_accuracy'] < minimum:
-    logging.warning('classifier %s has test accuracy %.4f < %.2f: its FIDs '
-                    'are less meaningful (delete %s to retrain)', tag,
-                    meta['test_accuracy'], minimum, folder)
-  info = {'classifier_test_accuracy': meta['test_accuracy']}
-  return FeatureExtractor(f'classifier:{tag}', meta['input_shape'],
-                          lambda x: features(x, training=False),
-                          cache_dir=folder, info=info)
-
-
-def _load_inception(path):
-  """A callable [B, 299, 299, 3] in [-1, 1] -> [B, 2048] from local weights."""
-  if path.endswith('.h5'):
-    import tf_keras as keras  # pylint: disable=g-import-not-at-top
-    try:
-      net = keras.applications.InceptionV3(
-          include_top=False, pooling='avg', weights=path,
-          input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3))
-    except Exception as e:  # pylint: disable=broad-except
-      raise UserError(f'cannot load Inception-v3 weights {path} '
-                      f'({type(e).__name__}); give the Keras "notop" '
-                      'weights file or a SavedModel folder') from None
-    return lambda x: net(x, training=False)
-  try:
-    module = tf.saved_model.load(path)
-  except Exception as e:  # pylint: disable=broad-except
-    raise UserError(f'cannot load Inception-v3 SavedModel {path} '
-                    f'({type(e).__name__})') from None
-
-  def call(x):
-    out = module(x) if callable(module) else (
-        module.signatures['serving_default'](x))
-    if isinstance(out, dict):
-      out = out.get('pool_3', next(iter(out.values())))
-    return tf.reshape(out, [tf.shape(x)[0], -1])
-
-  return call
-
-
-def inception_extractor(path, input_shape):
-  """Inception-v3 pool3 features from local weights (TF-Hub is offline here).
-
-  Args:
-    path: a SavedModel folder taking [B, 299, 299, 3] float images in [-1, 1]
-      and returning pool3 ([B, 2048] or a dict with 'pool_3', as TF-GAN's
-      Inception module does), or a Keras InceptionV3 "notop" weights file
-      (`.h5`).
-    input_shape: (H, W, C) of the data set's images; grey images are
-      repeated to 3 channels and all are resized to 299 x 299.
-  Returns:
-    A FeatureExtractor named 'inception_v3:<file name>' (memory-only cache).
-  """
-  path = os.path.abspath(os.path.expanduser(path))
-  if not os.path.exists(path):
-    raise UserError(f'Inception-v3 weights {path} not found; give a local '
-                    'SavedModel folder or Keras .h5 file (TF-Hub is not '
-                    'reachable offline), or use the classifier extractor')
-  net = _load_inception(path)
-
-  def fn(x):
-    if x.shape[-1] == 1:
-      x = tf.tile(x, [1, 1, 1, 3])
-    x = tf.image.resize(x, [INCEPTION_SIZE, INCEPTION_SIZE], 'bilinear')
-    return net(2.0 * x - 1.0)
-
-  return FeatureExtractor(f'inception_v3:{os.path.basename(path)}',
-                          input_shape, fn)
 
 
 def _image_shape(dataset):
