@@ -29,26 +29,20 @@ everything down alike, ratios less so).
 """
 
 import datetime
-import gc
 import json
 import os
-import resource
-import statistics
 import time
 
 from absl import flags
 from absl import logging
-import psutil
 import tensorflow as tf
 import tf_keras
 
 import configs
+from benchmarks import timing
 from tilt_tf import cli
 from tilt_tf import data as data_lib
-from tilt_tf import ebm as ebm_lib
-from tilt_tf import langevin as langevin_lib
 from tilt_tf.errors import UserError
-from tilt_tf.generators import registry
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('output', None, 'Also append the JSON lines to this file.')
@@ -101,112 +95,13 @@ _FLOPS_METHOD = (
 # ------------------------------------------------------------------ helpers
 
 
-def _rss_mb():
-  return psutil.Process().memory_info().rss / 2**20
-
-
-def _peak_rss_mb():
-  # ru_maxrss is in KiB on Linux.
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
-
-
-def _timed(fn):
-  """Seconds of one call of fn(); its result is fetched to the host."""
-  start = time.perf_counter()
-  tf.nest.map_structure(lambda t: t.numpy(), fn())
-  return time.perf_counter() - start
-
-
-def _median_time(fn, budget_s, repeats):
-  """(median seconds, calls): calls fn() up to `repeats` times in budget_s."""
-  times = []
-  start = time.perf_counter()
-  while len(times) < repeats:
-    times.append(_timed(fn))
-    # Stop when another call would overrun the budget.
-    if time.perf_counter() - start + times[-1] > budget_s:
-      break
-  return statistics.median(times), len(times)
-
-
-def _time_chain(run, chain_steps, budget_s, repeats):
-  """Times run(k) (a k-step chain), k = chain_steps if it fits the budget.
-
-  Args:
-    run: k -> tensors; a chain of k steps.
-    chain_steps: the chain length to report.
-    budget_s: seconds one timed call may take.
-    repeats: timed calls (median).
-
-  Returns:
-    dict: s_per_step, steps_timed, calls, first_call_s (the warm-up: tracing
-    and compilation included).
-  """
-  first = _timed(lambda: run(1))
-  guess = _timed(lambda: run(1))  # Per step plus the call's fixed cost.
-  k = chain_steps
-  if guess * chain_steps > budget_s:
-    k = max(1, min(chain_steps, int(budget_s / guess)))
-  seconds, calls = _median_time(lambda: run(k), budget_s, repeats)
-  return {'s_per_step': seconds / k, 'steps_timed': k, 'calls': calls,
-          'first_call_s': first}
-
-
-def _build(base, preset, dataset):
-  """(config, generator, energy, LatentEBM) with random weights."""
-  cfg = configs.get_config(base, dataset, preset)
-  shape = data_lib.data_shape(cfg.dataset)
-  tf_keras.utils.set_random_seed(cfg.seed)
-  generator = registry.make_generator(base, cfg.base, shape)
-  energy = ebm_lib.make_energy(cfg.ebm, shape)
-  latent_ebm = ebm_lib.LatentEBM(generator, energy, alpha=cfg.ebm.alpha)
-  return cfg, generator, energy, latent_ebm
-
-
-def _chain_fn(latent_ebm, batch, step_size):
-  """(seed, num_steps) -> final latents of a fresh short-run chain."""
-
-  def chain(seed, num_steps):
-    return latent_ebm.sample_latents(batch, seed, step_size, num_steps)['z']
-
-  return chain
-
-
-def _runner(fn):
-  seed = tf.constant([0, 1], tf.int32)
-  return lambda k: fn(seed, tf.constant(k, tf.int32))
-
-
-def _step_flops(latent_ebm, batch):
-  """Profiler FLOPs of one Langevin step (see _FLOPS_METHOD)."""
-  spec = tf.TensorSpec([batch, latent_ebm.generator.latent_dim], tf.float32)
-  step = tf.function(
-      lambda z: langevin_lib.potential_grad(latent_ebm.potential, z))
-  concrete = step.get_concrete_function(spec)
-  # The traced graph also holds the weight gradients the tape built but dU/dz
-  # does not use (the runtime prunes them): keep what the outputs need.
-  needed = tf.compat.v1.graph_util.extract_sub_graph(
-      concrete.graph.as_graph_def(add_shapes=True),
-      [t.op.name for t in concrete.outputs])
-  graph = tf.Graph()
-  with graph.as_default():
-    tf.graph_util.import_graph_def(needed, name='')
-  builder = tf.compat.v1.profiler.ProfileOptionBuilder
-  options = builder(builder.float_operation()).with_empty_output().build()
-  return tf.compat.v1.profiler.profile(graph=graph,
-                                       options=options).total_float_ops
-
-
-# ------------------------------------------------------------- benchmarks
-
-
 def bench_gemm():
   n = FLAGS.gemm_size
   a = tf.random.stateless_normal([n, n], seed=[1, 2])
   b = tf.random.stateless_normal([n, n], seed=[3, 4])
   matmul = tf.function(lambda: tf.linalg.matmul(a, b))
-  _timed(matmul)  # Warm-up.
-  seconds, calls = _median_time(matmul, FLAGS.budget_s, max(FLAGS.repeats, 10))
+  timing.timed(matmul)  # Warm-up.
+  seconds, calls = timing.median_time(matmul, FLAGS.budget_s, max(FLAGS.repeats, 10))
   flops = 2 * n**3
   return {'benchmark': 'gemm', 'base': None, 'preset': None,
           'size': n, 'calls': calls, 'seconds': seconds,
@@ -217,28 +112,28 @@ def bench_gemm():
 
 def bench_langevin(base, preset, gemm_flop_s):
   """Eager vs compiled vs XLA chains, throughput and FLOP rate."""
-  cfg, generator, _, latent_ebm = _build(
+  cfg, generator, _, latent_ebm = timing.build(
       base, preset, TOY_BASES.get(base, FLAGS.dataset))
   batch, eps = FLAGS.batch, cfg.ebm.step_size
   train_steps = cfg.ebm.langevin_steps
   sample_steps = cfg.ebm.sample_langevin_steps
-  chain = _chain_fn(latent_ebm, batch, eps)
-  compiled = _runner(tf.function(chain))
-  xla = _runner(tf.function(chain, jit_compile=True))
-  eager = _runner(chain)
+  chain = timing.chain_fn(latent_ebm, batch, eps)
+  compiled = timing.runner(tf.function(chain))
+  xla = timing.runner(tf.function(chain, jit_compile=True))
+  eager = timing.runner(chain)
   budget, repeats = FLAGS.budget_s, FLAGS.repeats
 
   logging.info('langevin %s/%s: compiled', base, preset)
-  c = _time_chain(compiled, train_steps, budget, repeats)
+  c = timing.time_chain(compiled, train_steps, budget, repeats)
   logging.info('langevin %s/%s: XLA', base, preset)
-  x = _time_chain(xla, train_steps, budget, repeats)
+  x = timing.time_chain(xla, train_steps, budget, repeats)
   logging.info('langevin %s/%s: eager', base, preset)
-  e = _time_chain(eager, train_steps, budget, repeats)
+  e = timing.time_chain(eager, train_steps, budget, repeats)
   logging.info('langevin %s/%s: %d-step sampling chains', base, preset,
                sample_steps)
-  s = _time_chain(compiled, sample_steps, budget, repeats)
-  sx = _time_chain(xla, sample_steps, budget, repeats)
-  flops = _step_flops(latent_ebm, batch)
+  s = timing.time_chain(compiled, sample_steps, budget, repeats)
+  sx = timing.time_chain(xla, sample_steps, budget, repeats)
+  flops = timing.step_flops(latent_ebm, batch)
 
   achieved = flops / c['s_per_step']
   achieved_xla = flops / x['s_per_step']
@@ -288,7 +183,7 @@ def _monitor_checks(steps, every):
 
 def bench_tilt_over_base(preset):
   """GLF: (tilt stage time) / (base stage time), both estimated."""
-  cfg, generator, energy, latent_ebm = _build('glf', preset, FLAGS.dataset)
+  cfg, generator, energy, latent_ebm = timing.build('glf', preset, FLAGS.dataset)
   shape = generator.data_shape
   budget, repeats = FLAGS.budget_s, FLAGS.repeats
   ecfg = cfg.ebm
@@ -300,7 +195,7 @@ def bench_tilt_over_base(preset):
   base_step = tf.function(lambda x, seed: generator.train_step(
       x, seed, base_opt, cfg.base.batch_size)['loss'])
   seed = tf.constant([0, 5], tf.int32)
-  base_first_s = _timed(lambda: base_step(x_base, seed))
+  base_first_s = timing.timed(lambda: base_step(x_base, seed))
   n_base = FLAGS.base_steps_timed
   logging.info('tilt_over_base/%s: %d base steps', preset, n_base)
   start = time.perf_counter()
@@ -325,11 +220,11 @@ def bench_tilt_over_base(preset):
     return loss
 
   logging.info('tilt_over_base/%s: Langevin per step', preset)
-  lang = _time_chain(
-      _runner(tf.function(_chain_fn(latent_ebm, batch, ecfg.step_size))),
+  lang = timing.time_chain(
+      timing.runner(tf.function(timing.chain_fn(latent_ebm, batch, ecfg.step_size))),
       ecfg.langevin_steps, budget, repeats)
   logging.info('tilt_over_base/%s: EBM steps', preset)
-  ebm = _time_chain(_runner(ebm_step), ecfg.langevin_steps, budget, repeats)
+  ebm = timing.time_chain(timing.runner(ebm_step), ecfg.langevin_steps, budget, repeats)
   k = ebm['steps_timed']
   ebm_step_s = (ebm['s_per_step'] * k +
                 (ecfg.langevin_steps - k) * lang['s_per_step'])
@@ -375,42 +270,8 @@ def bench_tilt_over_base(preset):
 
 def bench_memory():
   """RSS around many calls of one compiled sampler (a leak shows as growth)."""
-  cfg, generator, _, latent_ebm = _build('glf', FLAGS.memory_preset,
-                                         FLAGS.dataset)
-  batch, steps, calls = FLAGS.batch, FLAGS.memory_steps, FLAGS.memory_calls
-  chain = tf.function(_chain_fn(latent_ebm, batch, cfg.ebm.step_size))
-  num_steps = tf.constant(steps, tf.int32)
-
-  def call(i):
-    return chain(tf.constant([i, 0], tf.int32), num_steps).numpy()
-
-  call(0)  # Tracing.
-  gc.collect()
-  rss_start = _rss_mb()
-  rss_half = rss_start
-  start = time.perf_counter()
-  for i in range(1, calls + 1):
-    call(i)
-    if i == calls // 2:
-      gc.collect()
-      rss_half = _rss_mb()
-  seconds = time.perf_counter() - start
-  gc.collect()
-  rss_end = _rss_mb()
-  return {
-      'benchmark': 'memory', 'base': 'glf', 'preset': FLAGS.memory_preset,
-      'batch': batch, 'latent_dim': generator.latent_dim,
-      'calls': calls, 'chain_steps': steps, 'seconds': seconds,
-      'rss_mb_start': rss_start,
-      'rss_mb_after_half': rss_half,
-      'rss_mb_after_calls': rss_end,
-      'rss_growth_mb': rss_end - rss_start,
-      'rss_growth_second_half_mb': rss_end - rss_half,
-      'method': ('psutil RSS after gc.collect(): after the tracing call, '
-                 'after calls // 2 calls and after all calls of one '
-                 'compiled sampler (a new seed tensor each call); '
-                 'peak_rss_mb is ru_maxrss of the whole process'),
-  }
+  return timing.memory_record(FLAGS.memory_preset, FLAGS.dataset, FLAGS.batch,
+                              FLAGS.memory_steps, FLAGS.memory_calls)
 
 
 # ------------------------------------------------------------------ main
@@ -428,7 +289,7 @@ def _context():
       'tf_version': tf.__version__,
       'cpu_count': os.cpu_count(),
       'load_avg_1m': os.getloadavg()[0],
-      'peak_rss_mb': _peak_rss_mb(),
+      'peak_rss_mb': timing.peak_rss_mb(),
       'quick': FLAGS.quick,
       'note': FLAGS.note,
       'time': datetime.datetime.now(datetime.timezone.utc).isoformat(
