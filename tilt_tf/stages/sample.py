@@ -130,10 +130,11 @@ def write_figures(run_dir, method, sampler, cat, sample_cfg, num_steps, seed,
     out = sampler(tf.constant(8), tf.constant([seed, 99]),
                   tf.constant(num_steps), record_every=every)
     traj = out['trajectory'].numpy()  # [T, 8, ...] chain states.
-    frames = np.stack([method.chain_states_to_data(t).numpy() for t in traj],
-                      1)
-    chain_png = figures.grid_png([frames.reshape((-1,) + frames.shape[2:])],
-                                 cols=traj.shape[0])
+    frames = np.stack([method.chain_states_to_data(t).numpy() for t in traj])
+    chain_png = figures.chain_png(
+        frames, steps=[k * every for k in range(len(traj))],
+        title=(f'tilted chains, EBM step {tilt_step}' if method.has_latent
+               else 'pixel EBM chains'))
     tags = ('samples/base_vs_tilted', 'samples/langevin_chain')
   figures.write_png(run_dir.path('samples.png'), png)
   figures.write_png(run_dir.path('langevin_chain.png'), chain_png)
