@@ -34,6 +34,7 @@ paper §5.3) and <workdir>/tensorboard/ (the same picture and the table).
 Default workdir: runs/table1_<dataset>[_<preset>].
 """
 
+from tilt_tf import quiet  # pylint: disable=unused-import  # First: hides TF's start-up lines.
 from concurrent import futures
 import os
 import subprocess

@@ -105,16 +105,20 @@ def table_order(rows):
   return [row for _, row in sorted(enumerate(rows), key=key)]
 
 
+# Config fields that say where or how a run was started, not what it is.
+_NOT_SETTINGS = ('data_dir', 'preset_source')
+
+
 def changed_fields(stored, current, prefix=''):
   """'field: <stored> there, <current> now' for each field whose values
-  differ, both dicts in their JSON form (data_dir, where the data lives, is
-  not a setting)."""
+  differ, both dicts in their JSON form (where the data lives and how the
+  preset was chosen are not settings)."""
   out = []
   for key in sorted(set(stored) | set(current)):
     a, b = stored.get(key), current.get(key)
     if isinstance(a, dict) and isinstance(b, dict):
       out += changed_fields(a, b, f'{prefix}{key}.')
-    elif a != b and f'{prefix}{key}' != 'data_dir':
+    elif a != b and f'{prefix}{key}' not in _NOT_SETTINGS:
       out.append(f'{prefix}{key}: {a!r} there, {b!r} now')
   return out
 
