@@ -60,5 +60,23 @@ class LangevinTest(tf.test.TestCase):
     self.assertAllClose(out['grad_norm'], np.sqrt(8.0), atol=1e-5)
 
 
+class RunChainTest(tf.test.TestCase):
+  """The one chain runner that latent and pixel chains share."""
+
+  def test_steps_seeds_trajectory_and_grad_norm(self):
+    seeds = []
+
+    def step(x, seed):
+      seeds.append(seed)
+      return x + 1.0, tf.fill(tf.shape(x), 2.0)  # |g| = 2 sqrt(D) per chain.
+
+    out = langevin.run_chain(step, tf.zeros([3, 4]), tf.constant([5, 6]), 6,
+                             record_every=2)
+    self.assertAllClose(out['x'], tf.fill([3, 4], 6.0))
+    self.assertAllClose(out['grad_norm'], 4.0)
+    self.assertEqual(out['trajectory'].shape, (4, 3, 4))
+    self.assertAllClose(out['trajectory'][:, 0, 0], [0., 2., 4., 6.])
+
+
 if __name__ == '__main__':
   tf.test.main()

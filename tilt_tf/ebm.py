@@ -11,7 +11,8 @@ import tf_keras as keras
 
 from tilt_tf import langevin as langevin_lib
 
-__all__ = ['MLPEnergy', 'ResNetEnergy', 'make_energy', 'LatentEBM']
+__all__ = ['MLPEnergy', 'ResNetEnergy', 'make_energy', 'contrastive_loss',
+           'LatentEBM']
 
 
 class MLPEnergy(keras.Model):
@@ -118,6 +119,12 @@ def make_energy(cfg, data_shape, seed=0):
   return net
 
 
+def contrastive_loss(e_data, e_neg, alpha):
+  """The one EBM loss, per example: E(x+) - E(x-) + alpha (E(x+)^2 + E(x-)^2)
+  (paper eq. 5/7 with energy regularization; the pixel EBM uses it too)."""
+  return e_data - e_neg + alpha * (tf.square(e_data) + tf.square(e_neg))
+
+
 class LatentEBM(tf.Module):
   """E_theta over G's outputs, sampled by Langevin in G's latent space."""
 
@@ -148,6 +155,5 @@ class LatentEBM(tf.Module):
     x_neg = tf.stop_gradient(self.generator.decode(z_neg))
     e_data = self.energy(x_data, training=True)
     e_neg = self.energy(x_neg, training=True)
-    loss = (e_data - e_neg +
-            self.alpha * (tf.square(e_data) + tf.square(e_neg)))
-    return loss, {'energy_data': e_data, 'energy_samples': e_neg}
+    return (contrastive_loss(e_data, e_neg, self.alpha),
+            {'energy_data': e_data, 'energy_samples': e_neg})

@@ -34,6 +34,7 @@ import tensorflow as tf
 import tf_keras
 
 from tilt_tf import ebm as ebm_lib
+from tilt_tf import langevin as langevin_lib
 from tilt_tf.errors import UserError
 from tilt_tf.methods import base
 
@@ -58,17 +59,9 @@ def replay_langevin(energy, x0, seed, num_steps, step_size=10.0, noise=0.005,
     dict: 'x' (final states), 'grad_norm' (mean over steps and chains of the
     unclipped |dE/dx|) and, if recording, 'trajectory' [T, B, H, W, C].
   """
-  seed = tf.convert_to_tensor(seed, tf.int32)
-  num_steps = tf.convert_to_tensor(num_steps, tf.int32)
-  record = record_every > 0
-  traj = tf.TensorArray(x0.dtype, size=0, dynamic_size=True,
-                        element_shape=x0.shape) if record else tf.constant(0)
-  if record:
-    traj = traj.write(0, x0)
 
-  def body(i, x, grad_norm_sum, traj):
-    x = x + noise * tf.random.stateless_normal(
-        tf.shape(x), seed=tf.random.experimental.stateless_fold_in(seed, i))
+  def step(x, step_seed):
+    x = x + noise * tf.random.stateless_normal(tf.shape(x), seed=step_seed)
     x = tf.identity(x)
     with tf.GradientTape() as tape:
       tape.watch(x)
@@ -76,24 +69,9 @@ def replay_langevin(energy, x0, seed, num_steps, step_size=10.0, noise=0.005,
     grad = tape.gradient(e, x)
     x = tf.clip_by_value(
         x - step_size * tf.clip_by_value(grad, -grad_clip, grad_clip), 0., 1.)
-    x = tf.ensure_shape(x, x0.shape)
-    norms = tf.norm(tf.reshape(grad, [tf.shape(grad)[0], -1]), axis=-1)
-    grad_norm_sum += tf.reduce_mean(norms)
-    if record:
-      traj = tf.cond(tf.equal((i + 1) % record_every, 0),
-                     lambda: traj.write((i + 1) // record_every, x),
-                     lambda: traj)
-    return i + 1, x, grad_norm_sum, traj
+    return x, grad
 
-  _, x, grad_norm_sum, traj = tf.while_loop(
-      lambda i, *_: i < num_steps, body,
-      (tf.constant(0), x0, tf.constant(0.0), traj))
-  out = {'x': x,
-         'grad_norm': grad_norm_sum / tf.maximum(tf.cast(num_steps,
-                                                         tf.float32), 1.)}
-  if record:
-    out['trajectory'] = traj.stack()
-  return out
+  return langevin_lib.run_chain(step, x0, seed, num_steps, record_every)
 
 
 class PixelEBM(base.Method):
@@ -240,9 +218,8 @@ class PixelEBM(base.Method):
   def _loss_terms(self, x, x_neg):
     e_data = self._energy(x, training=True)
     e_neg = self._energy(x_neg, training=True)
-    loss = (self.alpha * (tf.square(e_data) + tf.square(e_neg)) +
-            e_data - e_neg)
-    return loss, {'energy_data': e_data, 'energy_samples': e_neg}
+    return (ebm_lib.contrastive_loss(e_data, e_neg, self.alpha),
+            {'energy_data': e_data, 'energy_samples': e_neg})
 
   def negatives(self, n, seed):
     """Training negatives: chains from `draw_starts` (buffer or noise)."""
