@@ -255,7 +255,8 @@ class TrainCLITest(tf.test.TestCase):
       self.assertEqual(f.read(), '{"identity": ')
 
   def test_damaged_base_checkpoint(self):
-    # Flipped bytes in every base checkpoint: one line naming the damage.
+    # Flipped bytes in every base checkpoint: they are kept aside and one
+    # line says which stage to redo.
     workdir = self._trained_workdir()
     base = os.path.join(workdir, 'checkpoints', 'base')
     for name in os.listdir(base):
@@ -266,8 +267,32 @@ class TrainCLITest(tf.test.TestCase):
         with open(os.path.join(base, name), 'wb') as f:
           f.write(bytes(raw))
     proc = _run(_TOY + ['--stage=tilt', f'--workdir={workdir}'])
-    self._assert_user_error(proc, '.*Checksum does not match.*; a file in ' +
-                            re.escape(workdir) + ' is damaged')
+    self._assert_user_error(proc, 'every base checkpoint in .* is damaged '
+                            r'\(moved to .*damaged\); the base stage must be '
+                            'redone: rerun with --stage=base')
+    self.assertTrue(os.listdir(os.path.join(base, 'damaged')))
+
+  def test_truncated_latest_tilt_checkpoint_falls_back(self):
+    # The newest tilt checkpoint cut short (a write that died): the run
+    # resumes from the one before it, with a warning, and finishes.
+    workdir = self._trained_workdir()
+    proc = _run(_TOY + ['--stage=tilt', f'--workdir={workdir}'])
+    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+    tilt = os.path.join(workdir, 'checkpoints', 'tilt')
+    latest = tf.train.latest_checkpoint(tilt)
+    data = [n for n in os.listdir(tilt)
+            if n.startswith(os.path.basename(latest) + '.data-')]
+    with open(os.path.join(tilt, data[0]), 'r+b') as f:
+      f.truncate(10)
+    older = sorted(n for n in os.listdir(tilt) if n.endswith('.index'))
+    self.assertLen(older, 2)  # keep_checkpoints = 2: one to fall back to.
+    proc = _run(_TOY + ['--stage=tilt,sample,eval', f'--workdir={workdir}'])
+    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+    self.assertNotIn('Traceback', proc.stderr)
+    self.assertRegex(proc.stderr, r'tilt checkpoint .*' +
+                     re.escape(os.path.basename(latest)) + ' is damaged')
+    self.assertTrue(os.path.exists(os.path.join(tilt, 'damaged', data[0])))
+    self.assertTrue(os.path.exists(os.path.join(workdir, 'metrics.json')))
 
   def test_workdir_of_another_base(self):
     workdir = self._trained_workdir()
