@@ -146,6 +146,28 @@ class KerasDecoderTest(tf.test.TestCase):
                                                  'base')))
     self._check_served(os.path.join(workdir, 'export', '1'))
 
+  def test_cli_refuses_a_keras_file_with_code_by_default(self):
+    root = self.create_tempdir().full_path
+    model = keras.Sequential([keras.Input((LATENT,)),
+                              keras.layers.Lambda(lambda z: z * 0.5),
+                              keras.layers.Dense(64, activation='sigmoid'),
+                              keras.layers.Reshape((8, 8, 1))])
+    path = os.path.join(root, 'lambda.keras')
+    model.save(path)
+    data_path = os.path.join(root, 'digits.npz')
+    np.savez(data_path, images=(self.train * 255).round().astype(np.uint8))
+    workdir = os.path.join(root, 'run')
+    proc = subprocess.run(
+        [sys.executable, '-m', 'tilt_tf.train', f'--generator={path}',
+         f'--data={data_path}', '--preset=test', f'--workdir={workdir}'],
+        capture_output=True, text=True, check=False, timeout=300)
+    self.assertEqual(proc.returncode, 2, proc.stderr[-3000:])
+    self.assertNotIn('Traceback', proc.stderr)
+    errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
+    self.assertLen(errors, 1)
+    self.assertIn('--allow_unsafe_model', errors[0])
+    self.assertFalse(os.path.exists(workdir))
+
   def test_bad_generators_are_one_line_errors(self):
     gen = tilt_tf.generator_from_keras(self.decoder)
     with self.assertRaisesRegex(UserError, 'does not fit the model'):
