@@ -12,6 +12,10 @@ Records (key "benchmark"):
                   and as a tf.function with jit_compile=True; steps/s,
                   samples/s of 100-step sampling chains, FLOPs per step and
                   the fraction of the GEMM rate they reach.
+  precision       per base (vae, glf), `small` preset, batch 64 and 500:
+                  seconds per Langevin step float32 vs bf16 and their ratio
+                  (benchmarks/precision.py); says so where the machine has no
+                  bfloat16 hardware.
   tilt_over_base  GLF: estimated wall time of the tilt stage over the base one.
   memory          RSS before and after many compiled Langevin calls.
 
@@ -39,6 +43,7 @@ import tensorflow as tf
 import tf_keras
 
 import configs
+from benchmarks import precision as precision_bench
 from benchmarks import timing
 from tilt_tf import cli
 from tilt_tf import data as data_lib
@@ -48,13 +53,16 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string('output', None, 'Also append the JSON lines to this file.')
 flags.DEFINE_bool('quick', False, 'Tiny sizes and a few steps (smoke test, '
                   'seconds); flags given explicitly still win.')
-flags.DEFINE_list('benchmarks', ['gemm', 'langevin', 'tilt_over_base',
-                                 'memory'], 'Which benchmarks to run.')
+flags.DEFINE_list('benchmarks', ['gemm', 'langevin', 'precision',
+                                 'tilt_over_base', 'memory'],
+                  'Which benchmarks to run.')
 flags.DEFINE_list('bases', ['vae', 'glf'], 'Image bases for `langevin`.')
 flags.DEFINE_list('presets', ['small', 'paper'],
                   'Presets (architectures) for `langevin`.')
 flags.DEFINE_string('dataset', 'fashion_mnist', 'Image data set (its shape).')
 flags.DEFINE_string('tilt_preset', 'paper', 'GLF preset for `tilt_over_base`.')
+flags.DEFINE_string('precision_preset', 'small', 'Preset for `precision`.')
+flags.DEFINE_list('precision_batches', ['64', '500'], 'Batches for `precision`.')
 flags.DEFINE_integer('batch', 64, 'Chains per Langevin call in `langevin`.')
 flags.DEFINE_float('budget_s', 8.0, 'Seconds one timing may take; longer '
                    'chains are timed on fewer steps and scaled per step.')
@@ -66,7 +74,7 @@ flags.DEFINE_integer('memory_steps', 5, 'Langevin steps per call in `memory`.')
 flags.DEFINE_string('memory_preset', 'test', 'GLF preset for `memory`.')
 flags.DEFINE_string('note', '', 'Free text copied into every record.')
 
-BENCHMARKS = ('gemm', 'langevin', 'tilt_over_base', 'memory')
+BENCHMARKS = ('gemm', 'langevin', 'precision', 'tilt_over_base', 'memory')
 IMAGE_BASES = ('vae', 'glf', 'glow')  # --bases=glow on request.
 # --bases=mlp_vae: the toy (25-Gaussians, MLP decoder and energy), where
 # per-op overhead rather than convolution arithmetic sets the pace.
@@ -76,6 +84,8 @@ TOY_BASES = {'mlp_vae': '25gaussians'}
 _QUICK = {
     'presets': ['test'],
     'tilt_preset': 'test',
+    'precision_preset': 'test',
+    'precision_batches': ['8'],
     'batch': 8,
     'budget_s': 0.5,
     'repeats': 1,
@@ -329,7 +339,12 @@ def _check_flags():
       raise UserError('--bases: benchmarks cover '
                       f'{", ".join(IMAGE_BASES + tuple(TOY_BASES))}; '
                       f'got {base!r}')
-  for preset in FLAGS.presets + [FLAGS.tilt_preset, FLAGS.memory_preset]:
+  for batch in FLAGS.precision_batches:
+    if not batch.isdigit() or int(batch) < 1:
+      raise UserError(f'--precision_batches: {batch!r} is not a positive '
+                      'integer')
+  for preset in FLAGS.presets + [FLAGS.tilt_preset, FLAGS.memory_preset,
+                                 FLAGS.precision_preset]:
     if preset not in configs.PRESETS:
       raise UserError(f'unknown preset {preset!r}; choose one of '
                       f'{", ".join(configs.PRESETS)}')
@@ -359,6 +374,12 @@ def main(argv):
     for preset in FLAGS.presets:
       for base in FLAGS.bases:
         _emit(bench_langevin(base, preset, gemm['gemm_flop_s']), output)
+  if 'precision' in selected:
+    for base in FLAGS.bases:
+      for batch in FLAGS.precision_batches:
+        _emit(precision_bench.precision_record(
+            base, FLAGS.precision_preset, FLAGS.dataset, int(batch),
+            FLAGS.budget_s, FLAGS.repeats), output)
   if 'tilt_over_base' in selected:
     _emit(bench_tilt_over_base(FLAGS.tilt_preset), output)
   if 'memory' in selected:

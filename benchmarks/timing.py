@@ -69,13 +69,14 @@ def time_chain(run, chain_steps, budget_s, repeats):
           'first_call_s': first}
 
 
-def build(base, preset, dataset):
-  """(config, generator, energy, LatentEBM) with random weights."""
+def build(base, preset, dataset, precision='float32'):
+  """(config, generator, energy, LatentEBM) with random weights; `precision`
+  as in tilt_tf/precision.py."""
   cfg = configs.get_config(base, dataset, preset)
   shape = data_lib.data_shape(cfg.dataset)
   tf_keras.utils.set_random_seed(cfg.seed)
-  generator = registry.make_generator(base, cfg.base, shape)
-  energy = ebm_lib.make_energy(cfg.ebm, shape)
+  generator = registry.make_generator(base, cfg.base, shape, precision)
+  energy = ebm_lib.make_energy(cfg.ebm, shape, precision=precision)
   latent_ebm = ebm_lib.LatentEBM(generator, energy, alpha=cfg.ebm.alpha)
   return cfg, generator, energy, latent_ebm
 

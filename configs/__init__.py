@@ -73,6 +73,12 @@ BOUNDS = {
     'ebm.fourier_features': (0, _COUNT),
 }
 
+# String fields with a fixed set of values.
+CHOICES = {
+    'precision': ('float32', 'bf16'),
+    'method': ('latent_tilt', 'pixel_ebm'),
+}
+
 # Upper bounds that are limits, not typo guards.
 _HARD_BOUNDS = {'seed': 'seeds are unsigned 32-bit integers',
                 'base.flow_seed': 'seeds are unsigned 32-bit integers'}
@@ -82,6 +88,9 @@ def check_bounds(field, value, name):
   """Raises UserError if `value` of config `field` ('ebm.steps') is outside
   BOUNDS; `name` is how the user gave it (e.g. '--tilt_steps' or the field
   itself), named in the message."""
+  if field in CHOICES and value not in CHOICES[field]:
+    raise UserError(f'{name}={value!r} is not one of '
+                    f'{", ".join(CHOICES[field])}')
   if field not in BOUNDS:
     return
   low, high = BOUNDS[field]

@@ -19,6 +19,10 @@ def get_config():
   # paper's method) or 'pixel_ebm' (the "EBM on data" baseline).
   c.method = 'latent_tilt'
   c.data_path = ''  # A user's data file (.npz/.npy) instead of `dataset`.
+  # Compute precision of the image energy and the VAE/GLF decoders:
+  # 'float32' or 'bf16' (bfloat16 hardware only; tilt_tf/precision.py).
+  # Variables stay float32, so a run may switch it on resume.
+  c.precision = 'float32'
 
   # Base model training.
   c.base = ml_collections.ConfigDict()

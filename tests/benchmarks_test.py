@@ -20,6 +20,7 @@ _POSITIVE = {
         'tilt_over_base_time', 'base_stage_s_est', 'tilt_stage_s_est',
         'base_step_s', 'ebm_step_s'),
     'memory': ('rss_mb_start', 'rss_mb_after_calls', 'calls'),
+    'precision': ('float32_s_per_step', 'float32_steps_timed'),
 }
 # Finite, any sign (memory may shrink).
 _FINITE = {'memory': ('rss_growth_mb', 'rss_growth_second_half_mb')}
@@ -53,6 +54,7 @@ class BenchmarksTest(tf.test.TestCase):
     self.assertCountEqual(
         [(r['benchmark'], r['base']) for r in records],
         [('gemm', None), ('langevin', 'vae'), ('langevin', 'glf'),
+         ('precision', 'vae'), ('precision', 'glf'),
          ('tilt_over_base', 'glf'), ('memory', 'glf')])
     for r in records:
       name = r['benchmark']
@@ -66,12 +68,26 @@ class BenchmarksTest(tf.test.TestCase):
       for key in _FINITE.get(name, ()):
         with self.subTest(benchmark=name, key=key):
           self.assertTrue(math.isfinite(r[key]), r[key])
+      if name == 'precision':
+        self._check_precision(r)
     # A second run appends rather than overwrites.
     proc = _run(['--quick', '--benchmarks=gemm', '--output=out/bench.jsonl'],
                 cwd=here)
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
     with open(os.path.join(here, 'out/bench.jsonl')) as f:
       self.assertLen(f.read().splitlines(), len(lines) + 1)
+
+  def _check_precision(self, r):
+    """The bf16 ratio is its two measured times' ratio, or a reason."""
+    self.assertTrue(r['float32_chains_finite'])
+    if r['bf16_over_float32'] is None:
+      self.assertStartsWith(r['bf16'], 'not measured: this machine has')
+      return
+    self.assertTrue(r['bf16_chains_finite'])
+    self.assertGreater(r['bf16_s_per_step'], 0)
+    self.assertAllClose(r['bf16_over_float32'],
+                        r['bf16_s_per_step'] / r['float32_s_per_step'],
+                        rtol=1e-4)
 
   def test_toy_langevin(self):
     proc = _run(['--quick', '--benchmarks=langevin', '--bases=mlp_vae'],

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 import configs
+from tilt_tf import precision as precision_lib
 from tilt_tf import user_data
 from tilt_tf.errors import UserError
 from tilt_tf.generators import adapters
@@ -104,7 +105,7 @@ def _identity(generator, config, shape, n):
 
 
 def tilt(generator, data, workdir, steps=None, preset='paper', seed=0,
-         config=None, fid_dataset=None, strategy=None, **ebm):
+         config=None, fid_dataset=None, strategy=None, precision=None, **ebm):
   """Trains a latent EBM that tilts `generator` towards `data`.
 
   Args:
@@ -121,6 +122,8 @@ def tilt(generator, data, workdir, steps=None, preset='paper', seed=0,
       classifier feature space (e.g. 'fashion_mnist'); default: the energy
       distance to held-out data.
     strategy: a tf.distribute strategy (default: the current one).
+    precision: the energy's compute precision, 'float32' (default) or
+      'bf16' (bfloat16 hardware only; tilt_tf/precision.py).
     **ebm: EBM settings (configs/default.py `ebm`), e.g. step_size=0.3.
 
   Returns:
@@ -131,6 +134,10 @@ def tilt(generator, data, workdir, steps=None, preset='paper', seed=0,
   if steps is not None:
     config.ebm.steps = int(steps)
   config.seed = int(seed)
+  if precision is not None:
+    configs.check_bounds('precision', precision, 'precision')
+    config.precision = precision
+  precision_lib.policy(config.precision)  # Refuses before anything is written.
   strategy = strategy or tf.distribute.get_strategy()
   array = user_data.check_array(data)
   adapters.check_outputs(generator, array.shape[1:])
@@ -149,7 +156,8 @@ def tilt(generator, data, workdir, steps=None, preset='paper', seed=0,
                                              len(array)),
                           config.to_dict(), config.preset, extra) as run:
     with strategy.scope():
-      method = latent_tilt.LatentTilt(generator, e, shape, seed=seed)
+      method = latent_tilt.LatentTilt(generator, e, shape, seed=seed,
+                                      precision=config.precision)
     trainer = training.MethodTrainer(
         run, strategy, method, e.steps, keep=config.keep_checkpoints,
         score_fn=score, seed=seed, retry_hint='ebm learning_rate=...',

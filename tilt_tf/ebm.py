@@ -10,6 +10,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tilt_tf import langevin as langevin_lib
+from tilt_tf import precision as precision_lib
 
 __all__ = ['MLPEnergy', 'ResNetEnergy', 'make_energy', 'contrastive_loss',
            'LatentEBM']
@@ -60,10 +61,11 @@ class _ResBlock(keras.layers.Layer):
     self.channels = channels
 
   def build(self, input_shape):
-    self.conv1 = keras.layers.Conv2D(self.channels, 3, padding='same')
-    self.conv2 = keras.layers.Conv2D(self.channels, 3, padding='same')
-    self.skip = (keras.layers.Conv2D(self.channels, 1)
-                 if input_shape[-1] != self.channels else None)
+    conv = lambda k: keras.layers.Conv2D(self.channels, k, padding='same',
+                                         dtype=self.dtype_policy)
+    self.conv1 = conv(3)
+    self.conv2 = conv(3)
+    self.skip = conv(1) if input_shape[-1] != self.channels else None
 
   def call(self, x):
     h = self.conv1(tf.nn.swish(x))
@@ -78,20 +80,24 @@ class ResNetEnergy(keras.Model):
   `stem_stride` sets the resolution of the first stage (1: full, 2: half);
   the second stage always runs at half the first one's resolution. On a CPU
   this is the biggest lever on cost (docs/performance.md).
+
+  `dtype`: the Keras policy of the convolutions (tilt_tf/precision.py); the
+  pooled features and the output layer are float32 whatever it is.
   """
 
   def __init__(self, channels=(64, 128), blocks=3, stem_stride=1,
-               name='resnet_energy'):
+               dtype=None, name='resnet_energy'):
     super().__init__(name=name)
     self.stem = keras.layers.Conv2D(channels[0], 3, strides=stem_stride,
-                                    padding='same')
+                                    padding='same', dtype=dtype)
     self.stages = []
     for s, ch in enumerate(channels):
-      stage = [_ResBlock(ch) for _ in range(blocks)]
+      stage = [_ResBlock(ch, dtype=dtype) for _ in range(blocks)]
       self.stages.append(stage)
       if s + 1 < len(channels):
-        self.stages.append(keras.layers.AveragePooling2D(2, padding='same'))
-    self.out = keras.layers.Dense(1)
+        self.stages.append(keras.layers.AveragePooling2D(2, padding='same',
+                                                         dtype=dtype))
+    self.out = keras.layers.Dense(1, dtype='float32')
 
   def call(self, x, training=False):
     h = self.stem(2.0 * x - 1.0)  # [0, 1] images -> [-1, 1].
@@ -101,12 +107,17 @@ class ResNetEnergy(keras.Model):
           h = block(h)
       else:
         h = stage(h)
-    h = tf.reduce_sum(tf.nn.swish(h), axis=[1, 2])  # Global sum pooling.
+    h = tf.nn.swish(precision_lib.to_float32(h))
+    h = tf.reduce_sum(h, axis=[1, 2])  # Global sum pooling.
     return tf.squeeze(self.out(h), -1)
 
 
-def make_energy(cfg, data_shape, seed=0):
-  """Energy network from config.ebm and the data shape; built."""
+def make_energy(cfg, data_shape, seed=0, precision='float32'):
+  """Energy network from config.ebm and the data shape; built.
+
+  `precision` ('float32' or 'bf16', tilt_tf/precision.py) applies to the
+  image ResNet; the toy MLP always computes in float32.
+  """
   if len(data_shape) == 1:
     net = MLPEnergy(hidden=cfg.hidden, layers=cfg.layers,
                     input_dim=data_shape[0],
@@ -114,7 +125,8 @@ def make_energy(cfg, data_shape, seed=0):
                     fourier_scale=cfg.fourier_scale, seed=seed)
   else:
     net = ResNetEnergy(channels=tuple(cfg.channels), blocks=cfg.blocks,
-                       stem_stride=cfg.stem_stride)
+                       stem_stride=cfg.stem_stride,
+                       dtype=precision_lib.policy(precision))
   net(tf.zeros((1,) + tuple(data_shape)))
   return net
 

@@ -28,6 +28,7 @@ import tensorflow as tf
 import configs
 from tilt_tf import cli
 from tilt_tf import io_utils
+from tilt_tf import precision as precision_lib
 from tilt_tf import train_lib
 from tilt_tf.errors import UserError
 from tilt_tf.runtime import build
@@ -137,6 +138,7 @@ def build_config():
     logging.info('%s', configs.preset_announcement(base, preset, source))
     with config.unlocked():
       config.preset_source = source
+  precision_lib.policy(config.precision)  # bf16 without the hardware: refused.
   if spec:
     _fill_generator(config, spec)
   for flag, path in _OVERRIDES.items():

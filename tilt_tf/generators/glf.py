@@ -32,6 +32,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
+from tilt_tf import precision as precision_lib
 from tilt_tf.generators import base
 from tilt_tf.generators import vae
 
@@ -119,7 +120,8 @@ class GLF(base.Generator):
   """Auto-encoder + latent flow; the latent z is the flow's base u."""
 
   def __init__(self, data_shape, latent_dim=64, width=64, recon='bce',
-               flow_layers=4, flow_hidden=256, name='glf'):
+               flow_layers=4, flow_hidden=256, precision='float32',
+               name='glf'):
     """Builds encoder, decoder and flow.
 
     Args:
@@ -129,6 +131,8 @@ class GLF(base.Generator):
       recon: 'bce' or 'mse', see `vae.reconstruction`.
       flow_layers: number of affine couplings (paper: 4).
       flow_hidden: units of each coupling's hidden layer (paper: 256).
+      precision: the decoder's compute precision, 'float32' or 'bf16'
+        (tilt_tf/precision.py); the flow stays float32.
       name: module name.
     """
     super().__init__(latent_dim, data_shape, name=name)
@@ -137,7 +141,8 @@ class GLF(base.Generator):
       raise ValueError('GLF needs latent_dim >= 2')
     self.recon = recon
     self.encoder = vae.make_encoder(d, data_shape, width)
-    self.decoder = vae.make_decoder(d, data_shape, width)
+    self.decoder = vae.make_decoder(d, data_shape, width,
+                                    dtype=precision_lib.policy(precision))
     flow = make_latent_flow(d, flow_layers, flow_hidden)
     # The same attribute names as before the flow was factored out, so
     # checkpoints are unchanged.
@@ -160,7 +165,11 @@ class GLF(base.Generator):
 
   def decode(self, z, training=False):
     """Images sigmoid(dec(flow(u))) in [0, 1]; `z` is the base variable u."""
-    return tf.sigmoid(self.decoder(self.flow_forward(z), training=training))
+    return tf.sigmoid(self.logits(self.flow_forward(z), training))
+
+  def logits(self, z_ae, training=False):
+    """The decoder's float32 logits at the AE latent `z_ae`."""
+    return precision_lib.to_float32(self.decoder(z_ae, training=training))
 
   def encode(self, x, training=False):
     """The AE latent enc(x), [B, latent_dim] (not u; see `flow_inverse`)."""
@@ -179,21 +188,22 @@ class GLF(base.Generator):
     """
     del seed
     z = self.encode(x, training)
-    rec = vae.reconstruction(x, self.decoder(z, training=training), self.recon)
+    rec = vae.reconstruction(x, self.logits(z, training), self.recon)
     nll = self.flow_nll(tf.stop_gradient(z))
     return rec + nll, {'recon': rec, 'nll': nll}
 
 
-def make(cfg, data_shape):
+def make(cfg, data_shape, precision='float32'):
   """GLF from config fields latent_dim, width, recon, flow_layers, flow_hidden.
 
   Args:
     cfg: config.base (learning_rate is read by `make_optimizer`).
     data_shape: (H, W, C).
+    precision: the decoder's, see `GLF`.
 
   Returns:
     A GLF.
   """
   return GLF(data_shape, latent_dim=cfg.latent_dim, width=cfg.width,
              recon=cfg.recon, flow_layers=cfg.get('flow_layers', 4),
-             flow_hidden=cfg.get('flow_hidden', 256))
+             flow_hidden=cfg.get('flow_hidden', 256), precision=precision)

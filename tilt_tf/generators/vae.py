@@ -18,6 +18,7 @@ The auto-encoder pieces are shared with GLF (tilt_tf/generators/glf.py).
 import tensorflow as tf
 import tf_keras as keras
 
+from tilt_tf import precision as precision_lib
 from tilt_tf import rng
 from tilt_tf.generators import base
 
@@ -26,7 +27,7 @@ __all__ = ['VAE', 'make', 'make_encoder', 'make_decoder', 'reconstruction']
 _KERNEL = 5
 
 
-def make_decoder(latent_dim, data_shape, width, name='decoder'):
+def make_decoder(latent_dim, data_shape, width, name='decoder', dtype=None):
   """DCGAN decoder z [B, latent_dim] -> logits [B, H, W, C].
 
   Args:
@@ -34,6 +35,8 @@ def make_decoder(latent_dim, data_shape, width, name='decoder'):
     data_shape: (H, W, C) with H and W divisible by 4.
     width: base channel count w.
     name: model name.
+    dtype: the layers' Keras policy (tilt_tf/precision.py); under a mixed
+      policy the logits come out in bfloat16 (callers cast them back).
 
   Returns:
     A built keras.Sequential.
@@ -42,15 +45,16 @@ def make_decoder(latent_dim, data_shape, width, name='decoder'):
   if h % 4 or w % 4:
     raise ValueError(f'image size must be divisible by 4, got {data_shape}')
   L = keras.layers
+  d = {'dtype': dtype}
   model = keras.Sequential([
-      L.Dense(h // 4 * w // 4 * 4 * width, use_bias=False),
-      L.BatchNormalization(), L.ReLU(),
-      L.Reshape((h // 4, w // 4, 4 * width)),
-      L.Conv2DTranspose(2 * width, _KERNEL, 1, 'same', use_bias=False),
-      L.BatchNormalization(), L.ReLU(),
-      L.Conv2DTranspose(width, _KERNEL, 2, 'same', use_bias=False),
-      L.BatchNormalization(), L.ReLU(),
-      L.Conv2DTranspose(c, _KERNEL, 2, 'same'),
+      L.Dense(h // 4 * w // 4 * 4 * width, use_bias=False, **d),
+      L.BatchNormalization(**d), L.ReLU(**d),
+      L.Reshape((h // 4, w // 4, 4 * width), **d),
+      L.Conv2DTranspose(2 * width, _KERNEL, 1, 'same', use_bias=False, **d),
+      L.BatchNormalization(**d), L.ReLU(**d),
+      L.Conv2DTranspose(width, _KERNEL, 2, 'same', use_bias=False, **d),
+      L.BatchNormalization(**d), L.ReLU(**d),
+      L.Conv2DTranspose(c, _KERNEL, 2, 'same', **d),
   ], name=name)
   model.build((None, latent_dim))
   return model
@@ -109,7 +113,7 @@ class VAE(base.Generator):
   """Gaussian-latent VAE over images in [0, 1]."""
 
   def __init__(self, data_shape, latent_dim=100, width=64, recon='bce',
-               name='vae'):
+               precision='float32', name='vae'):
     """Builds encoder and decoder.
 
     Args:
@@ -117,16 +121,23 @@ class VAE(base.Generator):
       latent_dim: size of z (paper: 100).
       width: base channel count (paper preset: 64).
       recon: 'bce' or 'mse', see `reconstruction`.
+      precision: the decoder's compute precision, 'float32' or 'bf16'
+        (tilt_tf/precision.py).
       name: module name.
     """
     super().__init__(latent_dim, data_shape, name=name)
     self.recon = recon
     self.encoder = make_encoder(2 * self.latent_dim, data_shape, width)
-    self.decoder = make_decoder(self.latent_dim, data_shape, width)
+    self.decoder = make_decoder(self.latent_dim, data_shape, width,
+                                dtype=precision_lib.policy(precision))
+
+  def logits(self, z, training=False):
+    """The decoder's logits, float32 [B, H, W, C]."""
+    return precision_lib.to_float32(self.decoder(z, training=training))
 
   def decode(self, z, training=False):
     """Bernoulli mean sigmoid(logits), [B, H, W, C] in [0, 1]."""
-    return tf.sigmoid(self.decoder(z, training=training))
+    return tf.sigmoid(self.logits(z, training))
 
   def encode(self, x, training=False):
     """Returns the posterior's (mean, log_var), each [B, latent_dim]."""
@@ -146,21 +157,22 @@ class VAE(base.Generator):
     mean, log_var = self.encode(x, training)
     eps = rng.batch_normal(tf.shape(mean), seed)
     z = mean + tf.exp(0.5 * log_var) * eps
-    rec = reconstruction(x, self.decoder(z, training=training), self.recon)
+    rec = reconstruction(x, self.logits(z, training), self.recon)
     kl = 0.5 * tf.reduce_sum(tf.exp(log_var) + tf.square(mean) - 1. - log_var,
                              axis=-1)
     return rec + kl, {'recon': rec, 'kl': kl}
 
 
-def make(cfg, data_shape):
+def make(cfg, data_shape, precision='float32'):
   """VAE from config fields latent_dim, width, recon.
 
   Args:
     cfg: config.base (learning_rate is read by `make_optimizer`).
     data_shape: (H, W, C).
+    precision: the decoder's, see `VAE`.
 
   Returns:
     A VAE.
   """
   return VAE(data_shape, latent_dim=cfg.latent_dim, width=cfg.width,
-             recon=cfg.recon)
+             recon=cfg.recon, precision=precision)

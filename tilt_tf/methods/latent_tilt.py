@@ -28,16 +28,20 @@ class LatentTilt(base.Method):
     data_shape: shape of one data point; picks the energy (images: ResNet,
       vectors: MLP).
     seed: seeds the energy's fixed random features, if any.
+    precision: the image energy's compute precision, 'float32' or 'bf16'
+      (tilt_tf/precision.py).
   """
 
   stage = 'tilt'
   has_latent = True
 
-  def __init__(self, generator, cfg, data_shape, seed=0, name='latent_tilt'):
+  def __init__(self, generator, cfg, data_shape, seed=0, precision='float32',
+               name='latent_tilt'):
     super().__init__(name=name)
     self.generator = generator
     self.cfg = cfg
-    self._energy = ebm_lib.make_energy(cfg, data_shape, seed=seed)
+    self._energy = ebm_lib.make_energy(cfg, data_shape, seed=seed,
+                                       precision=precision)
     self.latent_ebm = ebm_lib.LatentEBM(generator, self._energy,
                                         alpha=cfg.alpha)
 

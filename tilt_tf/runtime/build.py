@@ -73,7 +73,8 @@ def make_generator(config, data_shape, first_batch=None):
     return adapters.generator_from_keras(
         g.path, latent_dim=g.latent_dim or None, allow_unsafe=g.allow_unsafe)
   generator = registry.make_generator(config.base_name, config.base,
-                                      data_shape)
+                                      data_shape,
+                                      config.get('precision', 'float32'))
   if first_batch is None:  # Restoring: any batch creates the variables.
     first_batch = tf.random.stateless_uniform(
         (min(config.base.batch_size, 8),) + tuple(data_shape), seed=[0, 0])
@@ -99,7 +100,8 @@ def make_method(config, generator, data_shape):
   cls = method_class(config)
   if cls.stage == 'base':  # Its own model: built from config.base.
     return cls.from_config(config.base, data_shape)
-  return cls(generator, config.ebm, data_shape, seed=config.seed)
+  return cls(generator, config.ebm, data_shape, seed=config.seed,
+             precision=config.get('precision', 'float32'))
 
 
 def _apply_stored(config, stored):
