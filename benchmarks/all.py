@@ -16,7 +16,11 @@ Records (key "benchmark"):
                   seconds per Langevin step float32 vs bf16 and their ratio
                   (benchmarks/precision.py); says so where the machine has no
                   bfloat16 hardware.
-  tilt_over_base  GLF: estimated wall time of the tilt stage over the base one.
+  serving         GLF `small`: p50/p99 latency of the exported sampler loaded
+                  in process, num_samples 1 and 64 (benchmarks/serving.py).
+  tilt_over_base  per base (vae, glf) and preset (small, paper): estimated
+                  wall time of the tilt stage over the base one
+                  (benchmarks/stages.py).
   memory          RSS before and after many compiled Langevin calls.
 
 Every chain goes through the project's one sampler,
@@ -35,15 +39,15 @@ everything down alike, ratios less so).
 import datetime
 import json
 import os
-import time
 
 from absl import flags
 from absl import logging
 import tensorflow as tf
-import tf_keras
 
 import configs
 from benchmarks import precision as precision_bench
+from benchmarks import serving as serving_bench
+from benchmarks import stages as stages_bench
 from benchmarks import timing
 from tilt_tf import cli
 from tilt_tf import data as data_lib
@@ -53,16 +57,19 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string('output', None, 'Also append the JSON lines to this file.')
 flags.DEFINE_bool('quick', False, 'Tiny sizes and a few steps (smoke test, '
                   'seconds); flags given explicitly still win.')
-flags.DEFINE_list('benchmarks', ['gemm', 'langevin', 'precision',
+flags.DEFINE_list('benchmarks', ['gemm', 'langevin', 'precision', 'serving',
                                  'tilt_over_base', 'memory'],
                   'Which benchmarks to run.')
 flags.DEFINE_list('bases', ['vae', 'glf'], 'Image bases for `langevin`.')
 flags.DEFINE_list('presets', ['small', 'paper'],
                   'Presets (architectures) for `langevin`.')
 flags.DEFINE_string('dataset', 'fashion_mnist', 'Image data set (its shape).')
-flags.DEFINE_string('tilt_preset', 'paper', 'GLF preset for `tilt_over_base`.')
+flags.DEFINE_list('tilt_presets', ['small', 'paper'],
+                  'Presets for `tilt_over_base`.')
 flags.DEFINE_string('precision_preset', 'small', 'Preset for `precision`.')
 flags.DEFINE_list('precision_batches', ['64', '500'], 'Batches for `precision`.')
+flags.DEFINE_string('serving_preset', 'small', 'GLF preset for `serving`.')
+flags.DEFINE_integer('serving_calls', 20, 'Timed requests per size in `serving`.')
 flags.DEFINE_integer('batch', 64, 'Chains per Langevin call in `langevin`.')
 flags.DEFINE_float('budget_s', 8.0, 'Seconds one timing may take; longer '
                    'chains are timed on fewer steps and scaled per step.')
@@ -74,7 +81,8 @@ flags.DEFINE_integer('memory_steps', 5, 'Langevin steps per call in `memory`.')
 flags.DEFINE_string('memory_preset', 'test', 'GLF preset for `memory`.')
 flags.DEFINE_string('note', '', 'Free text copied into every record.')
 
-BENCHMARKS = ('gemm', 'langevin', 'precision', 'tilt_over_base', 'memory')
+BENCHMARKS = ('gemm', 'langevin', 'precision', 'serving', 'tilt_over_base',
+              'memory')
 IMAGE_BASES = ('vae', 'glf', 'glow')  # --bases=glow on request.
 # --bases=mlp_vae: the toy (25-Gaussians, MLP decoder and energy), where
 # per-op overhead rather than convolution arithmetic sets the pace.
@@ -83,9 +91,11 @@ TOY_BASES = {'mlp_vae': '25gaussians'}
 # --quick: flag -> value, unless the flag is given on the command line.
 _QUICK = {
     'presets': ['test'],
-    'tilt_preset': 'test',
+    'tilt_presets': ['test'],
     'precision_preset': 'test',
     'precision_batches': ['8'],
+    'serving_preset': 'test',
+    'serving_calls': 3,
     'batch': 8,
     'budget_s': 0.5,
     'repeats': 1,
@@ -185,99 +195,6 @@ def bench_langevin(base, preset, gemm_flop_s):
   }
 
 
-def _monitor_checks(steps, every):
-  if every <= 0:
-    return 0
-  return steps // every + (1 if steps % every else 0)
-
-
-def bench_tilt_over_base(preset):
-  """GLF: (tilt stage time) / (base stage time), both estimated."""
-  cfg, generator, energy, latent_ebm = timing.build('glf', preset, FLAGS.dataset)
-  shape = generator.data_shape
-  budget, repeats = FLAGS.budget_s, FLAGS.repeats
-  ecfg = cfg.ebm
-
-  # Base stage: generator.train_step, as train_lib's loop calls it.
-  x_base = tf.random.stateless_uniform((cfg.base.batch_size,) + shape, [0, 3])
-  generator.build(x_base)
-  base_opt = generator.make_optimizer(cfg.base)
-  base_step = tf.function(lambda x, seed: generator.train_step(
-      x, seed, base_opt, cfg.base.batch_size)['loss'])
-  seed = tf.constant([0, 5], tf.int32)
-  base_first_s = timing.timed(lambda: base_step(x_base, seed))
-  n_base = FLAGS.base_steps_timed
-  logging.info('tilt_over_base/%s: %d base steps', preset, n_base)
-  start = time.perf_counter()
-  for _ in range(n_base):
-    loss = base_step(x_base, seed)
-  loss.numpy()
-  base_step_s = (time.perf_counter() - start) / n_base
-
-  # Tilt stage: Langevin negatives + the energy's update, as in train_lib.
-  batch = ecfg.batch_size
-  ebm_opt = tf_keras.optimizers.Adam(ecfg.learning_rate, beta_1=ecfg.beta_1)
-  x_data = tf.random.stateless_uniform((batch,) + shape, [0, 4])
-
-  @tf.function
-  def ebm_step(seed, num_steps):
-    chain = latent_ebm.sample_latents(batch, seed, ecfg.step_size, num_steps)
-    with tf.GradientTape() as tape:
-      loss, _ = latent_ebm.per_example_loss(x_data, chain['z'])
-      loss = tf.reduce_mean(loss)
-    variables = energy.trainable_variables
-    ebm_opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
-    return loss
-
-  logging.info('tilt_over_base/%s: Langevin per step', preset)
-  lang = timing.time_chain(
-      timing.runner(tf.function(timing.chain_fn(latent_ebm, batch, ecfg.step_size))),
-      ecfg.langevin_steps, budget, repeats)
-  logging.info('tilt_over_base/%s: EBM steps', preset)
-  ebm = timing.time_chain(timing.runner(ebm_step), ecfg.langevin_steps, budget, repeats)
-  k = ebm['steps_timed']
-  ebm_step_s = (ebm['s_per_step'] * k +
-                (ecfg.langevin_steps - k) * lang['s_per_step'])
-
-  checks = _monitor_checks(ecfg.steps, ecfg.monitor_every)
-  check_s = (ecfg.monitor_samples * ecfg.sample_langevin_steps *
-             lang['s_per_step'] / batch)
-  base_s = cfg.base.steps * base_step_s
-  tilt_s = ecfg.steps * ebm_step_s + checks * check_s
-  return {
-      'benchmark': 'tilt_over_base', 'base': 'glf', 'preset': preset,
-      'dataset': cfg.dataset,
-      'tilt_over_base_time': tilt_s / base_s,
-      'tilt_over_base_time_without_monitor': ecfg.steps * ebm_step_s / base_s,
-      'base_stage_s_est': base_s,
-      'tilt_stage_s_est': tilt_s,
-      'base_steps': cfg.base.steps,
-      'base_batch': cfg.base.batch_size,
-      'base_step_s': base_step_s,
-      'base_steps_timed': n_base,
-      'base_first_call_s': base_first_s,
-      'ebm_steps': ecfg.steps,
-      'ebm_batch': batch,
-      'ebm_langevin_steps': ecfg.langevin_steps,
-      'ebm_step_s': ebm_step_s,
-      'ebm_langevin_steps_timed': k,
-      'langevin_s_per_step': lang['s_per_step'],
-      'monitor_checks': checks,
-      'monitor_check_s_est': check_s,
-      'method': (
-          'base stage = base.steps (epochs x steps per epoch) x the mean '
-          'time of base_steps_timed compiled generator.train_step calls '
-          '(random images, after a warm-up); tilt stage = ebm.steps x the '
-          'time of one compiled EBM step (LatentEBM.sample_latents with '
-          'ebm.langevin_steps, loss, Adam update; timed with '
-          'ebm_langevin_steps_timed of those Langevin steps, the rest added '
-          'at langevin_s_per_step) + monitor_checks x (monitor_samples x '
-          'sample_langevin_steps Langevin steps at the EBM batch\'s cost per '
-          'chain step); the monitor\'s FID features, checkpoints and summaries '
-          'are not counted'),
-  }
-
-
 def bench_memory():
   """RSS around many calls of one compiled sampler (a leak shows as growth)."""
   return timing.memory_record(FLAGS.memory_preset, FLAGS.dataset, FLAGS.batch,
@@ -328,7 +245,7 @@ def _check_flags():
     raise UserError(f'unknown --benchmarks {", ".join(sorted(unknown))}; '
                     f'choose from {", ".join(BENCHMARKS)}')
   for name in ('batch', 'repeats', 'gemm_size', 'base_steps_timed',
-               'memory_calls', 'memory_steps'):
+               'memory_calls', 'memory_steps', 'serving_calls'):
     if FLAGS[name].value < 1:
       raise UserError(f'--{name}={FLAGS[name].value} is out of range; it '
                       'must be >= 1')
@@ -343,8 +260,8 @@ def _check_flags():
     if not batch.isdigit() or int(batch) < 1:
       raise UserError(f'--precision_batches: {batch!r} is not a positive '
                       'integer')
-  for preset in FLAGS.presets + [FLAGS.tilt_preset, FLAGS.memory_preset,
-                                 FLAGS.precision_preset]:
+  for preset in FLAGS.presets + FLAGS.tilt_presets + [FLAGS.memory_preset,
+                                 FLAGS.precision_preset, FLAGS.serving_preset]:
     if preset not in configs.PRESETS:
       raise UserError(f'unknown preset {preset!r}; choose one of '
                       f'{", ".join(configs.PRESETS)}')
@@ -380,8 +297,16 @@ def main(argv):
         _emit(precision_bench.precision_record(
             base, FLAGS.precision_preset, FLAGS.dataset, int(batch),
             FLAGS.budget_s, FLAGS.repeats), output)
+  if 'serving' in selected:
+    _emit(serving_bench.serving_record('glf', FLAGS.serving_preset,
+                                       FLAGS.dataset, (1, 64),
+                                       FLAGS.serving_calls), output)
   if 'tilt_over_base' in selected:
-    _emit(bench_tilt_over_base(FLAGS.tilt_preset), output)
+    for preset in FLAGS.tilt_presets:
+      for base in [b for b in FLAGS.bases if b in ('vae', 'glf')]:
+        _emit(stages_bench.tilt_over_base_record(
+            base, preset, FLAGS.dataset, FLAGS.budget_s, FLAGS.repeats,
+            FLAGS.base_steps_timed), output)
   if 'memory' in selected:
     _emit(bench_memory(), output)
 

@@ -21,6 +21,8 @@ _POSITIVE = {
         'base_step_s', 'ebm_step_s'),
     'memory': ('rss_mb_start', 'rss_mb_after_calls', 'calls'),
     'precision': ('float32_s_per_step', 'float32_steps_timed'),
+    'serving': ('n1_p50_s', 'n1_p99_s', 'n64_p50_s', 'n64_p99_s',
+                'n64_samples_per_s', 'export_s', 'load_s', 'calls'),
 }
 # Finite, any sign (memory may shrink).
 _FINITE = {'memory': ('rss_growth_mb', 'rss_growth_second_half_mb')}
@@ -54,8 +56,9 @@ class BenchmarksTest(tf.test.TestCase):
     self.assertCountEqual(
         [(r['benchmark'], r['base']) for r in records],
         [('gemm', None), ('langevin', 'vae'), ('langevin', 'glf'),
-         ('precision', 'vae'), ('precision', 'glf'),
-         ('tilt_over_base', 'glf'), ('memory', 'glf')])
+         ('precision', 'vae'), ('precision', 'glf'), ('serving', 'glf'),
+         ('tilt_over_base', 'vae'), ('tilt_over_base', 'glf'),
+         ('memory', 'glf')])
     for r in records:
       name = r['benchmark']
       for key in _COMMON:
@@ -70,6 +73,9 @@ class BenchmarksTest(tf.test.TestCase):
           self.assertTrue(math.isfinite(r[key]), r[key])
       if name == 'precision':
         self._check_precision(r)
+      if name == 'serving':  # Percentiles of the same calls.
+        for n in (1, 64):
+          self.assertLessEqual(r[f'n{n}_p50_s'], r[f'n{n}_p99_s'])
     # A second run appends rather than overwrites.
     proc = _run(['--quick', '--benchmarks=gemm', '--output=out/bench.jsonl'],
                 cwd=here)
