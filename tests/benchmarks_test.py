@@ -20,7 +20,7 @@ _POSITIVE = {
         'tilt_over_base_time', 'base_stage_s_est', 'tilt_stage_s_est',
         'base_step_s', 'ebm_step_s'),
     'memory': ('rss_mb_start', 'rss_mb_after_calls', 'calls'),
-    'precision': ('float32_s_per_step', 'float32_steps_timed'),
+    'precision': ('float32_s_per_step', 'steps_timed', 'calls'),
     'serving': ('n1_p50_s', 'n1_p99_s', 'n64_p50_s', 'n64_p99_s',
                 'n64_samples_per_s', 'export_s', 'load_s', 'calls'),
 }
@@ -86,6 +86,10 @@ class BenchmarksTest(tf.test.TestCase):
   def _check_precision(self, r):
     """The bf16 ratio is its two measured times' ratio, or a reason."""
     self.assertTrue(r['float32_chains_finite'])
+    for prec in ('float32', 'bf16'):
+      for part, ms in r.get(f'{prec}_parts_ms', {}).items():
+        self.assertGreater(ms, 0, (prec, part))
+    self.assertLen(r['float32_parts_ms'], 4)
     if r['bf16_over_float32'] is None:
       self.assertStartsWith(r['bf16'], 'not measured: this machine has')
       return
