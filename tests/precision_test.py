@@ -3,9 +3,11 @@ decoders with float32 variables, outputs and Langevin chains."""
 
 from unittest import mock
 
+import numpy as np
 import tensorflow as tf
 
 import configs
+import tilt_tf
 from tilt_tf import precision
 from tilt_tf.errors import UserError
 from tilt_tf.runtime import build
@@ -80,6 +82,26 @@ class PrecisionTest(tf.test.TestCase):
     after = method.energy.trainable_variables
     self.assertTrue(any((b != a.numpy()).any() for b, a in zip(before, after)))
     del gen
+
+  def test_a_bf16_run_restores_in_float32_without_the_hardware(self):
+    w = tf.random.stateless_normal([4, 64], seed=[1, 1])
+    gen = tilt_tf.generator_from_function(
+        lambda z: tf.sigmoid(tf.reshape(z @ w, [-1, 8, 8, 1])), 4)
+    data = np.random.default_rng(0).uniform(size=(200, 8, 8, 1))
+    workdir = self.create_tempdir().full_path
+    with _supported(True):
+      tilted = tilt_tf.tilt(gen, data.astype(np.float32), workdir, steps=2,
+                            preset='test', precision='bf16')
+    self.assertEqual(tilted.energy.stem.compute_dtype, 'bfloat16')
+    with _supported(False):
+      with self.assertRaisesRegex(UserError, 'bfloat16 hardware'):
+        tilt_tf.tilt(gen, data, workdir, steps=2, preset='test',
+                     precision='bf16')
+      loaded = tilt_tf.load(workdir, generator=gen)
+    self.assertEqual(loaded.energy.stem.compute_dtype, 'float32')
+    self.assertEqual(loaded.energy_checkpoint, tilted.energy_checkpoint)
+    x = tf.constant(data[:8], tf.float32)
+    self.assertAllClose(loaded.energy(x), tilted.energy(x), atol=0.05)
 
 
 if __name__ == '__main__':

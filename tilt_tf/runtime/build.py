@@ -10,6 +10,7 @@ tilt_tf/generators/adapters.py). Methods: `config.method` ('latent_tilt',
 import dataclasses
 import os
 
+from absl import logging
 import ml_collections
 import numpy as np
 import tensorflow as tf
@@ -17,6 +18,7 @@ import tensorflow as tf
 import configs
 from tilt_tf import data as data_lib
 from tilt_tf import io_utils
+from tilt_tf import precision as precision_lib
 from tilt_tf.errors import UserError
 from tilt_tf.generators import registry
 from tilt_tf.runtime import checkpoints
@@ -170,6 +172,14 @@ def restore(workdir, generator=None):
       rebuild it from the run's config.
   """
   config = config_from_run(workdir)
+  if (config.get('precision') == 'bf16' and
+      not precision_lib.bf16_support()[0]):
+    # The weights are float32 whatever the precision: a bf16 run restores
+    # (to export, sample or score) on any machine.
+    logging.warning('%s ran with precision=bf16, which this machine (%s) '
+                    'does not compute natively; restoring it in float32',
+                    workdir, precision_lib.bf16_support()[1])
+    config.precision = 'float32'
   shape = (tuple(io_utils.read_json(os.path.join(workdir, 'run.json'))
                  ['identity'].get('data_shape') or ()) or
            data_shape_of(config))
