@@ -70,6 +70,7 @@ BOUNDS = {
     'ebm.channels': (1, _COUNT),
     'ebm.blocks': (1, 10_000),
     'ebm.stem_stride': (1, 64),
+    'ebm.stem_pool': (1, 64),
     'ebm.fourier_features': (0, _COUNT),
 }
 

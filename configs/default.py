@@ -52,6 +52,7 @@ def get_config():
   c.ebm.channels = (64, 128)
   c.ebm.blocks = 3
   c.ebm.stem_stride = 1
+  c.ebm.stem_pool = 1  # Average pooling after the stem (1: none).
   c.ebm.hidden = 512
   c.ebm.layers = 3
   c.ebm.fourier_features = 0  # Toy MLP: random Fourier input features (0: plain MLP).

@@ -68,6 +68,13 @@ class EnergyTest(tf.test.TestCase, parameterized.TestCase):
     convs = [v for v in e.trainable_variables if len(v.shape) == 4]
     self.assertLen(convs, 1 + 2 * 3 * 2 + 1)
 
+  def test_stem_pool_lowers_the_first_stages_resolution(self):
+    e = ebm.ResNetEnergy(channels=(8, 16), blocks=1, stem_stride=2, stem_pool=2)
+    x = tf.random.stateless_uniform((3, 28, 28, 1), seed=[0, 2])
+    self.assertEqual(e(x).shape, (3,))
+    pooled = e.stages[0](e.stem(x))  # What the first stage's blocks see.
+    self.assertEqual(pooled.shape[1:3], (7, 7))
+
 
 class LatentEBMTest(tf.test.TestCase):
 

@@ -77,20 +77,25 @@ class ResNetEnergy(keras.Model):
   """The paper's image energy (B.2): 3 res blocks x 64 ch, 3 x 128 ch,
   global sum pooling, dense -> scalar.
 
-  `stem_stride` sets the resolution of the first stage (1: full, 2: half);
-  the second stage always runs at half the first one's resolution. On a CPU
-  this is the biggest lever on cost (docs/performance.md).
+  `stem_stride` sets the resolution of the first stage (1: full, 2: half)
+  and `stem_pool` > 1 average-pools the stem's output by that factor on top
+  (28x28 with stride 2 and pool 2: stages at 7x7 and 4x4); the second stage
+  always runs at half the first one's resolution. On a CPU this is the
+  biggest lever on cost (docs/performance.md).
 
   `dtype`: the Keras policy of the convolutions (tilt_tf/precision.py); the
   pooled features and the output layer are float32 whatever it is.
   """
 
   def __init__(self, channels=(64, 128), blocks=3, stem_stride=1,
-               dtype=None, name='resnet_energy'):
+               stem_pool=1, dtype=None, name='resnet_energy'):
     super().__init__(name=name)
     self.stem = keras.layers.Conv2D(channels[0], 3, strides=stem_stride,
                                     padding='same', dtype=dtype)
     self.stages = []
+    if stem_pool > 1:
+      self.stages.append(keras.layers.AveragePooling2D(
+          stem_pool, padding='same', dtype=dtype))
     for s, ch in enumerate(channels):
       stage = [_ResBlock(ch, dtype=dtype) for _ in range(blocks)]
       self.stages.append(stage)
@@ -126,6 +131,7 @@ def make_energy(cfg, data_shape, seed=0, precision='float32'):
   else:
     net = ResNetEnergy(channels=tuple(cfg.channels), blocks=cfg.blocks,
                        stem_stride=cfg.stem_stride,
+                       stem_pool=cfg.get('stem_pool', 1),
                        dtype=precision_lib.policy(precision))
   net(tf.zeros((1,) + tuple(data_shape)))
   return net

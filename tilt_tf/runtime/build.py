@@ -41,6 +41,8 @@ def identity(config, data_shape):
   ident['base'] = {k: v for k, v in c['base'].items()
                    if k not in _MUTABLE_BASE_FIELDS}
   ident['ebm'] = {k: c['ebm'][k] for k in EBM_ARCH}
+  if c['ebm'].get('stem_pool', 1) != 1:  # Runs from before the field match.
+    ident['ebm']['stem_pool'] = c['ebm']['stem_pool']
   if c.get('generator', {}).get('path'):
     g = c['generator']
     ident['generator'] = {k: g[k] for k in ('path', 'latent_dim', 'signature')}
