@@ -163,6 +163,7 @@ def bench_langevin(base, preset, gemm_flop_s):
       'latent_dim': generator.latent_dim,
       'energy_channels': list(cfg.ebm.get('channels', ())),
       'energy_stem_stride': cfg.ebm.get('stem_stride'),
+      'energy_stem_pool': cfg.ebm.get('stem_pool', 1),
       'decoder_width': cfg.base.get('width', cfg.base.get('hidden')),
       'chain_steps': train_steps,
       'compiled_chain_s': c['s_per_step'] * train_steps,

@@ -29,6 +29,15 @@ class RunDirTest(tf.test.TestCase):
         pass
     self.assertEqual(os.listdir(workdir), before)  # Nothing written.
 
+  def test_another_energy_on_a_trained_base_says_how(self):
+    workdir = self.create_tempdir().full_path
+    with run_dir_lib.RunDir(workdir, {'base_name': 'a', 'ebm': {'c': 1}}):
+      os.makedirs(os.path.join(workdir, 'checkpoints', 'base'))
+    with self.assertRaisesRegex(UserError, 'differs in ebm; to tilt its '
+                                'trained base .*checkpoints/base into a new'):
+      with run_dir_lib.RunDir(workdir, {'base_name': 'a', 'ebm': {'c': 2}}):
+        pass
+
   def test_released_when_the_body_raises(self):
     workdir = self.create_tempdir().full_path
     with self.assertRaises(RuntimeError):

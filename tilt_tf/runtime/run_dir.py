@@ -63,10 +63,14 @@ class RunDir:
       other = theirs.get('identity') or {}
       diff = sorted(k for k in set(self.identity) | set(other)
                     if self.identity.get(k) != other.get(k))
+      hint = 'pass another --workdir or delete that folder'
+      if diff == ['ebm'] and os.path.isdir(self.path('checkpoints', 'base')):
+        hint = ('to tilt its trained base with this energy, copy '
+                f'{self.path("checkpoints", "base")} into a new --workdir\'s '
+                'checkpoints/ folder and run there')
       raise UserError(
           f'--workdir {self.workdir} holds a run of {describe(other)} that '
-          f'differs in {", ".join(diff)}; pass another --workdir or delete '
-          'that folder')
+          f'differs in {", ".join(diff)}; {hint}')
     return theirs
 
   def __enter__(self):
