@@ -5,13 +5,17 @@ comes and goes (other jobs on the CPU) slows both alike.
 
 The record also splits one step's cost (`<precision>_parts_ms`): the
 decoder's and the energy's forward passes alone and with the input gradient
-a Langevin step needs (dx/dz, dE/dx), timed the same way."""
+a Langevin step needs (dx/dz, dE/dx), timed the same way, and the same
+energy with `ebm.stem_pool=2` (its first stage at a quarter of the pixels,
+tilt_tf/ebm.py): `energy_pool2_forward_backward`."""
 
 import statistics
 
+import ml_collections
 import tensorflow as tf
 
 from benchmarks import timing
+from tilt_tf import ebm
 from tilt_tf import precision as precision_lib
 
 
@@ -26,7 +30,7 @@ def precision_record(base, preset, dataset, batch, budget_s, repeats):
     cfg, _, _, latent_ebm = timing.build(base, preset, dataset, name)
     runs[name] = timing.runner(tf.function(
         timing.chain_fn(latent_ebm, batch, cfg.ebm.step_size)))
-    parts[name] = _part_fns(latent_ebm, batch)
+    parts[name] = _part_fns(latent_ebm, batch, cfg, name)
     final = runs[name](5)  # Also the warm-up (tracing).
     record[f'{name}_chains_finite'] = bool(
         tf.reduce_all(tf.math.is_finite(final)))
@@ -60,11 +64,14 @@ def precision_record(base, preset, dataset, batch, budget_s, repeats):
   return record
 
 
-def _part_fns(latent_ebm, batch):
+def _part_fns(latent_ebm, batch, cfg, precision):
   """Compiled pieces of one Langevin step, each warmed up: name -> fn()."""
   generator, energy = latent_ebm.generator, latent_ebm.energy
   z = generator.prior_sample(batch, tf.constant([0, 9], tf.int32))
   x = generator.decode(z)
+  pooled_cfg = ml_collections.ConfigDict(cfg.ebm.to_dict())
+  pooled_cfg.stem_pool = 2
+  pooled = ebm.make_energy(pooled_cfg, x.shape[1:], precision=precision)
 
   def with_grad(fn, inputs):
     with tf.GradientTape() as tape:
@@ -78,6 +85,8 @@ def _part_fns(latent_ebm, batch):
           lambda: with_grad(generator.decode, z)),
       'energy_forward': tf.function(lambda: energy(x)),
       'energy_forward_backward': tf.function(lambda: with_grad(energy, x)),
+      'energy_pool2_forward_backward': tf.function(
+          lambda: with_grad(pooled, x)),
   }
   for fn in fns.values():
     fn()
