@@ -40,6 +40,7 @@ def get_config():
   c.ebm.step_size = 0.01  # Langevin epsilon.
   c.ebm.langevin_steps = 60  # While training.
   c.ebm.sample_langevin_steps = 100  # When sampling.
+  c.ebm.sample_step_size = 0.0  # Langevin epsilon when sampling; 0: ebm.step_size.
   c.ebm.log_every = 10
   c.ebm.monitor_every = 20  # Quality monitor period (EBM steps).
   c.ebm.monitor_samples = 1000

@@ -114,6 +114,28 @@ class ExportTest(tf.test.TestCase):
     self.assertEqual(os.stat(os.path.join(copy, 'run.json')).st_mtime_ns,
                      before)
 
+  def test_samples_with_the_sampling_step_size(self):
+    copy = os.path.join(self.create_tempdir().full_path, 'run')
+    shutil.copytree(self.workdir, copy)
+    changed = configs.get_config('mlp_vae', '25gaussians', 'test',
+                                 overrides=['ebm.sample_step_size=0.05'])
+    train_lib.run(changed, copy, stages=())
+    restored = build.restore(copy)
+    self.assertEqual(restored.method.sample_step_size, 0.05)
+    model = tf.saved_model.load(
+        export_lib.export_run(copy, os.path.join(copy, 'exports')))
+    out = model.signatures['sample_tilted'](
+        num_samples=tf.constant(8), seed=tf.constant([9, 8]),
+        langevin_steps=tf.constant(_TRAINED_STEPS),
+        temperature=tf.constant(1.0))
+    ref = restored.method.sample(tf.constant(8), tf.constant([9, 8]),
+                                 tf.constant(_TRAINED_STEPS))
+    np.testing.assert_allclose(out['latents'].numpy(), ref['z_tilted'].numpy(),
+                               atol=1e-6)
+    trained_eps = self._tilted(n=8, seed=(9, 8))
+    self.assertFalse(np.allclose(trained_eps['latents'],
+                                 out['latents'].numpy()))
+
   def test_matches_in_process_sampler(self):
     restored = build.restore(self.workdir)
     sample = tf.function(restored.method.sample)

@@ -12,6 +12,7 @@ from tilt_tf import io_utils
 from tilt_tf import train_lib
 from tilt_tf.errors import UserError
 from tilt_tf.methods import latent_tilt
+from tilt_tf.runtime import build
 from tilt_tf.runtime import loop as loop_lib
 from tilt_tf.runtime import monitor as monitor_lib
 
@@ -125,11 +126,14 @@ class TrainLibTest(tf.test.TestCase):
         train_lib.run(_config(), workdir, stages=('sample',))
       calls.clear()
       kill[0] = False
-      config = _config(**{'ebm.step_size': _config().ebm.step_size / 2})
+      config = _config(
+          **{'ebm.sample_step_size': _config().ebm.step_size / 2})
       train_lib.run(config, workdir, stages=('sample',))
     batches = -(-config.sample.num // config.sample.batch_size)
     self.assertGreater(batches, 1)
     self.assertEqual(calls, [f'part-{i:05d}.npz' for i in range(batches)])
+    plan = io_utils.read_json(os.path.join(workdir, 'samples.json'))
+    self.assertEqual(plan['step_size'], config.ebm.step_size / 2)
 
   def test_finished_samples_are_reused_until_the_plan_changes(self):
     workdir = self.create_tempdir().full_path
@@ -242,6 +246,29 @@ class TrainLibTest(tf.test.TestCase):
     self.assertGreater(metrics['base']['energy_distance'],
                        metrics['data']['energy_distance'])
 
+
+
+class SamplingStepSizeTest(tf.test.TestCase):
+
+  def test_training_and_sampling_chains_take_their_own_step_sizes(self):
+    config = _config(**{'ebm.sample_step_size': 0.05})
+    method = latent_tilt.LatentTilt(
+        build.make_generator(config, (2,), None), config.ebm, (2,))
+    seen = []
+    real = method.latent_ebm.sample_latents
+
+    def record(n, seed, step_size, num_steps, **kw):
+      seen.append(float(step_size))
+      return real(n, seed, step_size, num_steps, **kw)
+
+    with mock.patch.object(method.latent_ebm, 'sample_latents', record):
+      method.train_step(tf.zeros([4, 2]), tf.constant([0, 1]),
+                        method.make_optimizer(), 4)
+      method.sample(4, tf.constant([0, 2]), 3)
+    self.assertEqual(seen, [config.ebm.step_size, 0.05])
+    # 0 (the default) samples with the training chains' step size.
+    self.assertEqual(latent_tilt.sampling_step_size(_config().ebm),
+                     config.ebm.step_size)
 
 
 class DivergenceTest(tf.test.TestCase):

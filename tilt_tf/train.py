@@ -49,6 +49,7 @@ flags.DEFINE_string('export_dir', None, 'SavedModel folder for the export stage 
 flags.DEFINE_integer('seed', None, 'Random seed (stateless; same seed, same metrics.json).')
 flags.DEFINE_integer('langevin_steps', None, 'Langevin steps per EBM training step (paper: 60).')
 flags.DEFINE_integer('sample_langevin_steps', None, 'Langevin steps when sampling (paper: 100).')
+flags.DEFINE_float('sample_step_size', None, 'Langevin epsilon when sampling (default: the training chains\' ebm.step_size); e.g. 15 steps of 0.0667 instead of 100 of 0.01.')
 flags.DEFINE_integer('tilt_steps', None, 'Maximum EBM training steps (paper: 200 GLOW/GLF, 1000 VAE).')
 flags.DEFINE_integer('base_steps', None, 'Base model training steps.')
 flags.DEFINE_integer('num_samples', None, 'Samples to draw for evaluation (paper: 10000).')
@@ -66,6 +67,7 @@ _OVERRIDES = {
     'seed': ('seed',),
     'langevin_steps': ('ebm', 'langevin_steps'),
     'sample_langevin_steps': ('ebm', 'sample_langevin_steps'),
+    'sample_step_size': ('ebm', 'sample_step_size'),
     'tilt_steps': ('ebm', 'steps'),
     'base_steps': ('base', 'steps'),
     'num_samples': ('sample', 'num'),
@@ -73,7 +75,7 @@ _OVERRIDES = {
 
 
 # Flags of the tilt stage, which a method without a latent does not have.
-_NO_TILT_FLAGS = ('langevin_steps', 'tilt_steps')
+_NO_TILT_FLAGS = ('langevin_steps', 'tilt_steps', 'sample_step_size')
 
 
 def _generator_config():

@@ -15,7 +15,13 @@ from tilt_tf.errors import UserError
 from tilt_tf.generators import base as generator_base
 from tilt_tf.methods import base
 
-__all__ = ['LatentTilt']
+__all__ = ['LatentTilt', 'sampling_step_size']
+
+
+def sampling_step_size(cfg):
+  """The sampling chains' epsilon: `cfg.sample_step_size`, or, when it is 0
+  (or the run predates the field), the training chains' `cfg.step_size`."""
+  return float(cfg.get('sample_step_size') or cfg.step_size)
 
 
 class LatentTilt(base.Method):
@@ -24,7 +30,7 @@ class LatentTilt(base.Method):
   Args:
     generator: a Generator (latent_dim, prior, decode).
     cfg: the `ebm` config section (energy architecture, learning rate,
-      beta_1, alpha, step_size, langevin_steps, ...).
+      beta_1, alpha, step_size, langevin_steps, sample_step_size, ...).
     data_shape: shape of one data point; picks the energy (images: ResNet,
       vectors: MLP).
     seed: seeds the energy's fixed random features, if any.
@@ -44,6 +50,9 @@ class LatentTilt(base.Method):
                                        precision=precision)
     self.latent_ebm = ebm_lib.LatentEBM(generator, self._energy,
                                         alpha=cfg.alpha)
+    # Training chains use cfg.step_size; sampling (monitor, sample stage,
+    # export) may take fewer, larger steps.
+    self.sample_step_size = sampling_step_size(cfg)
 
   @property
   def energy(self):
@@ -81,7 +90,7 @@ class LatentTilt(base.Method):
     seed_init, _ = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     z0 = self.generator.prior_sample(n, seed_init, temperature)
     chain = self.latent_ebm.sample_latents(
-        n, seed, self.cfg.step_size, num_steps, temperature=temperature,
+        n, seed, self.sample_step_size, num_steps, temperature=temperature,
         record_every=record_every)
     out = {'z_base': z0, 'x_base': self.generator.decode(z0),
            'z_tilted': chain['z'],
