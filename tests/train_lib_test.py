@@ -15,6 +15,7 @@ from tilt_tf.methods import latent_tilt
 from tilt_tf.runtime import build
 from tilt_tf.runtime import loop as loop_lib
 from tilt_tf.runtime import monitor as monitor_lib
+from tilt_tf.stages import sample as sample_lib
 
 
 def _config(dataset='25gaussians', **overrides):
@@ -199,9 +200,13 @@ class TrainLibTest(tf.test.TestCase):
     # Per check: the tilted samples' score, then the base reference's.
     scores = iter([1.0, 9.0, 2.0, 9.0, 3.0, 9.0, 4.0, 9.0])
     with mock.patch.object(monitor_lib.Monitor, 'score',
-                           lambda self, samples: next(scores)):
+                           lambda self, samples: next(scores)), \
+         mock.patch.object(sample_lib, 'draw_samples',
+                           wraps=sample_lib.draw_samples) as draw:
       metrics = train_lib.run(config, workdir)
     self.assertEqual(metrics['tilt']['steps'], 20)  # Stopped: 2 of 4 checks.
+    # Figures and TensorBoard name the step of the energy that sampled.
+    self.assertEqual(draw.call_args.kwargs['tilt_step'], 10)
     self.assertEqual(metrics['tilt']['best_step'], 10)
     self.assertEqual([m['score'] for m in metrics['tilt']['monitor']],
                      [1.0, 2.0])

@@ -197,7 +197,7 @@ class Pipeline:
         getattr(self.method, 'sample_step_size', cfg.ebm.step_size),
         self.seed, which,
         reference=self.full_train if toy else None,
-        tilt_step=self.trainer.step)
+        tilt_step=training.checkpoint_step(which))
 
   def evaluate(self):
     cfg = self.config

@@ -6,6 +6,8 @@ model's items (`generator` for a base, `energy` plus the monitor's state for
 the tilt, `model` for the pixel EBM), `optimizer`, `step` and `seconds`.
 """
 
+import os
+
 from absl import logging
 import tensorflow as tf
 
@@ -167,3 +169,9 @@ class MethodTrainer:
       raise UserError(f'no {stage} checkpoint in {self.run_dir.workdir}; run '
                       f'the {stage} stage first')
     return best or latest
+
+
+def checkpoint_step(path):
+  """The training step of a checkpoint path '.../ckpt-<step>' (the loop and
+  the monitor number their checkpoints by step)."""
+  return int(os.path.basename(path).rsplit('-', 1)[1])
