@@ -115,19 +115,19 @@ def _show(value):
   return ','.join(map(str, value)) if isinstance(value, tuple) else value
 
 
-# How long `--preset=small` takes end to end on a 2-core CPU, from the config
-# modules' docstrings and README's measurements (GLF, VAE: idle CPU; GLOW,
-# pixel EBM: a CPU shared with another job).
+# How long `--preset=small` takes end to end on a 2-core CPU, from
+# docs/performance.md's measurements (GLF, VAE: idle 2-core AMD EPYC, short
+# chains; GLOW, pixel EBM: a CPU shared with another job).
 SMALL_CPU_TIME = {
-    'glf': '43 min',
-    'vae': '40 min',
+    'glf': '12 min',
+    'vae': '19 min',
     'glow': '90 min',
     'pixel_ebm': '51 min',
     'mlp_vae': 'under 15 min (the paper preset takes ~15 min)',
-    # A user's generator: no base stage; the tilt, sample and eval stages
-    # of GLF small take ~35 of its 43 min.
+    # A user's generator: no base stage, and the paper's chains (60 / 100
+    # steps of eps 0.01; short chains were measured on VAE and GLF only).
     'generator': 'depends on your model (GLF small\'s stages without the '
-                 'base: ~35 min)',
+                 'base, with the paper\'s chains: ~35 min)',
 }
 
 # --base -> config module.
