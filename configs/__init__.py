@@ -85,10 +85,22 @@ _HARD_BOUNDS = {'seed': 'seeds are unsigned 32-bit integers',
                 'base.flow_seed': 'seeds are unsigned 32-bit integers'}
 
 
+# Float fields that must be > 0 (step sizes, learning rates) or >= 0.
+POSITIVE = ('ebm.step_size', 'base.step_size', 'ebm.learning_rate',
+            'base.learning_rate')
+NON_NEGATIVE = {'ebm.sample_step_size': ' (0: ebm.step_size)',
+                'ebm.alpha': '', 'base.alpha': ''}
+
+
 def check_bounds(field, value, name):
   """Raises UserError if `value` of config `field` ('ebm.steps') is outside
-  BOUNDS; `name` is how the user gave it (e.g. '--tilt_steps' or the field
-  itself), named in the message."""
+  BOUNDS (or POSITIVE / NON_NEGATIVE for floats); `name` is how the user gave
+  it (e.g. '--tilt_steps' or the field itself), named in the message."""
+  if isinstance(value, float) and field in POSITIVE and not value > 0:
+    raise UserError(f'{name}={value} is out of range; it must be > 0')
+  if isinstance(value, float) and field in NON_NEGATIVE and value < 0:
+    raise UserError(f'{name}={value} is out of range; it must be >= 0'
+                    f'{NON_NEGATIVE[field]}')
   if field in CHOICES and value not in CHOICES[field]:
     raise UserError(f'{name}={value!r} is not one of '
                     f'{", ".join(CHOICES[field])}')

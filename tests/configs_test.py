@@ -107,7 +107,8 @@ class BoundsTest(tf.test.TestCase):
     for base in configs.MODULES:
       for preset in configs.PRESETS:
         c = configs.get_config(base, None, preset)
-        for field in configs.BOUNDS:
+        for field in (list(configs.BOUNDS) + list(configs.POSITIVE) +
+                      list(configs.NON_NEGATIVE)):
           section, _, key = field.rpartition('.')
           node = c[section] if section else c
           if key in node:
@@ -117,7 +118,21 @@ class BoundsTest(tf.test.TestCase):
     with self.assertRaisesRegex(UserError, r'^--tilt_steps=20000000 is out '
                                 'of range; it must be <= 10_000_000'):
       configs.check_bounds('ebm.steps', 20_000_000, '--tilt_steps')
-    configs.check_bounds('ebm.step_size', -1.0, '--x')  # Not bounded.
+    configs.check_bounds('ebm.alpha', 0.0, '--x')  # Allowed.
+
+  def test_step_sizes_and_learning_rates(self):
+    cases = {
+        'ebm.step_size=-0.01': r"^--set ebm.step_size=-0.01 is out of range; "
+                               'it must be > 0$',
+        'ebm.step_size=0': 'must be > 0',
+        'ebm.learning_rate=-1e-4': 'must be > 0',
+        'ebm.sample_step_size=-0.1': r'must be >= 0 \(0: ebm.step_size\)',
+        'ebm.alpha=-1': 'must be >= 0',
+    }
+    for item, pattern in cases.items():
+      with self.assertRaisesRegex(UserError, pattern, msg=item):
+        _glow(item)
+    self.assertEqual(_glow('ebm.sample_step_size=0').ebm.sample_step_size, 0)
 
 
 class ChoosePresetTest(tf.test.TestCase):
