@@ -40,7 +40,6 @@ import tensorflow as tf
 
 from tilt_tf import io_utils
 from tilt_tf.errors import UserError
-from tilt_tf.methods import latent_tilt
 from tilt_tf.runtime import build
 
 __all__ = ['SIGNATURES', 'Sampler', 'next_version', 'export_run',
@@ -72,7 +71,7 @@ class Sampler(tf.Module):
     self.all_variables = (list(self.generator.variables) +
                           list(self.energy.variables))
     self._is_toy = len(generator.data_shape) == 1
-    self._step_size = latent_tilt.sampling_step_size(ebm_cfg)
+    self._step_size = method.sample_step_size
     self._trained_steps = int(ebm_cfg.sample_langevin_steps)
     self._max_steps = LANGEVIN_STEPS_FACTOR * self._trained_steps
     self._max_samples = int(max_samples)
