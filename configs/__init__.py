@@ -72,6 +72,7 @@ BOUNDS = {
     'ebm.stem_stride': (1, 64),
     'ebm.stem_pool': (1, 64),
     'ebm.fourier_features': (0, _COUNT),
+    'ebm.replay_buffer': (0, _COUNT),
 }
 
 # String fields with a fixed set of values.
@@ -90,6 +91,7 @@ POSITIVE = ('ebm.step_size', 'base.step_size', 'ebm.learning_rate',
             'base.learning_rate')
 NON_NEGATIVE = {'ebm.sample_step_size': ' (0: ebm.step_size)',
                 'ebm.alpha': '', 'base.alpha': ''}
+PROBABILITY = ('ebm.reinit_prob', 'base.reinit_prob')
 
 
 def check_bounds(field, value, name):
@@ -101,6 +103,8 @@ def check_bounds(field, value, name):
   if isinstance(value, float) and field in NON_NEGATIVE and value < 0:
     raise UserError(f'{name}={value} is out of range; it must be >= 0'
                     f'{NON_NEGATIVE[field]}')
+  if field in PROBABILITY and not 0 <= value <= 1:
+    raise UserError(f'{name}={value} is out of range; it must be in [0, 1]')
   if field in CHOICES and value not in CHOICES[field]:
     raise UserError(f'{name}={value!r} is not one of '
                     f'{", ".join(CHOICES[field])}')

@@ -41,6 +41,10 @@ def get_config():
   c.ebm.langevin_steps = 60  # While training.
   c.ebm.sample_langevin_steps = 100  # When sampling.
   c.ebm.sample_step_size = 0.0  # Langevin epsilon when sampling; 0: ebm.step_size.
+  # Persistent training chains (tilt_tf/replay.py): latents kept from earlier
+  # chains; 0: the paper's short-run chains, every one from the prior.
+  c.ebm.replay_buffer = 0
+  c.ebm.reinit_prob = 0.05  # With a buffer: chains that start from the prior.
   c.ebm.log_every = 10
   c.ebm.monitor_every = 20  # Quality monitor period (EBM steps).
   c.ebm.monitor_samples = 1000

@@ -108,7 +108,7 @@ class BoundsTest(tf.test.TestCase):
       for preset in configs.PRESETS:
         c = configs.get_config(base, None, preset)
         for field in (list(configs.BOUNDS) + list(configs.POSITIVE) +
-                      list(configs.NON_NEGATIVE)):
+                      list(configs.NON_NEGATIVE) + list(configs.PROBABILITY)):
           section, _, key = field.rpartition('.')
           node = c[section] if section else c
           if key in node:
@@ -128,6 +128,9 @@ class BoundsTest(tf.test.TestCase):
         'ebm.learning_rate=-1e-4': 'must be > 0',
         'ebm.sample_step_size=-0.1': r'must be >= 0 \(0: ebm.step_size\)',
         'ebm.alpha=-1': 'must be >= 0',
+        'ebm.reinit_prob=1.5': r'^--set ebm.reinit_prob=1.5 is out of range; '
+                               r'it must be in \[0, 1\]$',
+        'ebm.replay_buffer=-1': 'must be >= 0',
     }
     for item, pattern in cases.items():
       with self.assertRaisesRegex(UserError, pattern, msg=item):

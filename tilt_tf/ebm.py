@@ -157,11 +157,13 @@ class LatentEBM(tf.Module):
     return self.energy(self.generator.decode(z)) + self.generator.neg_log_prior(z)
 
   def sample_latents(self, n, seed, step_size, num_steps, temperature=1.0,
-                     record_every=0):
-    """Short-run chain from z0 ~ p0 (non-persistent). Returns langevin dict."""
+                     record_every=0, z0=None):
+    """Langevin chain from z0, by default fresh prior draws z0 ~ p0
+    (short-run, non-persistent). Returns the `langevin` dict."""
     seed_init, seed_chain = tf.unstack(
         tf.random.experimental.stateless_split(seed, 2))
-    z0 = self.generator.prior_sample(n, seed_init, temperature)
+    if z0 is None:
+      z0 = self.generator.prior_sample(n, seed_init, temperature)
     return langevin_lib.langevin(self.potential, z0, seed_chain,
                                  step_size=step_size, num_steps=num_steps,
                                  record_every=record_every)

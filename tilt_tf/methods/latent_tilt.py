@@ -2,7 +2,11 @@
 
 p(z) ∝ p0(z) exp(-E(G(z))): the energy E is trained by maximum likelihood
 with short-run Langevin chains in z from the prior (paper eq. 5/7/8, see
-tilt_tf/ebm.py for the loss), G and p0 stay fixed. Any `Generator` works:
+tilt_tf/ebm.py for the loss), G and p0 stay fixed. With
+`ebm.replay_buffer` > 0 the training chains are persistent instead: they
+start from a buffer of earlier chains' end latents (a fraction
+`ebm.reinit_prob` from the prior; tilt_tf/replay.py); sampling still runs
+chains from the prior. Any `Generator` works:
 the built-in bases and users' own decoders and flows
 (tilt_tf/generators/adapters.py).
 """
@@ -11,6 +15,7 @@ import tensorflow as tf
 import tf_keras
 
 from tilt_tf import ebm as ebm_lib
+from tilt_tf import replay as replay_lib
 from tilt_tf.errors import UserError
 from tilt_tf.generators import base as generator_base
 from tilt_tf.methods import base
@@ -53,13 +58,24 @@ class LatentTilt(base.Method):
     # Training chains use cfg.step_size; sampling (monitor, sample stage,
     # export) may take fewer, larger steps.
     self.sample_step_size = sampling_step_size(cfg)
+    self.replay = None
+    if cfg.get('replay_buffer', 0):
+      if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+        raise UserError('ebm.replay_buffer runs on one device (the buffer is '
+                        'not mirrored); drop --num_cpu_devices or set '
+                        'ebm.replay_buffer=0')
+      self.replay = replay_lib.ReplayBuffer(cfg.replay_buffer,
+                                            (generator.latent_dim,))
 
   @property
   def energy(self):
     return self._energy
 
   def checkpoint_items(self):
-    return {'energy': self._energy}
+    items = {'energy': self._energy}
+    if self.replay is not None:
+      items['replay_buffer'] = self.replay
+    return items
 
   def make_optimizer(self):
     opt = tf_keras.optimizers.Adam(self.cfg.learning_rate,
@@ -68,8 +84,17 @@ class LatentTilt(base.Method):
     return opt
 
   def train_step(self, x, seed, optimizer, global_batch_size):
+    n = tf.shape(x)[0]
+    z0 = None
+    if self.replay is not None:
+      seed, s_start = tf.unstack(
+          tf.random.experimental.stateless_split(seed, 2))
+      z0 = self.replay.draw(n, s_start, self.generator.prior_sample,
+                            self.cfg.reinit_prob)
     chain = self.latent_ebm.sample_latents(
-        tf.shape(x)[0], seed, self.cfg.step_size, self.cfg.langevin_steps)
+        n, seed, self.cfg.step_size, self.cfg.langevin_steps, z0=z0)
+    if self.replay is not None:
+      self.replay.push(chain['z'])
     with tf.GradientTape() as tape:
       loss, metrics = self.latent_ebm.per_example_loss(x, chain['z'])
       scaled = tf.nn.compute_average_loss(loss,

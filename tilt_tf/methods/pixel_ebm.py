@@ -35,6 +35,7 @@ import tf_keras
 
 from tilt_tf import ebm as ebm_lib
 from tilt_tf import langevin as langevin_lib
+from tilt_tf import replay as replay_lib
 from tilt_tf.errors import UserError
 from tilt_tf.methods import base
 
@@ -120,45 +121,25 @@ class PixelEBM(base.Method):
     self.grad_clip = float(grad_clip)
     self.alpha = float(alpha)
     self.beta_1 = float(beta_1)
-    self.buffer = tf.Variable(
-        tf.zeros((self.buffer_size,) + tuple(data_shape)), trainable=False,
-        name='replay_buffer')
-    self.buffer_filled = tf.Variable(0, dtype=tf.int32, trainable=False,
-                                     name='replay_filled')
-    self.buffer_next = tf.Variable(0, dtype=tf.int32, trainable=False,
-                                   name='replay_next')
+    self.replay = replay_lib.ReplayBuffer(self.buffer_size, data_shape)
+    # The checkpoint keys of runs from before the buffer was its own module.
+    self.buffer = self.replay.states
+    self.buffer_filled = self.replay.filled
+    self.buffer_next = self.replay.next
 
   # ------------------------------------------------------------ buffer
 
-  def draw_starts(self, n, seed, reinit_prob):
-    """n chain starts: buffer entries, or noise w.p. reinit_prob (stateless).
+  def _noise(self, n, seed):
+    return tf.random.stateless_uniform(
+        tf.concat([[n], tf.constant(self.data_shape, tf.int32)], 0), seed=seed)
 
-    While the buffer is empty every start is noise.
-    """
-    s_idx, s_mask, s_noise = tf.unstack(
-        tf.random.experimental.stateless_split(seed, 3))
-    filled = self.buffer_filled.read_value()
-    idx = tf.random.stateless_uniform([n], seed=s_idx, minval=0,
-                                      maxval=tf.maximum(filled, 1),
-                                      dtype=tf.int32)
-    replayed = tf.gather(self.buffer, idx)
-    n = tf.cast(n, tf.int32)
-    noise = tf.random.stateless_uniform(
-        tf.concat([[n], tf.constant(self.data_shape, tf.int32)], 0),
-        seed=s_noise)
-    fresh = tf.logical_or(
-        tf.random.stateless_uniform([n], seed=s_mask) < reinit_prob,
-        tf.equal(filled, 0))
-    return tf.where(fresh[:, None, None, None], noise, replayed)
+  def draw_starts(self, n, seed, reinit_prob):
+    """n chain starts: buffer entries, or U[0, 1] noise w.p. reinit_prob."""
+    return self.replay.draw(n, seed, self._noise, reinit_prob)
 
   def push(self, x):
-    """Writes x [n, H, W, C] over the oldest entries (ring buffer, FIFO)."""
-    n = tf.shape(x)[0]
-    pos = (self.buffer_next + tf.range(n)) % self.buffer_size
-    self.buffer.scatter_nd_update(pos[:, None], x)
-    self.buffer_next.assign((self.buffer_next + n) % self.buffer_size)
-    self.buffer_filled.assign(tf.minimum(self.buffer_filled + n,
-                                         self.buffer_size))
+    """Writes x [n, H, W, C] over the oldest buffer entries."""
+    self.replay.push(x)
 
   def chain(self, x0, seed, num_steps, record_every=0):
     return replay_langevin(self._energy, x0, seed, num_steps,
@@ -208,10 +189,9 @@ class PixelEBM(base.Method):
   def after_train_step(self, run_dir, step, grid=64):
     """Its replay buffer as a picture (TensorBoard base/replay_buffer)."""
     from tilt_tf import figures  # pylint: disable=g-import-not-at-top
-    filled = int(self.buffer_filled.numpy())
-    n = min(grid, filled)
-    if n:
-      png = figures.grid_png([self.buffer[filled - n:filled]])
+    latest = self.replay.latest(grid)
+    if latest.shape[0]:
+      png = figures.grid_png([latest])
       with run_dir.writer.as_default(step=step):
         tf.summary.image('base/replay_buffer', tf.io.decode_png(png)[None])
 
