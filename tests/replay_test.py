@@ -72,6 +72,13 @@ class PersistentLatentChainsTest(tf.test.TestCase):
     self.assertIsNone(method.replay)
     self.assertNotIn('replay_buffer', method.checkpoint_items())
 
+  def test_a_buffer_makes_another_run(self):
+    config = configs.get_config('mlp_vae', '25gaussians', 'test')
+    plain = build.identity(config, (2,))
+    self.assertNotIn('replay_buffer', plain['ebm'])  # Older runs match.
+    config.ebm.replay_buffer = 64
+    self.assertNotEqual(build.identity(config, (2,)), plain)
+
 
 if __name__ == '__main__':
   tf.test.main()

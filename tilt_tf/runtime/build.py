@@ -41,8 +41,11 @@ def identity(config, data_shape):
   ident['base'] = {k: v for k, v in c['base'].items()
                    if k not in _MUTABLE_BASE_FIELDS}
   ident['ebm'] = {k: c['ebm'][k] for k in EBM_ARCH}
-  if c['ebm'].get('stem_pool', 1) != 1:  # Runs from before the field match.
+  # Fields added later count only when set, so earlier runs still match.
+  if c['ebm'].get('stem_pool', 1) != 1:
     ident['ebm']['stem_pool'] = c['ebm']['stem_pool']
+  if c['ebm'].get('replay_buffer', 0):  # The tilt checkpoint holds it.
+    ident['ebm']['replay_buffer'] = c['ebm']['replay_buffer']
   if c.get('generator', {}).get('path'):
     g = c['generator']
     ident['generator'] = {k: g[k] for k in ('path', 'latent_dim', 'signature')}
