@@ -45,9 +45,10 @@ class TrainLibTest(tf.test.TestCase):
     base = np.load(os.path.join(workdir, 'samples_base.npz'))
     self.assertEqual(base['samples'].shape, (500, 2))
     self.assertEqual(base['latents'].shape, (500, 2))
-    for key in ('base', 'tilted', 'data'):
+    for key in ('base', 'tilted', 'data', 'tilted_exact'):
       self.assertIn('high_quality_fraction', metrics[key])
       self.assertIn('energy_distance', metrics[key])
+    self.assertEqual(metrics['tilted_exact']['n'], 500)  # 2-D latent.
     self.assertEqual(metrics['tilt']['steps'], 20)
     self.assertLen(metrics['tilt']['monitor'], 2)
     # Timings live apart from the reproducible figures.

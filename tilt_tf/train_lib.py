@@ -31,6 +31,7 @@ import tensorflow as tf
 import tf_keras
 
 from tilt_tf import data as data_lib
+from tilt_tf import toy_metrics
 from tilt_tf.errors import UserError
 from tilt_tf.runtime import build
 from tilt_tf.runtime import monitor as monitor_lib
@@ -214,6 +215,10 @@ class Pipeline:
         self.trainer.monitor.resume(self.trainer.step)
         tilt['monitor'] = self.trainer.monitor.curve
     dataset = 'user_data' if cfg.get('data_path') else cfg.dataset
+    exact = None
+    if self.method.has_latent and self.generator.latent_dim == 2:
+      exact = lambda n: toy_metrics.exact_tilted_samples(
+          self.generator, self.method.energy, n, seed=self.seed)
     return evaluate_lib.evaluate(
         self.run, dataset, self.seed,
         header={'dataset': cfg.dataset or cfg.data_path,
@@ -222,7 +227,7 @@ class Pipeline:
         classifier_epochs=cfg.eval.classifier_epochs or None,
         has_latent=self.method.has_latent, tilt=tilt,
         base_model=self.generator if self.base_stage is not None else None,
-        test_data=self.test)
+        test_data=self.test, exact_tilted=exact)
 
   def write_hparams(self):
     """The run's settings for TensorBoard's HParams dashboard."""

@@ -2,7 +2,9 @@
 
 Image data sets: FID, precision and recall against the test split in the
 data set's classifier feature space (tilt_tf/fid.py). Toy sets: energy
-distance to fresh draws and the mode figures (tilt_tf/toy_metrics.py).
+distance to fresh draws and the mode figures (tilt_tf/toy_metrics.py);
+with a 2-D latent also 'tilted_exact', the same figures for exact samples
+of the tilted density (a grid over z, no Langevin chains).
 A user's own data: the energy distance to the held-out test data given.
 Writes metrics.json (quality figures only: the same seed, the same file)
 and eval_* TensorBoard scalars.
@@ -38,7 +40,7 @@ def _score(name, samples, dataset, seed, data_dir, extractor, test_data):
 
 def evaluate(run_dir, dataset, seed, header, data_dir=None,
              classifier_epochs=None, has_latent=True, tilt=None,
-             base_model=None, test_data=None):
+             base_model=None, test_data=None, exact_tilted=None):
   """Scores samples_base.npz and samples_tilted.npz of `run_dir`.
 
   Args:
@@ -54,6 +56,8 @@ def evaluate(run_dir, dataset, seed, header, data_dir=None,
     base_model: a generator with `test_metrics(test_images)` (GLOW's
       bits/dim), or None.
     test_data: the held-out data of a user's data set.
+    exact_tilted: toys: n -> n exact samples of the tilted density
+      (`toy_metrics.exact_tilted_samples`), scored as 'tilted_exact'.
   Returns:
     The metrics dict.
   """
@@ -76,6 +80,9 @@ def evaluate(run_dir, dataset, seed, header, data_dir=None,
       continue
     metrics[name] = _score(name, arr[key], dataset, seed, data_dir,
                            extractor, test_data)
+  if exact_tilted is not None and dataset in data_lib.TOY_DATASETS:
+    metrics['tilted_exact'] = toy_metrics.toy_metrics(
+        dataset, exact_tilted(len(base[key])), seed)
   if base_model is not None and hasattr(base_model, 'test_metrics'):
     test = data_lib.load_images(dataset, 'test', data_dir)
     metrics['base_model'] = {k: round(v, 6) for k, v in
@@ -96,11 +103,13 @@ def evaluate(run_dir, dataset, seed, header, data_dir=None,
   io_utils.write_json(run_dir.path('metrics.json'), metrics)
   run_dir.record_time('eval', time.time() - t0)
   with run_dir.writer.as_default(step=(tilt or {}).get('steps', 0)):
-    for name in ('base', 'tilted', 'base_model'):
+    for name in ('base', 'tilted', 'tilted_exact', 'base_model'):
       for k, v in metrics.get(name, {}).items():
         if isinstance(v, (int, float)):
           tf.summary.scalar(f'eval_{name}/{k}', v)
   run_dir.writer.flush()
   logging.info('eval: base %s', metrics['base'])
   logging.info('eval: tilted %s', metrics['tilted'])
+  if 'tilted_exact' in metrics:
+    logging.info('eval: tilted density, exact %s', metrics['tilted_exact'])
   return metrics
