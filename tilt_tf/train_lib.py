@@ -195,7 +195,7 @@ class Pipeline:
     toy = not cfg.get('data_path') and data_lib.is_toy(cfg.dataset)
     sample_lib.draw_samples(
         self.run, self.method, cfg.sample, cfg.ebm.sample_langevin_steps,
-        getattr(self.method, 'sample_step_size', cfg.ebm.step_size),
+        self.method.sample_step_size,
         self.seed, which,
         reference=self.full_train if toy else None,
         tilt_step=training.checkpoint_step(which))

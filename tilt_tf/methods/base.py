@@ -31,6 +31,8 @@ class Method(tf.Module, metaclass=abc.ABCMeta):
   has_latent = True
   #: Whether it must run on one device (state that is not mirrored).
   single_device = False
+  #: The sampling chains' step size (recorded with the samples drawn).
+  sample_step_size = None
 
   @property
   @abc.abstractmethod

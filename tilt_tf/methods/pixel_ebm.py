@@ -117,6 +117,7 @@ class PixelEBM(base.Method):
     self.reinit_prob = float(reinit_prob)
     self.langevin_steps = int(langevin_steps)
     self.step_size = float(step_size)
+    self.sample_step_size = self.step_size  # Sampling runs the same chain.
     self.noise = float(noise)
     self.grad_clip = float(grad_clip)
     self.alpha = float(alpha)
