@@ -21,7 +21,10 @@ import numpy as np
 import tensorflow as tf
 
 import configs
+from tilt_tf import replay
 from tilt_tf import train_lib
+from tilt_tf.methods import latent_tilt
+from tilt_tf.runtime import build
 from tilt_tf.runtime import strategy as strategy_lib
 from tilt_tf.errors import UserError
 
@@ -101,6 +104,19 @@ class DistributeTest(tf.test.TestCase):
                               msg=f'{which}:{n}')
         else:
           self.assertAllEqual(va, vb, msg=f'{which}:{n}')
+
+  def test_replay_buffers_refuse_replicas(self):
+    # Persistent chains' buffers are not mirrored: one line, for both users.
+    config = configs.get_config('mlp_vae', '25gaussians', 'test')
+    config.ebm.replay_buffer = 16
+    with _two_replicas().scope():
+      with self.assertRaisesRegex(UserError, r'^--base=pixel_ebm runs on one '
+                                  r'device .*drop --num_cpu_devices$'):
+        replay.ReplayBuffer(8, (2,), owner='--base=pixel_ebm')
+      with self.assertRaisesRegex(UserError, 'ebm.replay_buffer > 0 runs on '
+                                  'one device'):
+        latent_tilt.LatentTilt(build.make_generator(config, (2,), None),
+                               config.ebm, (2,))
 
 
 def _tf_config(chief=0, workers=2, task=('worker', 0)):

@@ -19,6 +19,8 @@ it goes into the training checkpoint and a resumed run continues it.
 
 import tensorflow as tf
 
+from tilt_tf.errors import UserError
+
 __all__ = ['ReplayBuffer']
 
 
@@ -28,9 +30,15 @@ class ReplayBuffer(tf.Module):
   Args:
     size: capacity (states).
     shape: shape of one state, e.g. (H, W, C) or (latent_dim,).
+    owner: who holds it, for the error under a multi-device strategy (the
+      buffer is not mirrored, so it runs on one device).
   """
 
-  def __init__(self, size, shape, name='replay_buffer'):
+  def __init__(self, size, shape, owner='a replay buffer',
+               name='replay_buffer'):
+    if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+      raise UserError(f'{owner} runs on one device (its replay buffer is '
+                      'not mirrored); drop --num_cpu_devices')
     super().__init__(name=name)
     self.size = int(size)
     self.shape = tuple(int(d) for d in shape)

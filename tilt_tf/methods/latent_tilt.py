@@ -60,12 +60,9 @@ class LatentTilt(base.Method):
     self.sample_step_size = sampling_step_size(cfg)
     self.replay = None
     if cfg.get('replay_buffer', 0):
-      if tf.distribute.get_strategy().num_replicas_in_sync > 1:
-        raise UserError('ebm.replay_buffer runs on one device (the buffer is '
-                        'not mirrored); drop --num_cpu_devices or set '
-                        'ebm.replay_buffer=0')
-      self.replay = replay_lib.ReplayBuffer(cfg.replay_buffer,
-                                            (generator.latent_dim,))
+      self.replay = replay_lib.ReplayBuffer(
+          cfg.replay_buffer, (generator.latent_dim,),
+          owner='the latent EBM with ebm.replay_buffer > 0')
 
   @property
   def energy(self):

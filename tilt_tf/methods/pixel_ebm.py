@@ -104,9 +104,6 @@ class PixelEBM(base.Method):
       learning_rate: Adam's learning rate.
       name: module name.
     """
-    if tf.distribute.get_strategy().num_replicas_in_sync > 1:
-      raise UserError('--base=pixel_ebm runs on one device (its replay '
-                      'buffer is not mirrored); drop --num_cpu_devices')
     super().__init__(name=name)
     self.data_shape = tuple(data_shape)
     self._energy = ebm_lib.ResNetEnergy(channels=tuple(channels),
@@ -122,7 +119,8 @@ class PixelEBM(base.Method):
     self.grad_clip = float(grad_clip)
     self.alpha = float(alpha)
     self.beta_1 = float(beta_1)
-    self.replay = replay_lib.ReplayBuffer(self.buffer_size, data_shape)
+    self.replay = replay_lib.ReplayBuffer(self.buffer_size, data_shape,
+                                          owner='--base=pixel_ebm')
     # The checkpoint keys of runs from before the buffer was its own module.
     self.buffer = self.replay.states
     self.buffer_filled = self.replay.filled
