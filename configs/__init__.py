@@ -90,7 +90,8 @@ _HARD_BOUNDS = {'seed': 'seeds are unsigned 32-bit integers',
 POSITIVE = ('ebm.step_size', 'base.step_size', 'ebm.learning_rate',
             'base.learning_rate')
 NON_NEGATIVE = {'ebm.sample_step_size': ' (0: ebm.step_size)',
-                'ebm.alpha': '', 'base.alpha': ''}
+                'ebm.alpha': '', 'base.alpha': '',
+                'base.param_clip': ' (0: no parameter-gradient clip)'}
 PROBABILITY = ('ebm.reinit_prob', 'base.reinit_prob')
 
 

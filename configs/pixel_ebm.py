@@ -53,6 +53,9 @@ def get_config(preset='paper'):
   b.step_size = 10.0
   b.noise = 0.005
   b.grad_clip = 0.01
+  # Du & Mordatch's clip of the energy's parameter gradients to
+  # +-(k sqrt(v) + 0.1) (tilt_tf/methods/pixel_ebm.py); 0 = off.
+  b.param_clip = 0.0
   c.ebm.steps = 0  # No tilt stage.
   c.ebm.sample_langevin_steps = 60
   c.log_every = 100

@@ -115,6 +115,34 @@ class PixelEBMTest(tf.test.TestCase):
     self.assertEqual(loss.shape, (8,))
     self.assertEqual(set(metrics), {'energy_data', 'energy_samples'})
 
+  def test_parameter_clip_known_answer(self):
+    v = [tf.Variable(tf.zeros(3))]
+    steps = tf.Variable(0.)
+    first = pixel_ebm.clip_to_history([tf.constant([5., -5., 0.])], v, steps,
+                                      k=3.0)
+    self.assertAllClose(first[0], [5., -5., 0.])  # Step 0: no history.
+    self.assertAllClose(v[0], 0.001 * np.array([25., 25., 0.]))
+    # v / (1 - 0.999) = [25, 25, 0]: bounds 3 * 5 + 0.1 and 0.1.
+    out = pixel_ebm.clip_to_history([tf.constant([100., -1., 7.])], v, steps,
+                                    k=3.0)
+    self.assertAllClose(out[0], [15.1, -1., 0.1], atol=1e-3)
+    self.assertEqual(float(steps.numpy()), 2.)
+
+  def test_training_with_the_parameter_clip(self):
+    gen, _ = make(buffer_size=64, langevin_steps=10, param_clip=3.0)
+    opt = gen.make_optimizer()
+    x = data(8)
+    out = [gen.train_step(x, tf.constant([0, i]), opt, 8) for i in range(4)]
+    self.assertEqual(float(gen.grad_sq_steps.numpy()), 4.)
+    for o in out:
+      self.assertLessEqual(float(o['grad_norm_clipped']),
+                           float(o['grad_norm']) + 1e-5)
+    path = tf.train.Checkpoint(generator=gen).save(
+        self.create_tempdir().full_path + '/ckpt')
+    other, _ = make(buffer_size=64, param_clip=3.0)
+    tf.train.Checkpoint(generator=other).restore(path).assert_consumed()
+    self.assertAllEqual(other.grad_sq[0], gen.grad_sq[0])
+
   def test_checkpoint_holds_the_buffer(self):
     gen, cfg = make(buffer_size=16)
     x = data(8)
@@ -148,6 +176,15 @@ class PixelEBMTest(tf.test.TestCase):
         100_000)
     with self.assertRaisesRegex(UserError, 'buffer_size'):
       make(buffer_size=4)
+    # The clip joined the config later: in a run's identity only when set.
+    from tilt_tf.runtime import build  # pylint: disable=g-import-not-at-top
+    small = configs.get_config('pixel_ebm', 'fashion_mnist', 'small')
+    self.assertNotIn('param_clip', build.identity(small, (28, 28, 1))['base'])
+    small.base.param_clip = 3.0
+    self.assertEqual(
+        build.identity(small, (28, 28, 1))['base']['param_clip'], 3.0)
+    with self.assertRaisesRegex(UserError, 'must be >= 0'):
+      configs.check_bounds('base.param_clip', -1.0, '--set=base.param_clip')
     strategy = tf.distribute.MirroredStrategy(
         [d.name for d in tf.config.list_logical_devices('CPU')][:2])
     with strategy.scope():

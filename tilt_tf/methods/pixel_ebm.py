@@ -19,9 +19,11 @@ started in a replay buffer:
          first out), Adam 1e-4 with beta_1 = 0.
 
 These are Du & Mordatch's settings as in their code and its PyTorch port
-(rosinality/igebm-pytorch); their per-parameter gradient clipping from
-Adam's second moments is not reproduced. Samples: chains started in the
-buffer (no noise restarts), run `num_steps` more steps.
+(rosinality/igebm-pytorch), including their clip of the energy's parameter
+gradients (`param_clip` k > 0): each entry to +-(k sqrt(v) + 0.1), v the
+bias-corrected running mean of its squared (clipped) gradients with Adam's
+beta_2, so one outlier batch cannot throw the weights. Samples: chains
+started in the buffer (no noise restarts), run `num_steps` more steps.
 
 It is a `Method` (tilt_tf/methods/base.py), not a Generator: it has no
 latent (`has_latent = False`) and is its own model, so the pipeline trains
@@ -39,7 +41,7 @@ from tilt_tf import replay as replay_lib
 from tilt_tf.errors import UserError
 from tilt_tf.methods import base
 
-__all__ = ['PixelEBM', 'make', 'replay_langevin']
+__all__ = ['PixelEBM', 'clip_to_history', 'make', 'replay_langevin']
 
 
 def replay_langevin(energy, x0, seed, num_steps, step_size=10.0, noise=0.005,
@@ -75,6 +77,38 @@ def replay_langevin(energy, x0, seed, num_steps, step_size=10.0, noise=0.005,
   return langevin_lib.run_chain(step, x0, seed, num_steps, record_every)
 
 
+_BETA_2 = 0.999  # Adam's, and the parameter clip's running mean's.
+
+
+def clip_to_history(grads, grad_sq, steps, k, floor=0.1):
+  """Clips each gradient entry to +-(k sqrt(v) + floor), then updates v.
+
+  Du & Mordatch's rule: v is the bias-corrected running mean (beta_2) of the
+  squared clipped gradients; the first step (steps == 0) is not clipped.
+
+  Args:
+    grads: list of gradient tensors.
+    grad_sq: list of variables (running means of squared gradients).
+    steps: scalar float variable, the number of earlier updates.
+    k: the bound's multiple of the gradients' root mean square.
+    floor: added to every bound.
+
+  Returns:
+    The clipped gradients (grad_sq and steps updated).
+  """
+  correction = 1. - tf.pow(_BETA_2, steps)
+  out = []
+  for g, v in zip(grads, grad_sq):
+    bound = tf.where(steps > 0,
+                     k * tf.sqrt(v / tf.maximum(correction, 1e-12)) + floor,
+                     float('inf'))
+    g = tf.clip_by_value(g, -bound, bound)
+    v.assign(_BETA_2 * v + (1. - _BETA_2) * tf.square(g))
+    out.append(g)
+  steps.assign_add(1.)
+  return out
+
+
 class PixelEBM(base.Method):
   """ResNet energy on pixels + persistent replay buffer (see module doc)."""
 
@@ -89,7 +123,8 @@ class PixelEBM(base.Method):
   def __init__(self, data_shape, channels=(64, 128), blocks=3, stem_stride=1,
                buffer_size=10_000, reinit_prob=0.05, langevin_steps=60,
                step_size=10.0, noise=0.005, grad_clip=0.01, alpha=1.0,
-               beta_1=0.0, learning_rate=1e-4, name='pixel_ebm'):
+               beta_1=0.0, learning_rate=1e-4, param_clip=0.0,
+               name='pixel_ebm'):
     """Builds the energy and an empty replay buffer.
 
     Args:
@@ -102,6 +137,7 @@ class PixelEBM(base.Method):
       alpha: energy regularization weight.
       beta_1: Adam's first-moment decay (Du & Mordatch: 0).
       learning_rate: Adam's learning rate.
+      param_clip: k of the parameter-gradient clip (module doc); 0: none.
       name: module name.
     """
     super().__init__(name=name)
@@ -119,6 +155,11 @@ class PixelEBM(base.Method):
     self.grad_clip = float(grad_clip)
     self.alpha = float(alpha)
     self.beta_1 = float(beta_1)
+    self.param_clip = float(param_clip)
+    if self.param_clip > 0:  # Checkpointed with the model.
+      self.grad_sq = [tf.Variable(tf.zeros_like(v), trainable=False)
+                      for v in self._energy.trainable_variables]
+      self.grad_sq_steps = tf.Variable(0., trainable=False)
     self.replay = replay_lib.ReplayBuffer(self.buffer_size, data_shape,
                                           owner='--base=pixel_ebm')
     # The checkpoint keys of runs from before the buffer was its own module.
@@ -181,7 +222,7 @@ class PixelEBM(base.Method):
 
   def make_optimizer(self):
     opt = tf_keras.optimizers.Adam(self.learning_rate, beta_1=self.beta_1,
-                                   beta_2=0.999)
+                                   beta_2=_BETA_2)
     opt.build(self._energy.trainable_variables)
     return opt
 
@@ -227,10 +268,14 @@ class PixelEBM(base.Method):
       scaled = tf.nn.compute_average_loss(loss,
                                           global_batch_size=global_batch_size)
     grads = tape.gradient(scaled, variables)
+    out = {'loss': scaled, 'langevin_grad_norm': chain['grad_norm'],
+           'grad_norm': tf.linalg.global_norm(grads)}  # Before any clip.
+    if self.param_clip > 0:
+      grads = clip_to_history(grads, self.grad_sq, self.grad_sq_steps,
+                              self.param_clip)
+      out['grad_norm_clipped'] = tf.linalg.global_norm(grads)
     optimizer.apply_gradients(zip(grads, variables))
     self.push(x_neg)
-    out = {'loss': scaled, 'langevin_grad_norm': chain['grad_norm'],
-           'grad_norm': tf.linalg.global_norm(grads)}
     for k, v in metrics.items():
       out[k] = tf.nn.compute_average_loss(v,
                                           global_batch_size=global_batch_size)
@@ -247,4 +292,5 @@ def make(cfg, data_shape):
                   reinit_prob=cfg.reinit_prob,
                   langevin_steps=cfg.langevin_steps, step_size=cfg.step_size,
                   noise=cfg.noise, grad_clip=cfg.grad_clip, alpha=cfg.alpha,
-                  beta_1=cfg.beta_1, learning_rate=cfg.learning_rate)
+                  beta_1=cfg.beta_1, learning_rate=cfg.learning_rate,
+                  param_clip=cfg.get('param_clip', 0.0))

@@ -32,6 +32,7 @@ __all__ = ['identity', 'data_shape_of', 'make_generator', 'make_method',
 EBM_ARCH = ('channels', 'blocks', 'stem_stride', 'hidden', 'layers',
              'fourier_features', 'fourier_scale')
 _MUTABLE_BASE_FIELDS = ('steps',)
+_LATER_BASE_FIELDS = ('param_clip',)  # In the identity only when set.
 
 
 def identity(config, data_shape):
@@ -39,7 +40,8 @@ def identity(config, data_shape):
   c = config.to_dict()
   ident = {k: c.get(k) for k in ('base_name', 'dataset', 'seed', 'n_train')}
   ident['base'] = {k: v for k, v in c['base'].items()
-                   if k not in _MUTABLE_BASE_FIELDS}
+                   if k not in _MUTABLE_BASE_FIELDS and
+                   not (k in _LATER_BASE_FIELDS and not v)}
   ident['ebm'] = {k: c['ebm'][k] for k in EBM_ARCH}
   # Fields added later count only when set, so earlier runs still match.
   if c['ebm'].get('stem_pool', 1) != 1:
