@@ -89,13 +89,14 @@ def clip_to_history(grads, grad_sq, steps, k, floor=0.1):
   Args:
     grads: list of gradient tensors.
     grad_sq: list of variables (running means of squared gradients).
-    steps: scalar float variable, the number of earlier updates.
+    steps: the number of earlier updates (the optimizer's `iterations`).
     k: the bound's multiple of the gradients' root mean square.
     floor: added to every bound.
 
   Returns:
-    The clipped gradients (grad_sq and steps updated).
+    The clipped gradients (grad_sq updated).
   """
+  steps = tf.cast(steps, tf.float32)
   correction = 1. - tf.pow(_BETA_2, steps)
   out = []
   for g, v in zip(grads, grad_sq):
@@ -105,7 +106,6 @@ def clip_to_history(grads, grad_sq, steps, k, floor=0.1):
     g = tf.clip_by_value(g, -bound, bound)
     v.assign(_BETA_2 * v + (1. - _BETA_2) * tf.square(g))
     out.append(g)
-  steps.assign_add(1.)
   return out
 
 
@@ -159,7 +159,6 @@ class PixelEBM(base.Method):
     if self.param_clip > 0:  # Checkpointed with the model.
       self.grad_sq = [tf.Variable(tf.zeros_like(v), trainable=False)
                       for v in self._energy.trainable_variables]
-      self.grad_sq_steps = tf.Variable(0., trainable=False)
     self.replay = replay_lib.ReplayBuffer(self.buffer_size, data_shape,
                                           owner='--base=pixel_ebm')
     # The checkpoint keys of runs from before the buffer was its own module.
@@ -271,7 +270,7 @@ class PixelEBM(base.Method):
     out = {'loss': scaled, 'langevin_grad_norm': chain['grad_norm'],
            'grad_norm': tf.linalg.global_norm(grads)}  # Before any clip.
     if self.param_clip > 0:
-      grads = clip_to_history(grads, self.grad_sq, self.grad_sq_steps,
+      grads = clip_to_history(grads, self.grad_sq, optimizer.iterations,
                               self.param_clip)
       out['grad_norm_clipped'] = tf.linalg.global_norm(grads)
     optimizer.apply_gradients(zip(grads, variables))
