@@ -169,9 +169,12 @@ class TrainPresetTest(tf.test.TestCase):
     if not flags.FLAGS.is_parsed():
       flags.FLAGS.mark_as_parsed()
 
-  def _build(self, gpus, **flag_values):
+  def _build(self, gpus, driver=False, **flag_values):
     with flagsaver.flagsaver(**flag_values), mock.patch.object(
-        tf.config, 'list_physical_devices', return_value=gpus) as listed:
+        tf.config, 'list_physical_devices', return_value=gpus) as listed, \
+        mock.patch.object(train.strategy_lib, 'nvidia_driver',
+                          return_value=driver), \
+        mock.patch.dict('os.environ', {'CUDA_VISIBLE_DEVICES': '0'}):
       with self.assertLogs('absl', level='INFO') as logs:
         train.logging.info('start')  # assertLogs needs one record at least.
         config = train.build_config()
@@ -186,6 +189,15 @@ class TrainPresetTest(tf.test.TestCase):
     self.assertIn('preset small', lines[0])
     self.assertIn(configs.SMALL_CPU_TIME['glf'], lines[0])
     self.assertIn('pass --preset=paper', lines[0])
+
+  def test_driver_without_gpu_warns_in_one_line(self):
+    config, lines, _ = self._build([], driver=True, base='glf', preset=None)
+    self.assertEqual(config.preset, 'small')
+    self.assertLen(lines, 2)
+    self.assertIn('NVIDIA driver found but TensorFlow sees no GPU', lines[0])
+    self.assertIn('To use the GPU', lines[0])
+    self.assertNotIn('\n', lines[0])
+    self.assertIn('preset small', lines[1])
 
   def test_gpu_chooses_paper(self):
     gpu = tf.config.PhysicalDevice('/physical_device:GPU:0', 'GPU')

@@ -125,6 +125,8 @@ def _fill_generator(config, spec):
 
 def choose_preset():
   """(preset, source): --preset, else paper with a GPU and small without."""
+  if warning := strategy_lib.gpu_warning():  # A driver but no GPU for TF.
+    logging.warning('%s', warning)
   gpu = not FLAGS.preset and bool(tf.config.list_physical_devices('GPU'))
   return configs.choose_preset(FLAGS.preset, gpu)
 
