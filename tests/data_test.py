@@ -4,6 +4,7 @@ import gzip
 import os
 import pickle
 import struct
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
@@ -93,6 +94,17 @@ class ImageFilesTest(tf.test.TestCase):
     os.remove(os.path.join(d, 't10k-labels-idx1-ubyte.gz'))
     with self.assertRaisesRegex(UserError, 'missing data file .*t10k-labels'):
       data.load_images('mnist', 'test', d, use_tfds=False)
+
+  def test_no_copy_names_the_datasets_extra_without_tfds(self):
+    empty = self.create_tempdir().full_path
+    for installed in (True, False):
+      with mock.patch.object(data, '_tfds_installed', return_value=installed):
+        with self.assertRaises(UserError) as e:
+          data.load_images('mnist', 'test', empty, use_tfds=False)
+      self.assertIn('no local copy of mnist', str(e.exception))
+      self.assertEqual("pip install 'tilt_tf[datasets]'" in str(e.exception),
+                       not installed)
+      self.assertNotIn('\n', str(e.exception))
 
   def test_missing_dir(self):
     with self.assertRaisesRegex(UserError, 'does not exist'):

@@ -11,6 +11,7 @@ Images are uint8 [N, H, W, C] at rest and float32 in [0, 1] in the pipeline.
 """
 
 import gzip
+import importlib.util
 import os
 import pickle
 import struct
@@ -162,6 +163,12 @@ def _has_local_files(name, folder):
              for files in _IDX_FILES.values() for f in files)
 
 
+def _tfds_installed():
+  """Whether tensorflow-datasets is importable (the [datasets] extra of
+  `pip install tilt_tf`; ./bazelw's .venv has it)."""
+  return importlib.util.find_spec('tensorflow_datasets') is not None
+
+
 def _load_tfds(name, split, tfds_dir=None):
   """Returns (images, labels) from a fully prepared TFDS copy, or None."""
   try:
@@ -214,6 +221,8 @@ def load_images(name, split='train', data_dir=None, with_labels=False,
         'cifar10': 'pass --data_dir=FOLDER holding the CIFAR-10 python '
                    'batches, or prepare it with `tfds build cifar10`',
     }[name]
+    if name != 'fashion_mnist' and not _tfds_installed():
+      hint += "; TFDS is not installed: pip install 'tilt_tf[datasets]'"
     raise UserError(f'no local copy of {name} found; {hint}')
   images, labels = result
   if images.shape[1:] != _SHAPES[name]:
