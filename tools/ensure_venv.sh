@@ -12,6 +12,11 @@
 # Bazel invocations build it once): if the installed distributions already match
 # every pin, only the pins stamp is written; else the venv is created (or updated)
 # with pip install -r requirements.txt.
+# Where an NVIDIA driver is present (nvidia-smi on PATH or /proc/driver/nvidia),
+# .venv also gets TensorFlow's CUDA libraries: pip install
+# 'tensorflow[and-cuda]==<the pinned version>' -c requirements.txt (no pin moves),
+# stamped in .venv/.and-cuda (the TF version; written after one failed attempt
+# too, with a warning: delete it to retry). Nothing changes without a driver.
 # Environment: PYTHON (interpreter for a new venv, default python3).
 # Sourced (by bazelw), it only defines the functions below.
 
@@ -54,11 +59,54 @@ venv_hashes() {
   ev_pins="$(sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^$/d' "$req" | sha256sum | cut -d' ' -f1)"
 }
 
-# True when .venv is usable and stamped for the current requirements.txt.
+# True when this machine has an NVIDIA driver (tilt_tf/runtime/strategy.py's
+# nvidia_driver() makes the same check).
+nvidia_driver() {
+  command -v nvidia-smi >/dev/null 2>&1 || [[ -e /proc/driver/nvidia ]]
+}
+
+# requirements.txt's TensorFlow version.
+tf_pin() {
+  sed -n 's/^tensorflow==\([^[:space:]#]*\).*/\1/p' "$ev_root/requirements.txt" | head -n 1
+}
+
+# True when .venv needs no CUDA libraries added: no driver, a .venv shared from
+# another checkout (a symlink: that checkout's ensure_venv adds them), or the
+# stamp names the pinned TensorFlow.
+cuda_fresh() {
+  nvidia_driver || return 0
+  [[ -L $ev_root/.venv ]] && return 0
+  [[ $(cat "$ev_root/.venv/.and-cuda" 2>/dev/null) == "$(tf_pin)" ]]
+}
+
+# Adds tensorflow[and-cuda] at the pinned version to .venv where a driver is
+# present (call it under the lock). A failure warns and stamps: CPU still works.
+ensure_cuda() {
+  local venv="$ev_root/.venv" version
+  cuda_fresh && return 0
+  version="$(tf_pin)"
+  [[ -n $version ]] || return 0
+  # Read-only here (a test sandbox): leave it to ./bazelw or the @tilt_venv rule.
+  touch "$venv/.and-cuda.probe" 2>/dev/null || return 0
+  rm -f "$venv/.and-cuda.probe"
+  say "NVIDIA driver found: adding TensorFlow's CUDA libraries to .venv" \
+      "(tensorflow[and-cuda]==$version, a few GB)"
+  if ! logged "$venv/bin/python" -m pip install --disable-pip-version-check -q \
+       "tensorflow[and-cuda]==$version" -c "$ev_root/requirements.txt"; then
+    say "warning: could not install tensorflow[and-cuda]==$version: TensorFlow" \
+        "will use the CPU. By hand: $venv/bin/pip install" \
+        "'tensorflow[and-cuda]==$version' (or delete $venv/.and-cuda to retry)"
+  fi
+  echo "$version" >"$venv/.and-cuda"
+}
+
+# True when .venv is usable and stamped for the current requirements.txt (and,
+# with an NVIDIA driver, has had its CUDA libraries added).
 venv_fresh() {
   local venv="$ev_root/.venv"
   [[ -x $venv/bin/python ]] || return 1
   venv_hashes
+  cuda_fresh || return 1
   [[ $(cat "$venv/.requirements.sha256" 2>/dev/null) == "$ev_full" ]] && return 0
   [[ $(cat "$venv/.requirements.pins.sha256" 2>/dev/null) == "$ev_pins" ]] && return 0
   return 1
@@ -100,6 +148,7 @@ ensure_venv() {
     if [[ ! -L $venv ]]; then
       echo "$ev_pins" >"$venv/.requirements.pins.sha256" 2>/dev/null || true
     fi
+    ensure_cuda
     exec 8<&-
     return 0
   fi
@@ -140,6 +189,7 @@ ensure_venv() {
   fi
   echo "$ev_full" >"$venv/.requirements.sha256"
   echo "$ev_pins" >"$venv/.requirements.pins.sha256"
+  ensure_cuda
   exec 8<&-
 }
 
