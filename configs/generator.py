@@ -26,6 +26,7 @@ def get_config(preset='paper'):
   c.generator.signature = ''  # SavedModel signature ('' : the default one).
   c.generator.allow_unsafe = False  # Keras Lambda layers (arbitrary code).
   c.generator.data_shape = ()  # Filled in from the generator's outputs.
+  c.generator.fingerprint = ''  # Of the model itself (its weights).
   c.base.steps = 0
   c.ebm.steps = 200
   c.ebm.log_every = 10

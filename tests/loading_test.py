@@ -2,6 +2,7 @@
 
 import gc
 import os
+from unittest import mock
 
 import keras
 import numpy as np
@@ -54,7 +55,7 @@ class KerasModelTest(tf.test.TestCase):
     path = os.path.join(self.dir, 'lambda.keras')
     model.save(path)
     with self.assertRaisesRegex(
-        UserError, f'^{path} holds a Lambda layer: loading it runs Python '
+        UserError, f'^{path} holds a Lambda layer \\(lambda.*\\): loading it runs Python '
         'code .*--allow_unsafe_model .*allow_unsafe=True') as caught:
       loading.load_keras_model(path)
     self.assertTrue(_one_line(caught.exception))
@@ -79,6 +80,54 @@ class KerasModelTest(tf.test.TestCase):
     plain_path = os.path.join(self.dir, 'plain.h5')
     plain.save(plain_path)
     self.assertAllClose(loading.load_keras_model(plain_path)(z), plain(z))
+
+  def test_each_library_reads_its_own_files(self):
+    """Keras 3 and tf_keras both write .keras and .h5; the version the
+    file records picks the loader (Keras 3 refuses tf_keras' .keras)."""
+    z = np.ones((2, 2), np.float32)
+    for lib, cls in ((keras, keras.Model), (tf_keras, tf_keras.Model)):
+      for ext in ('.keras', '.h5'):
+        with self.subTest(lib=lib.__name__, ext=ext):
+          model = lib.Sequential([lib.Input((2,)), lib.layers.Dense(3)])
+          path = os.path.join(self.dir, f'{lib.__name__}{ext}')
+          model.save(path)
+          self.assertEqual(loading.keras_file_version(path),
+                           lib.__version__)
+          loaded = loading.load_keras_model(path)
+          self.assertIsInstance(loaded, cls)
+          self.assertAllClose(loaded(z), model(z))
+
+  def test_stored_code_never_runs_when_refused(self):
+    """A Lambda nested in a sub-model, in every format: refused before the
+    file is deserialized (its code would write the marker); with
+    allow_unsafe it loads and its code runs."""
+    marker = os.path.join(self.dir, 'ran')
+    self.enter_context(mock.patch.dict(os.environ, {'TILT_TF_MARKER': marker}))
+    code = lambda x: (open(__import__('os').environ['TILT_TF_MARKER'],  # pylint: disable=g-long-lambda
+                           'a').close(), x)[1]
+    for lib in (keras, tf_keras):
+      for ext in ('.keras', '.h5'):
+        with self.subTest(lib=lib.__name__, ext=ext):
+          inner = lib.Sequential([lib.Input((3,)), lib.layers.Lambda(code)])
+          model = lib.Sequential([lib.Input((2,)), lib.layers.Dense(3),
+                                  inner])
+          path = os.path.join(self.dir, f'nested_{lib.__name__}{ext}')
+          model.save(path)
+          os.remove(marker)  # Building the model ran it.
+          with self.assertRaisesRegex(UserError, 'holds a Lambda layer'):
+            loading.load_keras_model(path)
+          self.assertFalse(os.path.exists(marker))
+          loading.load_keras_model(path, allow_unsafe=True)
+          self.assertTrue(os.path.exists(marker))
+          os.remove(marker)
+
+  def test_keras_on_another_backend_is_one_line(self):
+    path = os.path.join(self.dir, 'decoder.keras')
+    _decoder().save(path)
+    with mock.patch.object(keras.backend, 'backend', return_value='jax'):
+      with self.assertRaisesRegex(UserError, 'KERAS_BACKEND') as caught:
+        loading.load_keras_model(path)
+    self.assertTrue(_one_line(caught.exception))
 
   def test_bad_files(self):
     text = os.path.join(self.dir, 'text.keras')

@@ -15,7 +15,8 @@ import importlib
 
 __all__ = ['tilt', 'load', 'tilt_config', 'Tilted', 'Generator',
            'generator_from_keras', 'generator_from_bijector',
-           'generator_from_saved_model', 'generator_from_function']
+           'generator_from_saved_model', 'generator_from_function',
+           'generator_from_path']
 
 _WHERE = {
     'tilt': 'tilt_tf.api', 'load': 'tilt_tf.api',
@@ -25,6 +26,7 @@ _WHERE = {
     'generator_from_bijector': 'tilt_tf.generators.adapters',
     'generator_from_saved_model': 'tilt_tf.generators.adapters',
     'generator_from_function': 'tilt_tf.generators.adapters',
+    'generator_from_path': 'tilt_tf.generators.adapters',
 }
 
 

@@ -12,8 +12,12 @@ with the §5.3 monitor keeping the best energy, in a resumable run folder
 `load(workdir, generator)` gives the same `Tilted` back later.
 """
 
+import contextlib
+import logging as py_logging
 import math
+import time
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -24,6 +28,7 @@ from tilt_tf.errors import UserError
 from tilt_tf.generators import adapters
 from tilt_tf.methods import latent_tilt
 from tilt_tf.runtime import build
+from tilt_tf.runtime import loop as loop_lib
 from tilt_tf.runtime import monitor as monitor_lib
 from tilt_tf.runtime import run_dir as run_dir_lib
 from tilt_tf.runtime import training
@@ -31,10 +36,44 @@ from tilt_tf.runtime import training
 __all__ = ['tilt', 'load', 'Tilted', 'tilt_config']
 
 
-def tilt_config(preset='paper', **ebm):
-  """The settings `tilt` uses: configs/generator.py's preset, with `ebm`
-  fields overridden (e.g. step_size=0.3, langevin_steps=20, steps=400)."""
-  config = configs.get_config('generator', None, preset)
+@contextlib.contextmanager
+def progress(verbose=None):
+  """Shows tilt_tf's progress lines (absl INFO: rate, ETA) to a Python
+  caller for the duration of a call.
+
+  Outside `absl.app.run` absl shows only warnings, so a library user would
+  see nothing for minutes. verbose=None shows INFO unless the caller set
+  the 'absl' logger's level; True shows it; False shows warnings only.
+  """
+  logger = py_logging.getLogger('absl')
+  before = logger.level
+  if verbose is None:
+    verbose = True if before == py_logging.NOTSET else None
+  if verbose is not None:
+    logger.setLevel(py_logging.INFO if verbose else py_logging.WARNING)
+  try:
+    yield
+  finally:
+    logger.setLevel(before)
+
+
+def choose_preset(preset):
+  """`preset`, or as the CLI picks it: 'paper' with a GPU, 'small' without
+  (said once in the log)."""
+  if preset:
+    return configs.choose_preset(preset, False)[0]
+  gpu = bool(tf.config.list_physical_devices('GPU'))
+  preset, source = configs.choose_preset(None, gpu)
+  logging.info('%s', configs.preset_announcement('generator', preset, source)
+               .replace('--preset=', 'preset='))
+  return preset
+
+
+def tilt_config(preset=None, **ebm):
+  """The settings `tilt` uses: configs/generator.py's preset (default: as
+  `choose_preset`), with `ebm` fields overridden (e.g. step_size=0.3,
+  langevin_steps=20, steps=400)."""
+  config = configs.get_config('generator', None, choose_preset(preset))
   for k, v in ebm.items():
     if k not in config.ebm:
       raise UserError(f'unknown EBM setting {k!r}; choose from '
@@ -60,24 +99,37 @@ class Tilted:
     return self.method.energy
 
   def sample(self, n, seed=0, langevin_steps=None, batch_size=500,
-             temperature=1.0):
+             temperature=1.0, verbose=None):
     """n tilted samples and, from the same starting latents, n base ones.
 
     Returns a dict of numpy arrays: 'samples' and 'latents' (tilted),
     'base_samples' and 'base_latents' (the generator's own, z ~ prior).
     Batch i is drawn from seed [seed, 1000 + i], as the sample stage does.
+    Progress (samples/s, ETA) is logged as `progress(verbose)` says.
     """
+    with progress(verbose):
+      return self._sample_batches(n, seed, langevin_steps, batch_size,
+                                  temperature)
+
+  def _sample_batches(self, n, seed, langevin_steps, batch_size,
+                      temperature):
     steps = (self.config.ebm.sample_langevin_steps if langevin_steps is None
              else int(langevin_steps))
     if n < 1:
       raise UserError(f'n must be >= 1, got {n}')
-    parts = []
-    for i in range(int(math.ceil(n / batch_size))):
+    parts, t0, last_log = [], time.time(), time.time()
+    num_batches = int(math.ceil(n / batch_size))
+    for i in range(num_batches):
       m = min(batch_size, n - i * batch_size)
       out = self._sample(tf.constant(m), tf.constant([seed, 1000 + i]),
                          tf.constant(steps), temperature=temperature)
       parts.append({k: out[k].numpy() for k in
                     ('x_tilted', 'z_tilted', 'x_base', 'z_base')})
+      done, now = sum(len(p['x_tilted']) for p in parts), time.time()
+      if now - last_log > 5 or i + 1 == num_batches:
+        last_log, rate = now, done / max(now - t0, 1e-9)
+        logging.info('sample: %d/%d tilted samples | %.1f samples/s ETA %s',
+                     done, n, rate, loop_lib.fmt_eta((n - done) / rate))
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return {'samples': cat['x_tilted'], 'latents': cat['z_tilted'],
             'base_samples': cat['x_base'], 'base_latents': cat['z_base']}
@@ -97,15 +149,18 @@ class Tilted:
 
 
 def _identity(generator, config, shape, n):
+  fingerprint = getattr(generator, 'fingerprint', None)
   return {'base_name': 'generator', 'dataset': '', 'seed': config.seed,
           'generator': getattr(generator, 'description', generator.name),
+          'generator_fingerprint': fingerprint() if fingerprint else None,
           'latent_dim': generator.latent_dim,
           'data_shape': list(shape), 'n_data': int(n),
           'ebm': {k: config.ebm[k] for k in build.EBM_ARCH}}
 
 
-def tilt(generator, data, workdir, steps=None, preset='paper', seed=0,
-         config=None, fid_dataset=None, strategy=None, precision=None, **ebm):
+def tilt(generator, data, workdir, steps=None, preset=None, seed=0,
+         config=None, fid_dataset=None, strategy=None, precision=None,
+         verbose=None, **ebm):
   """Trains a latent EBM that tilts `generator` towards `data`.
 
   Args:
@@ -115,7 +170,8 @@ def tilt(generator, data, workdir, steps=None, preset='paper', seed=0,
     workdir: the run folder (checkpoints, monitor.json, TensorBoard);
       calling again with the same arguments resumes or reuses the run.
     steps: EBM training steps (the maximum: the monitor keeps the best).
-    preset: 'paper', 'small' or 'test' (configs/generator.py).
+    preset: 'paper', 'small' or 'test' (configs/generator.py); default:
+      'paper' where TensorFlow sees a GPU, 'small' where it does not.
     seed: the run's seed (stateless: a seed reproduces the run).
     config: a full config (`tilt_config(...)`) instead of preset + ebm.
     fid_dataset: score the monitor by FID in this built-in data set's
@@ -124,11 +180,21 @@ def tilt(generator, data, workdir, steps=None, preset='paper', seed=0,
     strategy: a tf.distribute strategy (default: the current one).
     precision: the energy's compute precision, 'float32' (default) or
       'bf16' (bfloat16 hardware only; tilt_tf/precision.py).
+    verbose: progress lines (rate, ETA) on stderr through Python logging:
+      None (default) unless the 'absl' logger's level was set, True, or
+      False (warnings only); see `progress`.
     **ebm: EBM settings (configs/default.py `ebm`), e.g. step_size=0.3.
 
   Returns:
     A `Tilted` with the best monitored energy loaded.
   """
+  with progress(verbose):
+    return _tilt(generator, data, workdir, steps, preset, seed, config,
+                 fid_dataset, strategy, precision, ebm)
+
+
+def _tilt(generator, data, workdir, steps, preset, seed, config, fid_dataset,
+          strategy, precision, ebm):
   if config is None:
     config = tilt_config(preset, **ebm)
   if steps is not None:

@@ -121,6 +121,7 @@ def _fill_generator(config, spec):
   generator = build.make_generator(config, shape)
   adapters.check_outputs(generator, shape)
   config.generator.latent_dim = generator.latent_dim
+  config.generator.fingerprint = generator.fingerprint()
 
 
 def choose_preset():

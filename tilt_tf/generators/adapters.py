@@ -12,6 +12,9 @@ The prior defaults to N(0, I) and may be any `tfd.Distribution` over
 they are not. The generator is pretrained: tilting never trains it.
 """
 
+import hashlib
+import os
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -23,7 +26,8 @@ tfd = tfp.distributions
 
 __all__ = ['FunctionGenerator', 'generator_from_function',
            'generator_from_keras', 'generator_from_bijector',
-           'generator_from_saved_model', 'check_outputs']
+           'generator_from_saved_model', 'generator_from_path',
+           'check_outputs']
 
 
 def _tf_variables(obj):
@@ -69,6 +73,8 @@ class FunctionGenerator(base.Generator):
       for v in _tf_variables(o):
         unique.setdefault(v.ref(), v)
     self.generator_variables = list(unique.values())
+    self.saved_model_path = None  # Set by generator_from_saved_model.
+    self._fingerprint = None
     if prior is not None:
       shape = tuple(prior.event_shape.as_list())
       if shape != (self.latent_dim,):
@@ -81,6 +87,31 @@ class FunctionGenerator(base.Generator):
   @property
   def variables(self):
     return tuple(self.generator_variables)
+
+  def fingerprint(self):
+    """16 hex digits naming what G computes, so that a run folder holds the
+    tilt of one generator: a hash of its weights (and a custom prior's
+    parameters); for a SavedModel, its own fingerprint (graph, signatures,
+    variables); for a function without weights, its outputs at fixed
+    latents (rounded to 1e-4)."""
+    if self._fingerprint is None:
+      h = hashlib.sha256(f'{self.latent_dim} {self.data_shape}'.encode())
+      if self.saved_model_path:
+        h.update(_saved_model_fingerprint(self.saved_model_path))
+      elif self.generator_variables:
+        for v in self.generator_variables:
+          h.update(str(v.shape).encode())
+          h.update(np.ascontiguousarray(v.numpy()).tobytes())
+      else:
+        z = tf.random.stateless_normal([4, self.latent_dim], [0, 0])
+        h.update(np.round(self.decode(z).numpy(), 4).tobytes())
+      if self._prior is not None:
+        h.update(type(self._prior).__name__.encode())
+        for k, v in sorted(self._prior.parameters.items()):
+          if tf.is_tensor(v) or isinstance(v, (np.ndarray, float, int)):
+            h.update(k.encode() + np.asarray(v, np.float64).tobytes())
+      self._fingerprint = h.hexdigest()[:16]
+    return self._fingerprint
 
   @property
   def trainable_variables(self):
@@ -164,11 +195,13 @@ def generator_from_keras(model, latent_dim=None, prior=None,
     prior: a tfd.Distribution over z, or None for N(0, I).
     allow_unsafe: allow Lambda layers (arbitrary code) in a model file.
   """
+  from tilt_tf.generators import loading  # pylint: disable=g-import-not-at-top
   name = 'keras'
-  if isinstance(model, str):
-    from tilt_tf.generators import loading  # pylint: disable=g-import-not-at-top
-    name = f'keras:{model}'
+  if isinstance(model, (str, os.PathLike)):
+    name = f'keras:{os.fspath(model)}'
     model = loading.load_keras_model(model, allow_unsafe=allow_unsafe)
+  elif type(model).__module__.startswith('keras.'):
+    loading.check_keras_backend()
   shape = getattr(model, 'input_shape', None)
   if latent_dim is None:
     if not shape or len(shape) != 2 or shape[-1] is None:
@@ -242,7 +275,9 @@ def generator_from_saved_model(path, signature=None, latent_dim=None,
     prior: a tfd.Distribution over z, or None for N(0, I).
   """
   from tilt_tf.generators import loading  # pylint: disable=g-import-not-at-top
-  fn, loaded = loading.load_saved_model_signature(path, signature)
+  path = os.fspath(path)
+  fn = loading.load_saved_model_signature(path, signature)
+  loaded = fn._tilt_tf_loaded  # pylint: disable=protected-access
   specs = fn.structured_input_signature[1] or {}
   args = fn.structured_input_signature[0]
   spec = next(iter(specs.values())) if specs else (args[0] if args else None)
@@ -264,4 +299,47 @@ def generator_from_saved_model(path, signature=None, latent_dim=None,
   gen = FunctionGenerator(call, latent_dim, prior=prior, owners=[loaded],
                           name=f'saved_model:{path}')
   gen.loaded = loaded  # Tracked: an export keeps the loaded functions.
+  gen.saved_model_path = path
   return gen
+
+
+def _saved_model_fingerprint(path):
+  """A SavedModel's own fingerprint (fingerprint.pb, TF >= 2.12) or, for
+  older ones, a hash of its files."""
+  try:
+    fp = tf.saved_model.experimental.read_fingerprint(path)
+    return (f'{fp.graph_def_program_hash} {fp.signature_def_hash} '
+            f'{fp.saved_object_graph_hash} {fp.checkpoint_hash}').encode()
+  except (ValueError, OSError, tf.errors.OpError):
+    h = hashlib.sha256()
+    for root, dirs, files in os.walk(path):
+      dirs.sort()
+      for name in sorted(files):
+        with open(os.path.join(root, name), 'rb') as f:
+          h.update(name.encode() + f.read())
+    return h.digest()
+
+
+def generator_from_path(path, latent_dim=None, signature=None, prior=None,
+                        allow_unsafe=False):
+  """A generator saved to disk, whichever library wrote it.
+
+  Args:
+    path: a `.keras` / `.h5` file (Keras 3 or tf_keras: the file records
+      which) or a SavedModel folder (`tf.saved_model.save`, Keras 3
+      `model.export`, tf_keras `model.save(folder)`).
+    latent_dim: size of z; default: the model's input size.
+    signature: a SavedModel's signature (default: its only one, or
+      serving_default).
+    prior: a tfd.Distribution over z, or None for N(0, I).
+    allow_unsafe: allow Lambda layers (stored Python code) in a Keras file.
+  """
+  path = os.fspath(path)
+  if os.path.isdir(path):
+    return generator_from_saved_model(path, signature=signature,
+                                      latent_dim=latent_dim, prior=prior)
+  if signature:
+    raise UserError(f'signature={signature!r} is for a SavedModel folder; '
+                    f'{path} is a file')
+  return generator_from_keras(path, latent_dim=latent_dim, prior=prior,
+                              allow_unsafe=allow_unsafe)

@@ -138,8 +138,12 @@ class LatentTilt(base.Method):
     bad = int(tf.reduce_sum(tf.cast(tf.logical_not(tf.reduce_all(
         tf.math.is_finite(tf.reshape(x, [n, -1])), axis=1)), tf.int32)))
     if bad:
-      raise UserError(
-          f'the generator decodes {bad} of {n} prior latents z ~ N(0, I) to '
-          'non-finite samples, so Langevin in z cannot run; the base model '
-          'needs more training (raise --base_steps, rerun with --stage=base; '
-          'its checkpoints are kept)')
+      what = (f'the generator decodes {bad} of {n} prior latents z ~ p0(z) '
+              'to non-finite samples, so Langevin in z cannot run; ')
+      if getattr(self.generator, 'trainable_variables', ()):
+        raise UserError(what + 'the base model needs more training (raise '
+                        '--base_steps, rerun with --stage=base; its '
+                        'checkpoints are kept)')
+      raise UserError(what + 'check your model on draws from its prior (its '
+                      'latent_dim, the prior\'s scale, overflow in its '
+                      'last layer)')

@@ -52,6 +52,8 @@ def identity(config, data_shape):
     g = c['generator']
     ident['generator'] = {k: g[k] for k in ('path', 'latent_dim', 'signature')}
     ident['data_shape'] = list(data_shape)
+    if g.get('fingerprint'):  # The model itself, not only its path.
+      ident['generator_fingerprint'] = g['fingerprint']
   if c.get('method', 'latent_tilt') != 'latent_tilt':
     ident['method'] = c['method']
   return io_utils.jsonable(ident)
@@ -76,11 +78,9 @@ def make_generator(config, data_shape, first_batch=None):
   if config.get('generator') and config.generator.path:
     from tilt_tf.generators import adapters  # pylint: disable=g-import-not-at-top
     g = config.generator
-    if g.kind == 'saved_model':
-      return adapters.generator_from_saved_model(
-          g.path, signature=g.signature or None, latent_dim=g.latent_dim or None)
-    return adapters.generator_from_keras(
-        g.path, latent_dim=g.latent_dim or None, allow_unsafe=g.allow_unsafe)
+    return adapters.generator_from_path(
+        g.path, latent_dim=g.latent_dim or None,
+        signature=g.signature or None, allow_unsafe=g.allow_unsafe)
   generator = registry.make_generator(config.base_name, config.base,
                                       data_shape,
                                       config.get('precision', 'float32'))
@@ -138,7 +138,7 @@ def config_from_run(workdir):
   if not os.path.isdir(workdir):
     raise UserError(f'--workdir {workdir} does not exist; pass the folder of '
                     'a training run (the one holding run.json)')
-  run = io_utils.read_json(os.path.join(workdir, 'run.json'))
+  run = io_utils.read_run_json(os.path.join(workdir, 'run.json'))
   if run is None:
     raise UserError(f'--workdir {workdir} holds no run (no run.json); train '
                     'one first with //tilt_tf:train')
@@ -147,7 +147,7 @@ def config_from_run(workdir):
     base_name = run['identity']['base_name']
     dataset = run['identity']['dataset']
     preset = run.get('preset') or stored.get('preset', 'paper')
-  except (KeyError, TypeError) as e:
+  except (KeyError, TypeError, AttributeError) as e:
     raise UserError(f'{workdir}/run.json is malformed (missing {e}); it was '
                     'not written by this version of tilt_tf') from None
   name = 'generator' if stored.get('generator', {}).get('path') else base_name
@@ -187,9 +187,9 @@ def restore(workdir, generator=None):
                     'does not compute natively; restoring it in float32',
                     workdir, precision_lib.bf16_support()[1])
     config.precision = 'float32'
-  shape = (tuple(io_utils.read_json(os.path.join(workdir, 'run.json'))
-                 ['identity'].get('data_shape') or ()) or
-           data_shape_of(config))
+  ident = io_utils.read_run_json(os.path.join(workdir, 'run.json'))[
+      'identity']
+  shape = tuple(ident.get('data_shape') or ()) or data_shape_of(config)
   if generator is None:
     generator = make_generator(config, shape)
     if generator is not None and uses_base_stage(config):
@@ -199,12 +199,27 @@ def restore(workdir, generator=None):
       if checkpoints.restore_readable(ckpt, manager, 'base') is None:
         raise UserError(f'no base checkpoint in {workdir}; run the base stage '
                         'first (--stage=base or all stages)')
+  check_generator(workdir, ident, generator)
   method = make_method(config, generator, shape)
   run = run_dir_lib.RunDir(workdir, {})  # Paths only: never entered.
   trainer = training.MethodTrainer(run, tf.distribute.get_strategy(), method,
                                    steps=0)
   which = trainer.restore_best()
   return Restored(workdir, config, generator, method, which)
+
+
+def check_generator(workdir, ident, generator):
+  """Refuses a generator other than the one a run tilted (its fingerprint,
+  tilt_tf/generators/adapters.py, is in the run's identity)."""
+  theirs = ident.get('generator_fingerprint')
+  if not theirs or generator is None:
+    return
+  ours = getattr(generator, 'fingerprint', lambda: None)()
+  if ours != theirs:
+    raise UserError(
+        f'{workdir} holds a tilt of another generator (fingerprint {theirs}; '
+        f'this one is {ours}: other weights or another model); pass the '
+        'generator that run tilted, or tilt this one into a new workdir')
 
 
 def split_validation(array, size):

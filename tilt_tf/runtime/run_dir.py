@@ -58,9 +58,21 @@ class RunDir:
 
   def check(self):
     """Refuses a folder that holds another run; returns its run.json."""
-    theirs = io_utils.read_json(self.path('run.json'))
+    theirs = io_utils.read_run_json(self.path('run.json'))
     if theirs is not None and theirs.get('identity') != self.identity:
       other = theirs.get('identity') or {}
+      if not isinstance(other, dict):
+        raise UserError(f'{self.path("run.json")} is damaged (its identity is '
+                        'not an object); pass another --workdir or delete '
+                        'that folder')
+      fingerprints = (other.get('generator_fingerprint'),
+                      self.identity.get('generator_fingerprint'))
+      if all(fingerprints) and fingerprints[0] != fingerprints[1]:
+        raise UserError(
+            f'workdir {self.workdir} holds a tilt of another generator '
+            f'(fingerprint {fingerprints[0]}; this one is {fingerprints[1]}: '
+            'other weights or another model); use a new workdir, or delete '
+            'that folder to start over')
       diff = sorted(k for k in set(self.identity) | set(other)
                     if self.identity.get(k) != other.get(k))
       hint = 'pass another --workdir or delete that folder'

@@ -1,0 +1,258 @@
+"""The generators users bring, each written inside the test by the library a
+user would use (Keras 3, tf_keras, tf.saved_model.save, Keras' export, TFP,
+a plain function), through the Python API and the CLI: tilt, load again,
+export and serve through TF Serving's (TF1) loader. And a run folder belongs
+to one generator: another or a retrained one is refused in one line and the
+folder is left byte-identical.
+
+The matrix (docs/your_model.md has it as a table):
+
+  format                         Python API      CLI (--generator=)
+  Keras 3 .keras / .h5           tilt/load/serve tilt/load/serve
+  tf_keras .keras / .h5          tilt/load/serve tilt/load/serve
+  SavedModel: tf.saved_model.save of a Keras 3 model, of a tf.Module;
+    Keras 3 model.export; tf_keras model.save(folder)
+                                 tilt/load/serve tilt/load/serve
+  TFP TransformedDistribution    tilt/load/serve (Python only)
+  Python function                tilt/load/serve (Python only)
+"""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+from absl.testing import parameterized
+import keras
+import numpy as np
+from sklearn import datasets
+import tensorflow as tf
+import tensorflow_probability as tfp
+import tf_keras
+
+import tilt_tf
+from tests import serving_testutil
+from tilt_tf.errors import UserError
+
+tfb, tfd = tfp.bijectors, tfp.distributions
+LATENT = 4
+
+
+def digits(n=400):
+  """Real 8x8 digits (scikit-learn) as uint8 [n, 8, 8, 1]."""
+  x = datasets.load_digits().images[:n] / 16.0
+  return (x * 255).round().astype(np.uint8)[..., None]
+
+
+def _layers(lib, seed):
+  init = lib.initializers.RandomNormal(stddev=0.5, seed=seed)
+  return [lib.Input((LATENT,)),
+          lib.layers.Dense(32, activation='tanh', kernel_initializer=init),
+          lib.layers.Dense(64, activation='sigmoid', kernel_initializer=init),
+          lib.layers.Reshape((8, 8, 1))]
+
+
+def keras3_decoder(seed=0):
+  return keras.Sequential(_layers(keras, seed))
+
+
+def tf_keras_decoder(seed=0):
+  return tf_keras.Sequential(_layers(tf_keras, seed))
+
+
+class _Module(tf.Module):
+  """A decoder as a plain tf.Module with a serving signature."""
+
+  def __init__(self, seed):
+    super().__init__()
+    rng = np.random.default_rng(seed)
+    self.w = tf.Variable(rng.normal(0, 0.5, (LATENT, 64)).astype(np.float32))
+
+  @tf.function(input_signature=[tf.TensorSpec([None, LATENT], tf.float32)])
+  def __call__(self, z):
+    return tf.reshape(tf.sigmoid(z @ self.w), [-1, 8, 8, 1])
+
+
+# How each format is written, as its library's users write it.
+WRITERS = {
+    'keras3_keras': lambda d, s: _save(keras3_decoder(s), d, 'g.keras'),
+    'keras3_h5': lambda d, s: _save(keras3_decoder(s), d, 'g.h5'),
+    'tf_keras_keras': lambda d, s: _save(tf_keras_decoder(s), d, 'g.keras'),
+    'tf_keras_h5': lambda d, s: _save(tf_keras_decoder(s), d, 'g.h5'),
+    'tf_keras_savedmodel': lambda d, s: _save(tf_keras_decoder(s), d, 'sm'),
+    'saved_model_keras3': lambda d, s: _tf_save(keras3_decoder(s), d),
+    'saved_model_module': lambda d, s: _tf_save(_Module(s), d),
+    'keras3_export': lambda d, s: _export(keras3_decoder(s), d),
+}
+
+
+def _save(model, folder, name):
+  path = os.path.join(folder, name)
+  model.save(path)
+  return path
+
+
+def _tf_save(obj, folder):
+  path = os.path.join(folder, 'saved_model')
+  tf.saved_model.save(obj, path)
+  return path
+
+
+def _export(model, folder):
+  path = os.path.join(folder, 'exported')
+  model.export(path, verbose=False)
+  return path
+
+
+def tree_digest(folder):
+  """sha256 over every file's relative path and bytes."""
+  h = hashlib.sha256()
+  for root, dirs, files in os.walk(folder):
+    dirs.sort()
+    for name in sorted(files):
+      path = os.path.join(root, name)
+      with open(path, 'rb') as f:
+        h.update(os.path.relpath(path, folder).encode() + f.read())
+  return h.hexdigest()
+
+
+def tf1_serve(path, signature, **feeds):
+  """Runs a signature through the TF1 SavedModel loader (what
+  `saved_model_cli run` and TF Serving use), in-process."""
+  graph = tf.Graph()
+  with tf.compat.v1.Session(graph=graph) as sess:
+    meta = tf.compat.v1.saved_model.loader.load(sess, ['serve'], path)
+    sig = meta.signature_def[signature]
+    feed = {sig.inputs[k].name: v for k, v in feeds.items()}
+    names = sorted(sig.outputs)
+    values = sess.run([sig.outputs[k].name for k in names], feed)
+  return dict(zip(names, values))
+
+
+def tilt_quietly(gen, data, workdir):
+  return tilt_tf.tilt(gen, data, workdir=workdir, preset='test', steps=4,
+                      verbose=False)
+
+
+class PythonApiTest(parameterized.TestCase, tf.test.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.data = digits()
+
+  def _check_tilt_load_serve(self, gen, regen):
+    """tilt -> load with a fresh copy of the generator gives the same
+    samples -> export served by the TF1 loader decodes its latents as G."""
+    workdir = self.create_tempdir().full_path
+    tilted = tilt_quietly(gen, self.data, workdir)
+    out = tilted.sample(6, seed=3, verbose=False)
+    self.assertEqual(out['samples'].shape, (6, 8, 8, 1))
+    again = tilt_tf.load(workdir, generator=regen())
+    self.assertAllClose(again.sample(6, seed=3, verbose=False)['samples'],
+                        out['samples'], atol=1e-5)
+    version = tilted.export(os.path.join(workdir, 'export'))
+    served = tf1_serve(version, 'serving_default', num_samples=3,
+                       seed=np.array([1, 2], np.int32))
+    self.assertEqual(served['images'].shape, (3, 8, 8, 1))
+    self.assertEqual(served['images'].dtype, np.uint8)
+    # The served images are G(served latents): the export holds this G.
+    decoded = regen().decode(tf.constant(served['latents'])).numpy()
+    np.testing.assert_allclose(served['images'] / 255., decoded, atol=2 / 255.)
+    return workdir
+
+  @parameterized.named_parameters(*[(k, k) for k in WRITERS])
+  def test_file_format(self, fmt):
+    folder = self.create_tempdir().full_path
+    path = WRITERS[fmt](folder, 0)
+    gen = tilt_tf.generator_from_path(path)
+    self.assertEqual(gen.latent_dim, LATENT)
+    workdir = self._check_tilt_load_serve(
+        gen, lambda: tilt_tf.generator_from_path(path))
+    # The same file written again with other weights: refused, untouched.
+    other = self.create_tempdir().full_path
+    retrained = tilt_tf.generator_from_path(WRITERS[fmt](other, 1))
+    before = tree_digest(workdir)
+    with self.assertRaisesRegex(UserError, 'holds a tilt of another '
+                                'generator') as caught:
+      tilt_quietly(retrained, self.data, workdir)
+    self.assertNotIn('\n', str(caught.exception))
+    with self.assertRaisesRegex(UserError, 'another generator'):
+      tilt_tf.load(workdir, generator=retrained)
+    self.assertEqual(tree_digest(workdir), before)
+
+  def test_tfp_flow_with_a_custom_prior(self):
+    def flow():
+      # A flow keeps the data's size: z [64] -> 8x8 images.
+      shift = tf.Variable(np.linspace(-1., 1., 64).astype(np.float32))
+      bijector = tfb.Chain([tfb.Reshape([8, 8, 1], [64]), tfb.Sigmoid(),
+                            tfb.Shift(shift)])
+      prior = tfd.MultivariateNormalDiag(tf.zeros(64), 0.8 * tf.ones(64))
+      return tilt_tf.generator_from_bijector(
+          tfd.TransformedDistribution(prior, bijector))
+    gen = flow()
+    self.assertLen(gen.variables, 1)  # The shift, tracked from the chain.
+    self._check_tilt_load_serve(gen, flow)
+
+  def test_function(self):
+    w = np.random.default_rng(2).normal(0, 0.5, (LATENT, 64)).astype(
+        np.float32)
+    fn = lambda z: tf.reshape(tf.sigmoid(z @ w), [-1, 8, 8, 1])
+    self._check_tilt_load_serve(
+        tilt_tf.generator_from_function(fn, LATENT),
+        lambda: tilt_tf.generator_from_function(fn, LATENT))
+
+
+def _train_cli(path, data_path, workdir):
+  return subprocess.run(
+      [sys.executable, '-m', 'tilt_tf.train', f'--generator={path}',
+       f'--data={data_path}', '--preset=test', f'--workdir={workdir}',
+       '--stage=tilt,export'],
+      capture_output=True, text=True, check=False, timeout=240)
+
+
+class CliTest(parameterized.TestCase, tf.test.TestCase):
+
+  @parameterized.named_parameters(*[(k, k) for k in WRITERS])
+  def test_file_format(self, fmt):
+    root = self.create_tempdir().full_path
+    path = WRITERS[fmt](root, 0)
+    data_path = os.path.join(root, 'digits.npz')
+    np.savez(data_path, images=digits())
+    workdir = os.path.join(root, 'run')
+    proc = _train_cli(path, data_path, workdir)
+    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+    # A later process loads it again (from the run folder alone) and it
+    # serves through saved_model_cli, decoding its latents as this G does.
+    loaded = tilt_tf.load(workdir)
+    self.assertEqual(loaded.generator.latent_dim, LATENT)
+    if fmt in ('keras3_keras', 'saved_model_module'):  # Its loader, in
+      # process below for every format: the binary costs ~10 s to start.
+      result = serving_testutil.saved_model_cli_run(
+          os.path.join(workdir, 'export', '1'), 'num_samples=2;seed=[1,2]')
+      self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+      self.assertIn('Result for output key images', result.stdout)
+    served = tf1_serve(os.path.join(workdir, 'export', '1'),
+                       'serving_default', num_samples=2,
+                       seed=np.array([1, 2], np.int32))
+    decoded = loaded.generator.decode(tf.constant(served['latents']))
+    np.testing.assert_allclose(served['images'] / 255., decoded, atol=2 / 255.)
+    if fmt != 'keras3_keras':
+      return
+    # The file overwritten by a retrained model: refused in one line.
+    before = tree_digest(workdir)
+    os.remove(path)
+    WRITERS[fmt](root, 1)
+    proc = _train_cli(path, data_path, workdir)
+    self.assertEqual(proc.returncode, 2, proc.stderr[-3000:])
+    errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
+    self.assertLen(errors, 1, proc.stderr[-3000:])
+    self.assertIn('holds a tilt of another generator', errors[0])
+    self.assertNotIn('Traceback', proc.stderr)
+    self.assertEqual(tree_digest(workdir), before)
+    with self.assertRaisesRegex(UserError, 'another generator'):
+      tilt_tf.load(workdir)
+
+
+if __name__ == '__main__':
+  tf.test.main()
