@@ -21,6 +21,7 @@ import hashlib
 import os
 import subprocess
 import sys
+from unittest import mock
 
 from absl.testing import parameterized
 import keras
@@ -252,6 +253,60 @@ class CliTest(parameterized.TestCase, tf.test.TestCase):
     self.assertEqual(tree_digest(workdir), before)
     with self.assertRaisesRegex(UserError, 'another generator'):
       tilt_tf.load(workdir)
+
+
+_SCRIPT = """
+import sys
+import numpy as np
+import tensorflow as tf
+import tilt_tf
+w = np.random.default_rng(2).normal(0, 0.5, (4, 64)).astype(np.float32)
+gen = tilt_tf.generator_from_function(
+    lambda z: tf.reshape(tf.sigmoid(z @ w), [-1, 8, 8, 1]), 4)
+verbose = {'default': None, 'quiet': False}[sys.argv[2]]
+data = (np.random.default_rng(0).random((300, 8, 8, 1)) * 255).astype(np.uint8)
+tilted = tilt_tf.tilt(gen, data, workdir=sys.argv[1], steps=4, preset='test',
+                      verbose=verbose)
+tilted.sample(40, seed=0, batch_size=20, verbose=verbose)
+"""
+
+
+class LibraryUserTest(tf.test.TestCase):
+  """What a user of the Python API sees from a plain script."""
+
+  def _run(self, mode):
+    script = os.path.join(self.create_tempdir().full_path, 'mine.py')
+    with open(script, 'w') as f:
+      f.write(_SCRIPT)
+    workdir = self.create_tempdir().full_path
+    proc = subprocess.run([sys.executable, script, workdir, mode],
+                          capture_output=True, text=True, check=False,
+                          timeout=240)
+    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+    with open(os.path.join(workdir, 'monitor.json')) as f:
+      self.curves.append(f.read())
+    return proc.stderr
+
+  def test_progress_is_shown_unless_asked_not_to(self):
+    self.curves = []
+    shown = self._run('default')
+    self.assertRegex(shown, r'tilt 4/4 .*steps/s ETA')
+    self.assertRegex(shown, r'sample: 40/40 tilted samples .*samples/s ETA')
+    self.assertRegex(shown, r'kept the energy of step \d+: energy_distance')
+    quiet = self._run('quiet')
+    self.assertNotIn('ETA', quiet)
+    self.assertNotIn('kept the energy', quiet)
+    self.assertNotIn('Sharding callback', shown)  # TensorFlow's chatter.
+    # Same seed, same run: the two processes' monitor curves agree.
+    self.assertEqual(self.curves[0], self.curves[1])
+
+  def test_preset_follows_the_machine(self):
+    from tilt_tf import api  # pylint: disable=g-import-not-at-top
+    for gpus, preset in (([], 'small'), (['/gpu:0'], 'paper')):
+      with mock.patch.object(tf.config, 'list_physical_devices',
+                             return_value=gpus):
+        self.assertEqual(api.tilt_config().preset, preset)
+    self.assertEqual(api.tilt_config('test').preset, 'test')
 
 
 if __name__ == '__main__':

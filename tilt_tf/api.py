@@ -15,13 +15,16 @@ with the §5.3 monitor keeping the best energy, in a resumable run folder
 import contextlib
 import logging as py_logging
 import math
+import os
 import time
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
+import tf_keras
 
 import configs
+from tilt_tf import io_utils
 from tilt_tf import precision as precision_lib
 from tilt_tf import user_data
 from tilt_tf.errors import UserError
@@ -31,6 +34,7 @@ from tilt_tf.runtime import build
 from tilt_tf.runtime import loop as loop_lib
 from tilt_tf.runtime import monitor as monitor_lib
 from tilt_tf.runtime import run_dir as run_dir_lib
+from tilt_tf.runtime import strategy as strategy_lib
 from tilt_tf.runtime import training
 
 __all__ = ['tilt', 'load', 'Tilted', 'tilt_config']
@@ -51,10 +55,19 @@ def progress(verbose=None):
     verbose = True if before == py_logging.NOTSET else None
   if verbose is not None:
     logger.setLevel(py_logging.INFO if verbose else py_logging.WARNING)
+  logger.addFilter(_only_ours)
   try:
     yield
   finally:
     logger.setLevel(before)
+    logger.removeFilter(_only_ours)
+
+
+def _only_ours(record):
+  """Below WARNING, only tilt_tf's own lines (not TensorFlow's INFO chatter
+  about checkpoints and SavedModels)."""
+  here = os.sep + 'tilt_tf' + os.sep
+  return record.levelno >= py_logging.WARNING or here in record.pathname
 
 
 def choose_preset(preset):
@@ -63,6 +76,9 @@ def choose_preset(preset):
   if preset:
     return configs.choose_preset(preset, False)[0]
   gpu = bool(tf.config.list_physical_devices('GPU'))
+  warning = strategy_lib.gpu_warning()
+  if warning:
+    logging.warning('%s', warning)
   preset, source = configs.choose_preset(None, gpu)
   logging.info('%s', configs.preset_announcement('generator', preset, source)
                .replace('--preset=', 'preset='))
@@ -92,6 +108,14 @@ class Tilted:
     self.workdir = workdir
     self.energy_checkpoint = energy_checkpoint
     self._sample = tf.function(method.sample, reduce_retracing=True)
+
+  def monitor_best(self):
+    """The §5.3 monitor's best check ({'step', 'score', 'base_score'}: the
+    tilted and the base generator's scores on held-out data, lower is
+    better), or None when the run has no monitor curve."""
+    curve = io_utils.read_json(os.path.join(self.workdir, 'monitor.json'), [])
+    scored = [m for m in curve if isinstance(m, dict) and 'score' in m]
+    return min(scored, key=lambda m: m['score']) if scored else None
 
   @property
   def energy(self):
@@ -221,6 +245,7 @@ def _tilt(generator, data, workdir, steps, preset, seed, config, fid_dataset,
   with run_dir_lib.RunDir(workdir, _identity(generator, config, shape,
                                              len(array)),
                           config.to_dict(), config.preset, extra) as run:
+    tf_keras.utils.set_random_seed(seed)  # The energy's initial weights.
     with strategy.scope():
       method = latent_tilt.LatentTilt(generator, e, shape, seed=seed,
                                       precision=config.precision)
@@ -236,7 +261,14 @@ def _tilt(generator, data, workdir, steps, preset, seed, config, fid_dataset,
                  'checkpoint_every': config.checkpoint_every,
                  'log_every': e.log_every})
     which = trainer.restore_best()
-  return Tilted(generator, method, config, workdir, which)
+  tilted = Tilted(generator, method, config, workdir, which)
+  best = tilted.monitor_best()
+  if best:
+    logging.info('tilt: kept the energy of step %d: %s %.4g (the base '
+                 'generator %.4g; lower is better) on %d held-out examples',
+                 best['step'], getattr(score, 'name', 'monitor score'),
+                 best['score'], best['base_score'], len(validation))
+  return tilted
 
 
 def load(workdir, generator=None):
