@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import keras
 import numpy as np
@@ -17,8 +18,10 @@ import tensorflow_probability as tfp
 import tilt_tf
 from tests import serving_testutil
 from tilt_tf import data as data_lib
+from tilt_tf import figures
 from tilt_tf import toy_metrics
 from tilt_tf.errors import UserError
+from tilt_tf.methods import latent_tilt
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 LATENT = 8
@@ -67,6 +70,16 @@ def train_keras_vae(images, steps=400):
   return dec
 
 
+def checkpoint_files(workdir):
+  """{path: (size, mtime_ns)} of every file under workdir/checkpoints."""
+  out = {}
+  for root, _, names in os.walk(os.path.join(workdir, 'checkpoints')):
+    for name in names:
+      st = os.stat(os.path.join(root, name))
+      out[os.path.join(root, name)] = (st.st_size, st.st_mtime_ns)
+  return out
+
+
 def energy_distance(samples, reference):
   return toy_metrics.energy_distance(
       np.asarray(samples).reshape(len(samples), -1),
@@ -96,27 +109,74 @@ class KerasDecoderTest(tf.test.TestCase):
     # The same seed, the same samples; resuming the finished run reuses it.
     np.testing.assert_array_equal(tilted.sample(16, seed=1)['samples'],
                                   out['samples'][:16])
-    again = tilt_tf.tilt(gen, self.train, workdir=workdir, steps=100,
-                         preset='test', step_size=0.01, **EBM)
+    checkpoints = checkpoint_files(workdir)
+    self.assertNotEmpty(checkpoints)
+    with mock.patch.object(latent_tilt.LatentTilt, 'train_step',
+                           autospec=True,
+                           side_effect=latent_tilt.LatentTilt.train_step
+                           ) as train_step:
+      again = tilt_tf.tilt(gen, self.train, workdir=workdir, steps=100,
+                           preset='test', step_size=0.01, **EBM)
+    # No training step was even traced, and no checkpoint file was written.
+    self.assertEqual(train_step.call_count, 0)
+    self.assertEqual(checkpoint_files(workdir), checkpoints)
     self.assertEqual(again.energy_checkpoint, tilted.energy_checkpoint)
+    np.testing.assert_array_equal(again.sample(16, seed=1)['samples'],
+                                  out['samples'][:16])
     path = tilted.export(os.path.join(workdir, 'export'))
-    self._check_served(path)
+    self._check_served(path, tilted)
     # A later session: the run folder and the generator give it back.
     loaded = tilt_tf.load(workdir, generator=gen)
     np.testing.assert_array_equal(loaded.sample(16, seed=1)['samples'],
                                   out['samples'][:16])
 
-  def _check_served(self, path):
-    """TF Serving's loader path answers; the images match the in-process
-    loader's for the same seed."""
+  def _check_served(self, path, tilted):
+    """TF Serving's loader path (`saved_model_cli run`) and
+    `tf.saved_model.load` answer with the in-process sampler's images for
+    the same seed: seed [s, 1000] is batch 0 of `tilted.sample(n, seed=s)`
+    (`Tilted.sample` draws batch i from [s, 1000 + i])."""
+    n, s = 3, 1
+    want = tilted.sample(n, seed=s)
+    images = figures.to_uint8(want['samples'])
+    self.assertEqual(images.shape, (n, 8, 8, 1))
+    seed = f'[{s},1000]'
+    outdir = self.create_tempdir().full_path
     result = serving_testutil.saved_model_cli_run(
-        path, 'num_samples=3;seed=[1,2]')
+        path, f'num_samples={n};seed={seed}', outdir=outdir)
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     self.assertIn('Result for output key images', result.stdout)
-    served = tf.saved_model.load(path).signatures['serving_default'](
-        num_samples=tf.constant(3), seed=tf.constant([1, 2]))
-    self.assertEqual(served['images'].shape, (3, 8, 8, 1))
+    cli = serving_testutil.saved_outputs(outdir)
+    self.assertEqual(sorted(cli), ['images', 'latents'])
+    self.assertEqual(cli['images'].dtype, np.uint8)
+    self.assertAllEqual(cli['images'], images)
+    self.assertAllClose(cli['latents'], want['latents'], rtol=1e-5, atol=1e-5)
+
+    signatures = tf.saved_model.load(path).signatures
+    served = signatures['serving_default'](
+        num_samples=tf.constant(n), seed=tf.constant([s, 1000]))
     self.assertEqual(served['images'].dtype, tf.uint8)
+    self.assertAllEqual(served['images'], images)
+    self.assertAllClose(served['latents'], want['latents'], rtol=1e-5,
+                        atol=1e-5)
+    other = signatures['serving_default'](
+        num_samples=tf.constant(n), seed=tf.constant([s + 1, 1000]))
+    self.assertNotAllClose(other['latents'], served['latents'])
+    # The knobs: steps and temperature as Tilted.sample takes them, and the
+    # base samples from the same starting latents.
+    short = tilted.sample(n, seed=s, langevin_steps=5, temperature=0.8)
+    served = signatures['sample_tilted'](
+        num_samples=tf.constant(n), seed=tf.constant([s, 1000]),
+        langevin_steps=tf.constant(5), temperature=tf.constant(0.8))
+    self.assertAllEqual(served['images'], figures.to_uint8(short['samples']))
+    self.assertAllClose(served['latents'], short['latents'], rtol=1e-5,
+                        atol=1e-5)
+    served = signatures['sample_base'](
+        num_samples=tf.constant(n), seed=tf.constant([s, 1000]),
+        temperature=tf.constant(1.0))
+    self.assertAllEqual(served['images'],
+                        figures.to_uint8(want['base_samples']))
+    self.assertAllClose(served['latents'], want['base_latents'], rtol=1e-5,
+                        atol=1e-5)
 
   def test_cli_tilts_a_saved_keras_file(self):
     root = self.create_tempdir().full_path
@@ -144,7 +204,8 @@ class KerasDecoderTest(tf.test.TestCase):
     self.assertEqual(run['identity']['generator']['latent_dim'], LATENT)
     self.assertFalse(os.path.exists(os.path.join(workdir, 'checkpoints',
                                                  'base')))
-    self._check_served(os.path.join(workdir, 'export', '1'))
+    self._check_served(os.path.join(workdir, 'export', '1'),
+                       tilt_tf.load(workdir))
 
   def test_cli_refuses_a_keras_file_with_code_by_default(self):
     root = self.create_tempdir().full_path
@@ -230,13 +291,23 @@ class FlowTest(tf.test.TestCase):
     tilted_score = toy_metrics.energy_distance(out['samples'], test)
     self.assertLess(tilted_score, base)
     path = tilted.export(os.path.join(workdir, 'export'))
+    # Served points are the in-process ones for the same seed (batch 0 of
+    # seed 3 is [3, 1000]), through both loaders.
+    want = tilted.sample(5, seed=3)
+    outdir = self.create_tempdir().full_path
     result = serving_testutil.saved_model_cli_run(
-        path, 'num_samples=5;seed=[1,2]')
+        path, 'num_samples=5;seed=[3,1000]', outdir=outdir)
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     self.assertIn('Result for output key samples', result.stdout)
+    cli = serving_testutil.saved_outputs(outdir)
+    self.assertEqual(sorted(cli), ['latents', 'samples'])
     served = tf.saved_model.load(path).signatures['serving_default'](
-        num_samples=tf.constant(5), seed=tf.constant([1, 2]))
-    self.assertTrue(np.all(np.isfinite(served['samples'].numpy())))
+        num_samples=tf.constant(5), seed=tf.constant([3, 1000]))
+    for got in (cli, {k: v.numpy() for k, v in served.items()}):
+      self.assertAllClose(got['samples'], want['samples'], rtol=1e-5,
+                          atol=1e-5)
+      self.assertAllClose(got['latents'], want['latents'], rtol=1e-5,
+                          atol=1e-5)
 
 
 if __name__ == '__main__':

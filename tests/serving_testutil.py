@@ -4,16 +4,29 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 
-def saved_model_cli_run(path, input_exprs, signature='serving_default'):
+
+def saved_model_cli_run(path, input_exprs, signature='serving_default',
+                        outdir=None, timeout=300):
   """Runs `saved_model_cli run` on an export; returns the CompletedProcess.
 
-  Uses the saved_model_cli next to this python, else its module.
+  Uses the saved_model_cli next to this python, else its module. With
+  `outdir`, the outputs are also saved there as <output key>.npy (read them
+  with `saved_outputs`).
   """
   exe = os.path.join(os.path.dirname(sys.executable), 'saved_model_cli')
   cmd = ([exe] if os.path.exists(exe) else
          [sys.executable, '-m', 'tensorflow.python.tools.saved_model_cli'])
-  return subprocess.run(
-      cmd + ['run', '--dir', path, '--tag_set', 'serve', '--signature_def',
-             signature, '--input_exprs', input_exprs],
-      capture_output=True, text=True, timeout=300, check=False)
+  cmd += ['run', '--dir', path, '--tag_set', 'serve', '--signature_def',
+          signature, '--input_exprs', input_exprs]
+  if outdir is not None:
+    cmd += ['--outdir', outdir, '--overwrite']
+  return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                        check=False)
+
+
+def saved_outputs(outdir):
+  """{output key: array} of a `saved_model_cli_run(..., outdir=outdir)`."""
+  return {name[:-len('.npy')]: np.load(os.path.join(outdir, name))
+          for name in sorted(os.listdir(outdir)) if name.endswith('.npy')}
