@@ -6,9 +6,11 @@ from unittest import mock
 
 import numpy as np
 import tensorflow as tf
+import tf_keras
 
 import configs
 from tilt_tf import io_utils
+from tilt_tf import toy_metrics
 from tilt_tf import train_lib
 from tilt_tf.errors import UserError
 from tilt_tf.methods import latent_tilt
@@ -246,11 +248,22 @@ class TrainLibTest(tf.test.TestCase):
       train_lib.run(_config(), workdir, stages=('tilt',))
 
   def test_swissroll(self):
+    config = _config('swissroll')
     workdir = self.create_tempdir().full_path
-    metrics = train_lib.run(_config('swissroll'), workdir)
-    self.assertNotIn('high_quality_fraction', metrics['base'])
-    self.assertGreater(metrics['base']['energy_distance'],
-                       metrics['data']['energy_distance'])
+    metrics = train_lib.run(config, workdir)
+    self.assertNotIn('high_quality_fraction', metrics['base'])  # 25-G only.
+    # The trained base is closer to the data than the same architecture
+    # untrained (prior through a decoder at its initial weights), scored as
+    # eval scores it: measured 0.59 after the test preset's 40 steps vs
+    # 0.75-0.81 untrained (three initial seeds).
+    tf_keras.utils.set_random_seed(config.seed)
+    untrained = build.make_generator(config, (2,))
+    z = untrained.prior_sample(metrics['base']['n'],
+                               tf.constant([config.seed, 7]))
+    baseline = toy_metrics.toy_metrics('swissroll',
+                                       untrained.decode(z).numpy(),
+                                       config.seed)['energy_distance']
+    self.assertLess(metrics['base']['energy_distance'], 0.9 * baseline)
 
 
 
