@@ -271,6 +271,9 @@ def get_config(base, dataset=None, preset='paper', overrides=()):
                     f'{", ".join(PRESETS)}')
   module = importlib.import_module(f'configs.{MODULES[base]}')
   config = module.get_config(preset)
+  if preset == 'test' and 'distill' in config:  # Seconds, as the rest.
+    config.distill.update(couplings=2, hidden=16, steps=20, batch_size=32,
+                          validation=16, eval_every=10)
   if dataset:
     config.dataset = dataset
   apply_overrides(config, overrides)

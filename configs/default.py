@@ -63,6 +63,17 @@ def get_config():
   c.ebm.fourier_features = 0  # Toy MLP: random Fourier input features (0: plain MLP).
   c.ebm.fourier_scale = 1.0
 
+  # Distillation (tilt_tf/distill.py): a RealNVP flow q(z) fitted by maximum
+  # likelihood to the sample stage's tilted latents; samples with no chain.
+  c.distill = ml_collections.ConfigDict()
+  c.distill.couplings = 6
+  c.distill.hidden = 256
+  c.distill.steps = 3000
+  c.distill.batch_size = 256
+  c.distill.learning_rate = 1e-3
+  c.distill.validation = 1000  # Latents held out to pick the best flow.
+  c.distill.eval_every = 250
+
   # Sampling and evaluation.
   c.sample = ml_collections.ConfigDict()
   c.sample.num = 10_000

@@ -101,13 +101,53 @@ def tilt_config(preset=None, **ebm):
 class Tilted:
   """A generator tilted by a trained energy: sample it, export it."""
 
-  def __init__(self, generator, method, config, workdir, energy_checkpoint):
+  def __init__(self, generator, method, config, workdir, energy_checkpoint,
+               flow=None):
     self.generator = generator
     self.method = method
     self.config = config
     self.workdir = workdir
     self.energy_checkpoint = energy_checkpoint
+    self.flow = flow  # The distilled LatentFlow, once `distill` ran.
     self._sample = tf.function(method.sample, reduce_retracing=True)
+
+  def distill(self, num_latents=None, seed=0, verbose=None, **settings):
+    """Fits a latent flow q(z) to the tilted density (tilt_tf/distill.py)
+    on `num_latents` Langevin draws (default: config.sample.num), in the
+    run folder (resumable); then `sample(n, method='distilled')` and the
+    export's `sample_distilled` need no chain. `settings` override the
+    `distill` config section (steps, couplings, hidden, ...). Returns self.
+    """
+    from tilt_tf.stages import distill as distill_stage  # pylint: disable=g-import-not-at-top
+    cfg = self.config.distill
+    for k, v in settings.items():
+      if k not in cfg:
+        raise UserError(f'unknown distill setting {k!r}; choose from '
+                        f'{", ".join(sorted(cfg.keys()))}')
+      cfg[k] = v
+    n = int(num_latents or self.config.sample.num)
+    with progress(verbose):
+      latents = self._sample_batches(n, seed, None, 500, 1.0)['latents']
+      run = io_utils.read_run_json(os.path.join(self.workdir, 'run.json'))
+      extra = {k: v for k, v in run.items()
+               if k not in ('identity', 'config', 'preset')}
+      # run.json keeps the flow's settings, for load() and export.
+      settings_now = dict(run['config'], distill=cfg.to_dict())
+      with run_dir_lib.RunDir(self.workdir, run['identity'], settings_now,
+                              run['preset'], extra) as run_dir:
+        from tilt_tf import distill as distill_lib  # pylint: disable=g-import-not-at-top
+        # The run's seed builds the flow (its permutations), as load()
+        # and the export rebuild it; `seed` picks the latents.
+        flow = distill_stage.make_flow(self.generator.latent_dim, cfg,
+                                       self.config.seed)
+        distill_lib.fit_flow(run_dir, tf.distribute.get_strategy(), flow,
+                             latents, cfg, self.config.seed,
+                             {'steps_per_loop': self.config.steps_per_loop,
+                              'checkpoint_every': self.config.checkpoint_every,
+                              'log_every': self.config.log_every})
+    self.flow = distill_lib.restore_flow(
+        self.workdir, self.generator.latent_dim, cfg, self.config.seed)
+    return self
 
   def monitor_best(self):
     """The §5.3 monitor's best check ({'step', 'score', 'base_score'}: the
@@ -123,14 +163,27 @@ class Tilted:
     return self.method.energy
 
   def sample(self, n, seed=0, langevin_steps=None, batch_size=500,
-             temperature=1.0, verbose=None):
+             temperature=1.0, verbose=None, method='langevin'):
     """n tilted samples and, from the same starting latents, n base ones.
 
     Returns a dict of numpy arrays: 'samples' and 'latents' (tilted),
     'base_samples' and 'base_latents' (the generator's own, z ~ prior).
     Batch i is drawn from seed [seed, 1000 + i], as the sample stage does.
     Progress (samples/s, ETA) is logged as `progress(verbose)` says.
+    method='distilled': z ~ the distilled flow (after `distill`), no chain;
+    returns 'samples' and 'latents' only.
     """
+    if method == 'distilled':
+      if self.flow is None:
+        raise UserError('no distilled flow: call tilted.distill() first (or '
+                        'run the distill stage)')
+      from tilt_tf.stages import distill as distill_stage  # pylint: disable=g-import-not-at-top
+      out = distill_stage.draw_distilled(self.generator, self.flow, n, seed,
+                                         batch_size)
+      return {'samples': out['x'], 'latents': out['z']}
+    if method != 'langevin':
+      raise UserError(f"method must be 'langevin' or 'distilled', got "
+                      f'{method!r}')
     with progress(verbose):
       return self._sample_batches(n, seed, langevin_steps, batch_size,
                                   temperature)
@@ -169,7 +222,8 @@ class Tilted:
         info={'workdir': self.workdir,
               'generator': getattr(self.generator, 'description',
                                    self.generator.name),
-              'energy_checkpoint': self.energy_checkpoint})
+              'energy_checkpoint': self.energy_checkpoint},
+        flow=self.flow)
 
 
 def _identity(generator, config, shape, n):
@@ -279,5 +333,9 @@ def load(workdir, generator=None):
   if not restored.method.has_latent:
     raise UserError(f'{workdir} holds a pixel-space EBM: it has no latent '
                     'to sample from a generator')
+  from tilt_tf import distill as distill_lib  # pylint: disable=g-import-not-at-top
+  flow = distill_lib.restore_flow(workdir, restored.generator.latent_dim,
+                                  restored.config.distill,
+                                  restored.config.seed)
   return Tilted(restored.generator, restored.method, restored.config,
-                workdir, restored.energy_checkpoint)
+                workdir, restored.energy_checkpoint, flow=flow)

@@ -1,4 +1,5 @@
-"""The built-in pipeline: base -> tilt -> sample -> eval, each resumable.
+"""The built-in pipeline: base -> tilt -> sample -> distill -> eval, each
+resumable.
 
 One user of the library (tilt_tf/runtime, tilt_tf/methods, tilt_tf/stages):
 `run(config, workdir, stages)` builds the run's generator and method from
@@ -16,6 +17,9 @@ Layout of a workdir (one checkpoint layout for every run):
   samples_base.npz         base samples (`samples` or `images`, `latents`)
   samples_tilted.npz       tilted samples, same keys
   samples.json             what the samples were drawn with
+  checkpoints/distill/     the latent flow q(z) fitted to the tilted latents
+                           (distill_best/: its best held-out likelihood)
+  samples_distilled.npz    samples x = G(z), z ~ q (no Langevin chain)
   monitor.json             the §5.3 quality curve
   *.png                    figures; tensorboard/ event files
   metrics.json             quality figures only (reproducible from the seed)
@@ -38,12 +42,13 @@ from tilt_tf.runtime import monitor as monitor_lib
 from tilt_tf.runtime import run_dir as run_dir_lib
 from tilt_tf.runtime import strategy as strategy_lib
 from tilt_tf.runtime import training
+from tilt_tf.stages import distill as distill_lib
 from tilt_tf.stages import evaluate as evaluate_lib
 from tilt_tf.stages import sample as sample_lib
 
 __all__ = ['STAGES', 'Pipeline', 'open_pipeline', 'run', 'load_data']
 
-STAGES = ('base', 'tilt', 'sample', 'eval')
+STAGES = ('base', 'tilt', 'sample', 'distill', 'eval')
 # Kept for callers that import them from here.
 make_strategy = strategy_lib.make_strategy
 worker_workdir = strategy_lib.worker_workdir
@@ -200,6 +205,17 @@ class Pipeline:
         reference=self.full_train if toy else None,
         tilt_step=training.checkpoint_step(which))
 
+  def distill(self):
+    """A latent flow fitted to the tilted samples' latents (no chain)."""
+    if not self.method.has_latent:
+      logging.info('distill: %s has no latent to distill; nothing to do',
+                   self.config.base_name)
+      return
+    self.restore_base()
+    distill_lib.run_distill(self.run, self.strategy, self.generator,
+                            self.config.distill, self.config.sample,
+                            self.seed, self._loop_cfg(self.config.log_every))
+
   def evaluate(self):
     cfg = self.config
     self.restore_base()
@@ -272,7 +288,8 @@ def run(config, workdir, stages=STAGES, strategy=None):
   with open_pipeline(config, mine, strategy) as pipeline:
     pipeline.write_hparams()
     actions = {'base': pipeline.train_base, 'tilt': pipeline.train_tilt,
-               'sample': pipeline.sample, 'eval': pipeline.evaluate}
+               'sample': pipeline.sample, 'distill': pipeline.distill,
+               'eval': pipeline.evaluate}
     result = None
     for stage in stages:
       logging.info('stage %s', stage)

@@ -1,4 +1,5 @@
-"""The eval stage: base vs tilted samples of a run, scored the same way.
+"""The eval stage: base vs tilted (vs distilled, when the distill stage ran)
+samples of a run, scored the same way.
 
 Image data sets: FID, precision and recall against the test split in the
 data set's classifier feature space (tilt_tf/fid.py). Toy sets: energy
@@ -10,6 +11,7 @@ Writes metrics.json (quality figures only: the same seed, the same file)
 and eval_* TensorBoard scalars.
 """
 
+import os
 import time
 
 from absl import logging
@@ -80,6 +82,11 @@ def evaluate(run_dir, dataset, seed, header, data_dir=None,
       continue
     metrics[name] = _score(name, arr[key], dataset, seed, data_dir,
                            extractor, test_data)
+  distilled_path = run_dir.path('samples_distilled.npz')
+  if has_latent and os.path.exists(distilled_path):
+    with np.load(distilled_path) as distilled:
+      metrics['distilled'] = _score('distilled', distilled[key], dataset,
+                                    seed, data_dir, extractor, test_data)
   if exact_tilted is not None and dataset in data_lib.TOY_DATASETS:
     metrics['tilted_exact'] = toy_metrics.toy_metrics(
         dataset, exact_tilted(len(base[key])), seed)
@@ -103,13 +110,15 @@ def evaluate(run_dir, dataset, seed, header, data_dir=None,
   io_utils.write_json(run_dir.path('metrics.json'), metrics)
   run_dir.record_time('eval', time.time() - t0)
   with run_dir.writer.as_default(step=(tilt or {}).get('steps', 0)):
-    for name in ('base', 'tilted', 'tilted_exact', 'base_model'):
+    for name in ('base', 'tilted', 'distilled', 'tilted_exact', 'base_model'):
       for k, v in metrics.get(name, {}).items():
         if isinstance(v, (int, float)):
           tf.summary.scalar(f'eval_{name}/{k}', v)
   run_dir.writer.flush()
   logging.info('eval: base %s', metrics['base'])
   logging.info('eval: tilted %s', metrics['tilted'])
+  if 'distilled' in metrics:
+    logging.info('eval: distilled (no chain) %s', metrics['distilled'])
   if 'tilted_exact' in metrics:
     logging.info('eval: tilted density, exact %s', metrics['tilted_exact'])
   return metrics

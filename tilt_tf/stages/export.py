@@ -15,6 +15,11 @@ optional knobs live in a second signature instead of a magic value):
   sample_tilted    num_samples, seed, langevin_steps int32 [],
                    temperature float32 [] -> tilted samples.
   sample_base      num_samples, seed, temperature -> untilted prior samples.
+  sample_distilled num_samples, seed -> x = G(z), z ~ the distilled flow q
+                   (tilt_tf/distill.py): no Langevin chain; only in exports
+                   of runs whose distill stage ran. z = q.sample(n, seed),
+                   as `Tilted.sample(method='distilled')` draws batch 0 of
+                   seed s from [s, 1000].
 
 Outputs: `images` uint8 [N, H, W, C] for image data (`samples` float32
 [N, D] for toy points) and `latents` float32 [N, latent_dim].
@@ -54,7 +59,7 @@ class Sampler(tf.Module):
   """Generator + energy with the serving signatures as tf.functions."""
 
   def __init__(self, generator, method, ebm_cfg, max_samples=1024,
-               name='tilt_sampler'):
+               flow=None, name='tilt_sampler'):
     super().__init__(name=name)
     if max_samples < 1:
       raise UserError(f'--max_samples={max_samples} must be >= 1')
@@ -70,6 +75,13 @@ class Sampler(tf.Module):
     # tf.Module, and TF Serving's loader needs them stored).
     self.all_variables = (list(self.generator.variables) +
                           list(self.energy.variables))
+    self.flow = flow
+    if flow is not None:
+      self.all_variables += list(flow.variables)
+      self.sample_distilled = tf.function(
+          self._distilled, input_signature=[
+              tf.TensorSpec([], tf.int32, name='num_samples'),
+              tf.TensorSpec([2], tf.int32, name='seed')])
     self._is_toy = len(generator.data_shape) == 1
     self._step_size = method.sample_step_size
     self._trained_steps = int(ebm_cfg.sample_langevin_steps)
@@ -162,10 +174,18 @@ class Sampler(tf.Module):
     seed_init, _ = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     return self._outputs(self.generator.prior_sample(n, seed_init, temp))
 
+  def _distilled(self, num_samples, seed):
+    """Distilled samples: z ~ q (the flow), x = G(z); no chain."""
+    n, _, _ = self._check(num_samples)
+    return self._outputs(self.flow.sample(n, seed))
+
   def signatures(self):
-    return {'serving_default': self.serving_default,
-            'sample_tilted': self.sample_tilted,
-            'sample_base': self.sample_base}
+    out = {'serving_default': self.serving_default,
+           'sample_tilted': self.sample_tilted,
+           'sample_base': self.sample_base}
+    if self.flow is not None:
+      out['sample_distilled'] = self.sample_distilled
+    return out
 
 
 def next_version(export_dir):
@@ -224,16 +244,21 @@ def export_run(workdir, export_dir, version=None, max_samples=1024,
           'energy_checkpoint': restored.energy_checkpoint,
           'base_name': cfg.base_name, 'dataset': cfg.dataset,
           'preset': cfg.preset}
+  from tilt_tf import distill  # pylint: disable=g-import-not-at-top
+  flow = distill.restore_flow(workdir, restored.generator.latent_dim,
+                              cfg.distill, cfg.seed)
   sampler = Sampler(restored.generator, restored.method, cfg.ebm,
-                    max_samples=max_samples)
+                    max_samples=max_samples, flow=flow)
   return _save(sampler, export_dir, final, info, max_samples)
 
 
 def export_sampler(generator, method, ebm_cfg, export_dir, version=None,
-                   max_samples=1024, info=None):
-  """Exports an in-memory tilted model (generator + LatentTilt)."""
+                   max_samples=1024, info=None, flow=None):
+  """Exports an in-memory tilted model (generator + LatentTilt, and its
+  distilled flow if given)."""
   final = _version_folder(export_dir, version, max_samples)
-  sampler = Sampler(generator, method, ebm_cfg, max_samples=max_samples)
+  sampler = Sampler(generator, method, ebm_cfg, max_samples=max_samples,
+                    flow=flow)
   return _save(sampler, export_dir, final, dict(info or {}), max_samples)
 
 
@@ -271,7 +296,7 @@ def _save(sampler, export_dir, final, info, max_samples):
         'trained_langevin_steps': sampler._trained_steps,  # pylint: disable=protected-access
         'max_langevin_steps': sampler._max_steps,  # pylint: disable=protected-access
         'max_samples': max_samples,
-        'signatures': list(SIGNATURES),
+        'signatures': sorted(sampler.signatures()),
     })
     io_utils.write_json(os.path.join(extra, 'tilt_export.json'), info)
     os.rename(tmp, final)

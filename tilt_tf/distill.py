@@ -1,0 +1,209 @@
+"""Distillation: a latent flow q(z) fitted to the tilted density, sampled with
+no Langevin chain.
+
+After tilting, p(z) ∝ p0(z) exp(-E(G(z))) lives in the generator's latent
+space (64-d for GLF, 100-d for the VAE). `LatentFlow` is a RealNVP flow there
+(TFP bijectors: an affine layer, then `couplings` affine couplings with fixed
+random permutations between them), fitted by maximum likelihood on latents
+that the tilted Langevin sampler drew (the sample stage's 10,000, or the
+API's `Tilted.distill`). Sampling it costs one flow pass and one decode:
+x = G(z), z ~ q.
+
+`fit_flow` trains it in a run folder like every other stage
+(checkpoints/distill/ resumable, checkpoints/distill_best/ holding the flow
+with the lowest negative log-likelihood on held-out latents, progress and
+ETA in the log, `distill/*` TensorBoard scalars).
+"""
+
+import os
+import time
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+import tf_keras
+
+from tilt_tf.errors import UserError
+from tilt_tf.runtime import checkpoints
+from tilt_tf.runtime import training
+
+tfb, tfd = tfp.bijectors, tfp.distributions
+
+__all__ = ['LatentFlow', 'fit_flow', 'restore_flow']
+
+
+class LatentFlow(tf.Module):
+  """q(z): N(0, I) through an affine layer and RealNVP couplings.
+
+  Args:
+    latent_dim: size of z.
+    couplings: affine coupling layers (each with a 2-layer ReLU net).
+    hidden: units of each coupling net's hidden layers.
+    seed: seeds the permutations and initial weights (same seed, same flow).
+  """
+
+  def __init__(self, latent_dim, couplings=6, hidden=256, seed=0,
+               name='latent_flow'):
+    super().__init__(name=name)
+    d = self.latent_dim = int(latent_dim)
+    rng = np.random.default_rng(seed)
+    self.loc = tf.Variable(tf.zeros([d]), name='loc')
+    self.log_scale = tf.Variable(tf.zeros([d]), name='log_scale')
+    self.nets = []
+    layers = [tfb.Shift(self.loc), tfb.Scale(log_scale=self.log_scale)]
+    masked = d // 2
+    for i in range(couplings if d > 1 else 0):
+      net = tf_keras.Sequential([
+          tf_keras.Input((masked,)),
+          tf_keras.layers.Dense(hidden, activation='relu',
+                                kernel_initializer=tf_keras.initializers
+                                .GlorotUniform(seed=int(seed) * 100 + 2 * i)),
+          tf_keras.layers.Dense(hidden, activation='relu',
+                                kernel_initializer=tf_keras.initializers
+                                .GlorotUniform(seed=int(seed) * 100 + 2 * i + 1)),
+          tf_keras.layers.Dense(2 * (d - masked), kernel_initializer='zeros'),
+      ])
+      self.nets.append(net)
+      layers.append(tfb.Permute(rng.permutation(d).astype(np.int32)))
+      layers.append(tfb.RealNVP(num_masked=masked,
+                                shift_and_log_scale_fn=self._coupling(net)))
+    # Chain applies the last first: z = loc + scale * couplings(u).
+    self.bijector = tfb.Chain(layers)
+    self.base = tfd.MultivariateNormalDiag(tf.zeros([d]), tf.ones([d]))
+
+  @staticmethod
+  def _coupling(net):
+    def fn(x, units):
+      del units
+      shift, raw = tf.split(net(x), 2, axis=-1)
+      return shift, tf.tanh(raw)  # A bounded log scale: stable early on.
+    return fn
+
+  @property
+  def distribution(self):
+    return tfd.TransformedDistribution(self.base, self.bijector)
+
+  def log_prob(self, z):
+    return self.distribution.log_prob(tf.identity(z))
+
+  def sample(self, n, seed):
+    """z ~ q, stateless: the same seed gives the same latents."""
+    u = tf.random.stateless_normal([n, self.latent_dim], seed)
+    return self.bijector.forward(u)
+
+  def init_from(self, latents):
+    """Starts the affine layer at the latents' mean and std (the couplings
+    start as the identity)."""
+    latents = np.asarray(latents, np.float32)
+    self.loc.assign(latents.mean(0))
+    self.log_scale.assign(np.log(latents.std(0) + 1e-3))
+
+
+def _nll(flow, z):
+  return -tf.reduce_mean(flow.log_prob(z)) / flow.latent_dim
+
+
+class _BestFlow:
+  """Action: every `every` steps, the held-out NLL; the best flow goes to
+  checkpoints/distill_best/ (its value and step live in the stage's
+  checkpoint, so a resumed run goes on judging where it stopped)."""
+
+  def __init__(self, run_dir, flow, held_out, every):
+    self.run_dir, self.flow, self.every = run_dir, flow, every
+    self.held_out = tf.constant(held_out)
+    self.best = tf.Variable(np.inf, dtype=tf.float32, name='best_nll')
+    self.best_step = tf.Variable(-1, dtype=tf.int64, name='best_step')
+    self.manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(flow=flow), run_dir.path('checkpoints',
+                                                     'distill_best'),
+        max_to_keep=1)
+
+  def __call__(self, step):
+    if step % self.every:
+      return None
+    nll = float(_nll(self.flow, self.held_out))
+    self.run_dir.scalars('distill', step, {'held_out_nll': nll})
+    if nll < float(self.best.numpy()):
+      self.best.assign(nll)
+      self.best_step.assign(step)
+      self.manager.save(checkpoint_number=step)
+    logging.info('distill step %d: held-out NLL %.4f nats/dim (best %.4f at '
+                 'step %d)', step, nll, float(self.best.numpy()),
+                 int(self.best_step.numpy()))
+    return False  # Checkpoint now, with the state judged.
+
+
+def fit_flow(run_dir, strategy, flow, latents, cfg, seed, loop_cfg):
+  """Fits `flow` to `latents` by maximum likelihood, resumably.
+
+  Args:
+    run_dir: a RunDir (checkpoints/distill/, distill_best/).
+    strategy: the tf.distribute strategy.
+    flow: a LatentFlow, built in the strategy's scope.
+    latents: [N, latent_dim] float32 draws of the tilted density.
+    cfg: the `distill` config section (steps, batch_size, learning_rate,
+      validation, eval_every).
+    seed: the run's seed.
+    loop_cfg: steps_per_loop, checkpoint_every, log_every.
+  Returns:
+    (seconds, steps) of this invocation's training, or None if done.
+  """
+  latents = np.asarray(latents, np.float32)
+  if not np.all(np.isfinite(latents)):
+    latents = latents[np.all(np.isfinite(latents), axis=1)]
+  n_val = int(min(cfg.validation, len(latents) // 5))
+  if len(latents) - n_val < 2:
+    raise UserError(f'distill needs at least a few tilted latents; got '
+                    f'{len(latents)} (raise --num_samples)')
+  rng = np.random.default_rng(seed)
+  latents = latents[rng.permutation(len(latents))]
+  train, held_out = latents[n_val:], latents[:n_val] if n_val else latents[:256]
+  with strategy.scope():
+    optimizer = tf_keras.optimizers.Adam(cfg.learning_rate)
+    optimizer.build(flow.trainable_variables)
+  best = _BestFlow(run_dir, flow, held_out, cfg.eval_every)
+  stage = training.TrainingStage(
+      run_dir, 'distill', {'flow': flow, 'best_nll': best.best,
+                           'best_step': best.best_step}, optimizer,
+      retry_hint='--set=distill.learning_rate=...')
+  if stage.restore() is None:
+    flow.init_from(train)
+  if int(stage.step.numpy()) >= cfg.steps:
+    logging.info('distill: done (%d steps), reusing the checkpoint',
+                 int(stage.step.numpy()))
+    return None
+  batch = int(min(cfg.batch_size, len(train)))
+
+  def step_fn(z, step_seed):
+    del step_seed
+    with tf.GradientTape() as tape:
+      loss = tf.nn.compute_average_loss(
+          -flow.log_prob(z) / flow.latent_dim, global_batch_size=batch)
+    grads = tape.gradient(loss, flow.trainable_variables)
+    optimizer.apply_gradients(zip(grads, flow.trainable_variables))
+    return {'nll': loss}
+
+  t0 = time.time()
+  out = stage.fit(strategy, step_fn, train, batch, cfg.steps, seed + 77,
+                  seed + 78, loop_cfg, actions=[best],
+                  periods=[cfg.eval_every])
+  logging.info('distill: %d steps in %.1fs; best held-out NLL %.4f nats/dim '
+               'at step %d', cfg.steps, time.time() - t0,
+               float(best.best.numpy()), int(best.best_step.numpy()))
+  return out
+
+
+def restore_flow(workdir, latent_dim, cfg, seed):
+  """The best distilled flow of a run (LatentFlow), or None if the run has
+  no distill checkpoint."""
+  flow = LatentFlow(latent_dim, cfg.couplings, cfg.hidden, seed=seed)
+  ckpt = tf.train.Checkpoint(flow=flow)
+  for folder in ('distill_best', 'distill'):
+    manager = tf.train.CheckpointManager(
+        ckpt, os.path.join(workdir, 'checkpoints', folder),
+        max_to_keep=None)
+    if manager.latest_checkpoint:
+      if checkpoints.restore_readable(ckpt, manager, folder) is not None:
+        return flow
+  return None

@@ -1,0 +1,124 @@
+"""The distill stage: fit a latent flow to the tilted latents the sample
+stage drew (tilt_tf/distill.py), then draw samples with no Langevin chain.
+
+Reads samples_tilted.npz (its `latents`), trains checkpoints/distill/
+(resumable; the best held-out flow in checkpoints/distill_best/) and writes
+samples_distilled.npz (`images` or `samples`, `latents`; batch i from seed
+[seed, 1000 + i], as `Tilted.sample(method='distilled')` draws),
+samples_distilled.png (base | tilted | distilled) and its time and
+samples/s in timings.json.
+"""
+
+import math
+import os
+import shutil
+import time
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from tilt_tf import distill as distill_lib
+from tilt_tf import figures
+from tilt_tf import io_utils
+from tilt_tf.errors import UserError
+
+__all__ = ['run_distill', 'draw_distilled', 'make_flow']
+
+
+def make_flow(latent_dim, cfg, seed, strategy=None):
+  """The run's LatentFlow (built in the strategy's scope)."""
+  strategy = strategy or tf.distribute.get_strategy()
+  with strategy.scope():
+    return distill_lib.LatentFlow(latent_dim, cfg.couplings, cfg.hidden,
+                                  seed=seed)
+
+
+def draw_distilled(generator, flow, n, seed, batch_size=500):
+  """n samples x = G(z), z ~ q: a dict with 'x' and 'z' (numpy); batch i
+  from seed [seed, 1000 + i]."""
+
+  @tf.function(reduce_retracing=True)
+  def one(m, s):
+    z = flow.sample(m, s)
+    return z, generator.decode(z)
+
+  zs, xs = [], []
+  for i in range(int(math.ceil(n / batch_size))):
+    m = min(batch_size, n - i * batch_size)
+    z, x = one(tf.constant(m), tf.constant([seed, 1000 + i]))
+    zs.append(z.numpy())
+    xs.append(x.numpy())
+  return {'z': np.concatenate(zs), 'x': np.concatenate(xs)}
+
+
+def run_distill(run_dir, strategy, generator, cfg, sample_cfg, seed,
+                loop_cfg):
+  """Fits the flow and draws `sample_cfg.num` distilled samples.
+
+  Args:
+    run_dir: a RunDir holding samples_tilted.npz.
+    strategy: the tf.distribute strategy.
+    generator: the run's (trained) Generator.
+    cfg: the `distill` config section.
+    sample_cfg: the `sample` section (num, batch_size, grid).
+    seed: the run's seed.
+    loop_cfg: steps_per_loop, checkpoint_every, log_every.
+  Returns:
+    The fitted LatentFlow (its best held-out weights).
+  """
+  path = run_dir.path('samples_tilted.npz')
+  if not os.path.exists(path):
+    raise UserError(f'no tilted samples in {run_dir.workdir}; run the sample '
+                    'stage first (--stage=sample)')
+  with np.load(path) as f:
+    if 'latents' not in f.files:
+      raise UserError(f'{path} holds no latents (a pixel-space EBM has none '
+                      'to distill)')
+    latents, tilted = f['latents'], f['images' if 'images' in f.files
+                                          else 'samples']
+  # A flow fitted to other tilted samples (another energy, another draw)
+  # is started over.
+  plan = {'samples': io_utils.read_json(run_dir.path('samples.json')),
+          'distill': cfg.to_dict()}
+  stored = io_utils.read_json(run_dir.path('distill.json'))
+  if stored is not None and stored != io_utils.jsonable(plan):
+    logging.info('distill: the tilted samples or settings changed since the '
+                 'last fit; fitting a new flow')
+    for folder in ('distill', 'distill_best'):
+      shutil.rmtree(run_dir.path('checkpoints', folder), ignore_errors=True)
+  flow = make_flow(generator.latent_dim, cfg, seed, strategy)
+  t0 = time.time()
+  distill_lib.fit_flow(run_dir, strategy, flow, latents, cfg, seed, loop_cfg)
+  best = distill_lib.restore_flow(run_dir.workdir, generator.latent_dim, cfg,
+                                  seed)
+  fit_seconds = time.time() - t0
+  n = sample_cfg.num
+  t1 = time.time()
+  out = draw_distilled(generator, best, n, seed, sample_cfg.batch_size)
+  draw_seconds = time.time() - t1
+  is_points = out['x'].ndim == 2
+  key = 'samples' if is_points else 'images'
+  x = out['x'] if is_points else figures.to_uint8(out['x'])
+  io_utils.savez(run_dir.path('samples_distilled.npz'),
+                 **{key: x, 'latents': out['z']})
+  if not is_points:
+    with np.load(run_dir.path('samples_base.npz')) as f:
+      base = f['images'][:sample_cfg.grid]
+    g = sample_cfg.grid
+    png = figures.grid_png(
+        [base / 255., tilted[:g] / 255., out['x'][:g]],
+        titles=['base', 'tilted (Langevin)', 'distilled (no chain)'])
+    figures.write_png(run_dir.path('samples_distilled.png'), png)
+    with run_dir.writer.as_default(step=0):
+      tf.summary.image('samples/base_tilted_distilled',
+                       tf.io.decode_png(png)[None])
+  io_utils.write_json(run_dir.path('distill.json'), plan)
+  run_dir.record_time('distill', fit_seconds, steps=cfg.steps,
+                      latents=int(len(latents)))
+  run_dir.record_time('distill_sample', draw_seconds, n=n,
+                      samples_per_s=round(n / max(draw_seconds, 1e-9), 2))
+  logging.info('distill: flow fitted in %.1fs; %d distilled samples in %.1fs '
+               '(%.0f samples/s) -> %s', fit_seconds, n, draw_seconds,
+               n / max(draw_seconds, 1e-9), run_dir.workdir)
+  return best
