@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import time
+import weakref
 
 from absl import logging
 import numpy as np
@@ -34,14 +35,23 @@ def make_flow(latent_dim, cfg, seed, strategy=None):
                                   seed=seed)
 
 
+# flow -> {id(generator): compiled draw}: traced once per pair, not per call.
+_COMPILED = weakref.WeakKeyDictionary()
+
+
 def draw_distilled(generator, flow, n, seed, batch_size=500):
   """n samples x = G(z), z ~ q: a dict with 'x' and 'z' (numpy); batch i
   from seed [seed, 1000 + i]."""
+  per_flow = _COMPILED.setdefault(flow, {})
+  if id(generator) not in per_flow:
 
-  @tf.function(reduce_retracing=True)
-  def one(m, s):
-    z = flow.sample(m, s)
-    return z, generator.decode(z)
+    @tf.function(reduce_retracing=True)
+    def draw(m, s):
+      z = flow.sample(m, s)
+      return z, generator.decode(z)
+
+    per_flow[id(generator)] = draw
+  one = per_flow[id(generator)]
 
   zs, xs = [], []
   for i in range(int(math.ceil(n / batch_size))):
