@@ -8,15 +8,19 @@ import os
 
 import tensorflow as tf
 
+import configs
 from tilt_tf import figures
 from tilt_tf import io_utils
 from tilt_tf.errors import UserError
+from tilt_tf.methods import registry as method_registry
 
 # The base models; each gets a pipeline run and rows "<NAME>" and
 # "<NAME> + EBM" (plus temperature rows), except the ones in NO_LATENT: the
 # pixel-space EBM has one row, its own samples.
 BASES = ('vae', 'glf', 'glow', 'pixel_ebm')
-NO_LATENT = ('pixel_ebm',)
+# Those whose method has no latent (asked of the method, not its name).
+NO_LATENT = tuple(b for b in BASES if not method_registry.method_class(
+    configs.get_config(b)).has_latent)
 
 NAMES = {'vae': 'VAE', 'glf': 'GLF', 'glow': 'GLOW', 'pixel_ebm': 'EBM on data'}
 

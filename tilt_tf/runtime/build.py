@@ -21,6 +21,7 @@ from tilt_tf import io_utils
 from tilt_tf import precision as precision_lib
 from tilt_tf.errors import UserError
 from tilt_tf.generators import registry
+from tilt_tf.methods import registry as method_registry
 from tilt_tf.runtime import checkpoints
 from tilt_tf.runtime import run_dir as run_dir_lib
 from tilt_tf.runtime import training
@@ -54,7 +55,7 @@ def identity(config, data_shape):
     ident['data_shape'] = list(data_shape)
     if g.get('fingerprint'):  # The model itself, not only its path.
       ident['generator_fingerprint'] = g['fingerprint']
-  if c.get('method', 'latent_tilt') != 'latent_tilt':
+  if method_registry.method_of(config) != method_registry.DEFAULT:
     ident['method'] = c['method']
   return io_utils.jsonable(ident)
 
@@ -67,13 +68,13 @@ def data_shape_of(config):
 
 def uses_base_stage(config):
   """Whether the run trains its generator (a built-in base) first."""
-  return (config.get('method', 'latent_tilt') == 'latent_tilt' and
+  return (method_class(config).has_latent and
           not (config.get('generator') and config.generator.path))
 
 
 def make_generator(config, data_shape, first_batch=None):
   """The run's generator, built (variables exist), or None (pixel EBM)."""
-  if config.get('method', 'latent_tilt') != 'latent_tilt':
+  if not method_class(config).has_latent:
     return None
   if config.get('generator') and config.generator.path:
     from tilt_tf.generators import adapters  # pylint: disable=g-import-not-at-top
@@ -91,17 +92,7 @@ def make_generator(config, data_shape, first_batch=None):
   return generator
 
 
-def method_class(config):
-  """The Method class config.method names (for its traits: `stage`,
-  `has_latent`, `single_device`), without building it."""
-  name = config.get('method', 'latent_tilt')
-  if name == 'latent_tilt':
-    from tilt_tf.methods import latent_tilt  # pylint: disable=g-import-not-at-top
-    return latent_tilt.LatentTilt
-  if name == 'pixel_ebm':
-    from tilt_tf.methods import pixel_ebm  # pylint: disable=g-import-not-at-top
-    return pixel_ebm.PixelEBM
-  raise UserError(f'unknown method {name!r}; choose latent_tilt or pixel_ebm')
+method_class = method_registry.method_class
 
 
 def make_method(config, generator, data_shape):

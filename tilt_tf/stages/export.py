@@ -62,7 +62,7 @@ class Sampler(tf.Module):
                flow=None, name='tilt_sampler'):
     super().__init__(name=name)
     if max_samples < 1:
-      raise UserError(f'--max_samples={max_samples} must be >= 1')
+      raise UserError(f'max_samples={max_samples} must be >= 1')
     if not method.has_latent:
       raise UserError('this run\'s method has no latent sampler to export '
                       '(a pixel-space EBM samples from replay-buffer chains); '
@@ -264,14 +264,14 @@ def export_sampler(generator, method, ebm_cfg, export_dir, version=None,
 
 def _version_folder(export_dir, version, max_samples):
   if version is not None and version < 1:
-    raise UserError(f'--version={version} must be a positive integer')
+    raise UserError(f'version={version} must be a positive integer')
   if max_samples < 1:
-    raise UserError(f'--max_samples={max_samples} must be >= 1')
+    raise UserError(f'max_samples={max_samples} must be >= 1')
   if version is None:
     version = next_version(export_dir)
   final = os.path.join(export_dir, str(version))
   if os.path.exists(final):
-    raise UserError(f'{final} exists; pass another --version or leave it '
+    raise UserError(f'{final} exists; pass another version or leave it '
                     'out to write the next one')
   return final
 
