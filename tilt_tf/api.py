@@ -226,16 +226,6 @@ class Tilted:
         flow=self.flow)
 
 
-def _identity(generator, config, shape, n):
-  fingerprint = getattr(generator, 'fingerprint', None)
-  return {'base_name': 'generator', 'dataset': '', 'seed': config.seed,
-          'generator': getattr(generator, 'description', generator.name),
-          'generator_fingerprint': fingerprint() if fingerprint else None,
-          'latent_dim': generator.latent_dim,
-          'data_shape': list(shape), 'n_data': int(n),
-          'ebm': {k: config.ebm[k] for k in build.EBM_ARCH}}
-
-
 def tilt(generator, data, workdir, steps=None, preset=None, seed=0,
          config=None, fid_dataset=None, strategy=None, precision=None,
          verbose=None, **ebm):
@@ -296,8 +286,8 @@ def _tilt(generator, data, workdir, steps, preset, seed, config, fid_dataset,
   extra = {'monitor_reference': f'{len(validation)} of the {len(array)} '
                                 'examples given, held out of the energy\'s '
                                 'training'}
-  with run_dir_lib.RunDir(workdir, _identity(generator, config, shape,
-                                             len(array)),
+  with run_dir_lib.RunDir(workdir, build.identity(config, shape, generator,
+                                                len(array)),
                           config.to_dict(), config.preset, extra) as run:
     tf_keras.utils.set_random_seed(seed)  # The energy's initial weights.
     with strategy.scope():

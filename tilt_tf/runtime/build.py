@@ -36,8 +36,17 @@ _MUTABLE_BASE_FIELDS = ('steps',)
 _LATER_BASE_FIELDS = ('param_clip',)  # In the identity only when set.
 
 
-def identity(config, data_shape):
-  """What a workdir's checkpoints are: base/generator, data, seed, shapes."""
+def identity(config, data_shape, generator=None, n_data=None):
+  """What a workdir's checkpoints are: base/generator, data, seed, shapes.
+
+  Args:
+    config: the run's config.
+    data_shape: shape of one data point.
+    generator: a user's Generator given as an object (`tilt_tf.tilt`):
+      its description, latent size and fingerprint (the model itself) are
+      part of the identity, so a folder holds the tilt of one generator.
+    n_data: the number of examples given with such a generator.
+  """
   c = config.to_dict()
   ident = {k: c.get(k) for k in ('base_name', 'dataset', 'seed', 'n_train')}
   ident['base'] = {k: v for k, v in c['base'].items()
@@ -55,6 +64,13 @@ def identity(config, data_shape):
     ident['data_shape'] = list(data_shape)
     if g.get('fingerprint'):  # The model itself, not only its path.
       ident['generator_fingerprint'] = g['fingerprint']
+  if generator is not None:
+    ident['generator'] = getattr(generator, 'description', generator.name)
+    fingerprint = getattr(generator, 'fingerprint', None)
+    ident['generator_fingerprint'] = fingerprint() if fingerprint else None
+    ident['latent_dim'] = generator.latent_dim
+    ident['data_shape'] = list(data_shape)
+    ident['n_data'] = int(n_data)
   if method_registry.method_of(config) != method_registry.DEFAULT:
     ident['method'] = c['method']
   return io_utils.jsonable(ident)
