@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 
 from unittest import mock
 
@@ -24,6 +25,14 @@ BUILT = ('GLOW', 'GLOW + EBM', 'VAE', 'Two-stage VAE', 'VAE + flow',
          'VAE (T=0.85)', 'GLF (T=0.7)', 'GLF (T=0.85)', 'GLOW (T=0.7)',
          'GLOW (T=0.85)')
 KEYS = ('model', 'fid', 'precision', 'recall', 'seconds', 'paper_fid')
+# Each pipeline run's rows: (its base model, its tilted model).
+PIPELINE_ROWS = {'glow': ('GLOW', 'GLOW + EBM'), 'vae': ('VAE', 'VAE + EBM'),
+                 'glf': ('GLF', 'GLF + EBM'), 'pixel_ebm': ('EBM on data', None)}
+# Rows computed from a trained base (rows/<slug>.json) -> that base.
+BASELINE_ROWS = {'Two-stage VAE': 'vae', 'VAE + flow': 'vae',
+                 'VAE (T=0.7)': 'vae', 'VAE (T=0.85)': 'vae',
+                 'GLF (T=0.7)': 'glf', 'GLF (T=0.85)': 'glf',
+                 'GLOW (T=0.7)': 'glow', 'GLOW (T=0.85)': 'glow'}
 
 
 def _run(args, cwd, env_extra=None):
@@ -64,7 +73,9 @@ class Table1Test(tf.test.TestCase):
     env = {'TILT_TF_CACHE': self.create_tempdir().full_path}
     args = ['--dataset=fashion_mnist', '--preset=test',
             f'--data_dir={data_dir}', '--workdir=table']
+    start = time.monotonic()
     first = _run(args, work, env)
+    wall = time.monotonic() - start
     self.assertEqual(first.returncode, 0, first.stderr[-3000:])
     workdir = os.path.join(work, 'table')  # Relative to where it ran.
     with open(os.path.join(workdir, 'table1.json')) as f:
@@ -84,7 +95,6 @@ class Table1Test(tf.test.TestCase):
       self.assertEqual(rows[model]['n'], 128)
       self.assertTrue(math.isfinite(rows[model]['fid']), model)
       self.assertBetween(rows[model]['precision'], 0.0, 1.0)
-      self.assertGreater(rows[model]['seconds'], 0.0)
     self.assertIsNone(rows['VAE (T=0.7)']['paper_fid'])  # Not a paper row.
     # The pipeline rows are their runs' metrics.json figures.
     for model, (base, part) in {'GLF': ('glf', 'base'),
@@ -93,11 +103,7 @@ class Table1Test(tf.test.TestCase):
       with open(os.path.join(workdir, base, 'metrics.json')) as f:
         self.assertAlmostEqual(rows[model]['fid'], json.load(f)[part]['fid'],
                                places=3)
-    # A tilted row costs its base's training plus the EBM's.
-    self.assertGreater(rows['VAE + EBM']['seconds'], rows['VAE']['seconds'])
-    self.assertGreater(rows['GLOW + EBM']['seconds'], rows['GLOW']['seconds'])
-    # The pixel EBM's row: its training time, nothing on top.
-    self.assertEqual(rows['EBM on data']['extra_seconds'], 0.0)
+    self._check_seconds(workdir, rows, wall)
     with open(os.path.join(workdir, 'table1.md')) as f:
       md = f.read()
     self.assertRegex(md, r'\| GLOW \| \d+\.\d\d \| .* \| 58\.7 \|')
@@ -121,6 +127,48 @@ class Table1Test(tf.test.TestCase):
     self.assertRegex(second.stderr, r'row 3/15 Two-stage VAE: reusing')
     with open(os.path.join(workdir, 'table1.json')) as f:
       self.assertEqual(json.load(f), doc)
+
+  def _check_seconds(self, workdir, rows, wall):
+    """A row's seconds are its training time from its run's timings.json
+    (a tilted row: the base's plus the EBM's; the pixel EBM's row: its own
+    training, nothing on top; a baseline row: its base's plus what its
+    rows/<slug>.json says it added), and the training times of the whole
+    table fit in the wall time of the call that made it (--jobs=1: one
+    stage after another)."""
+    total = 0.0
+    for base, (base_row, tilted_row) in PIPELINE_ROWS.items():
+      with open(os.path.join(workdir, base, 'timings.json')) as f:
+        timings = json.load(f)
+      base_s = timings['base']['seconds']
+      self.assertEqual(rows[base_row]['seconds'], round(base_s, 1), base_row)
+      self.assertEqual(rows[base_row]['extra_seconds'], 0.0, base_row)
+      total += base_s
+      if tilted_row:
+        tilt_s = timings['tilt']['seconds']
+        self.assertEqual(rows[tilted_row]['extra_seconds'], round(tilt_s, 1))
+        self.assertAlmostEqual(rows[tilted_row]['seconds'], base_s + tilt_s,
+                               delta=0.051, msg=tilted_row)
+        total += tilt_s
+    stored = {}
+    for path in glob.glob(os.path.join(workdir, 'rows', '*.json')):
+      with open(path) as f:
+        doc = json.load(f)
+      stored[doc['model']] = doc
+    self.assertCountEqual(stored, BASELINE_ROWS)
+    for model, base in BASELINE_ROWS.items():
+      row, doc = rows[model], stored[model]
+      self.assertEqual(row['extra_seconds'], doc['extra_seconds'], model)
+      self.assertEqual(row['seconds'], doc['seconds'], model)
+      self.assertAlmostEqual(row['seconds'],
+                             rows[PIPELINE_ROWS[base][0]]['seconds'] +
+                             row['extra_seconds'], delta=0.11, msg=model)
+      if doc['fit'] is None:  # A temperature row trains nothing.
+        self.assertEqual(row['extra_seconds'], 0.0, model)
+      else:  # Encoding the train split + fitting the latent model.
+        self.assertGreaterEqual(row['extra_seconds'],
+                                round(doc['fit']['seconds'], 1), model)
+        total += doc['fit']['seconds']
+    self.assertLess(total, wall)
 
   def test_bad_input_is_one_line(self):
     work = self.create_tempdir().full_path
