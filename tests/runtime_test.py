@@ -38,6 +38,39 @@ class RunDirTest(tf.test.TestCase):
       with run_dir_lib.RunDir(workdir, {'base_name': 'a', 'ebm': {'c': 2}}):
         pass
 
+  def test_run_json_that_is_not_an_object_is_one_line(self):
+    from tilt_tf.runtime import build  # pylint: disable=g-import-not-at-top
+    for raw in ('[]', '"x"', '{"identity": []}'):
+      workdir = self.create_tempdir().full_path
+      with open(os.path.join(workdir, 'run.json'), 'w') as f:
+        f.write(raw)
+      with self.subTest(raw=raw):
+        with self.assertRaisesRegex(UserError, 'run.json is (damaged|'
+                                    'malformed)') as caught:
+          with run_dir_lib.RunDir(workdir, {'base_name': 'a'}):
+            pass
+        self.assertNotIn('\n', str(caught.exception))
+        with self.assertRaisesRegex(UserError, 'run.json is (damaged|'
+                                    'malformed)'):
+          build.restore(workdir)
+        with open(os.path.join(workdir, 'run.json')) as f:
+          self.assertEqual(f.read(), raw)  # Left as it was.
+
+  def test_another_generator_is_refused_and_nothing_changes(self):
+    workdir = self.create_tempdir().full_path
+    mine = {'base_name': 'generator', 'generator_fingerprint': 'aaaa'}
+    with run_dir_lib.RunDir(workdir, mine, {'x': 1}):
+      pass
+    with open(os.path.join(workdir, 'run.json')) as f:
+      before = f.read()
+    with self.assertRaisesRegex(UserError, 'holds a tilt of another generator '
+                                r'\(fingerprint aaaa; this one is bbbb'):
+      with run_dir_lib.RunDir(workdir, dict(mine,
+                                            generator_fingerprint='bbbb')):
+        pass
+    with open(os.path.join(workdir, 'run.json')) as f:
+      self.assertEqual(f.read(), before)
+
   def test_released_when_the_body_raises(self):
     workdir = self.create_tempdir().full_path
     with self.assertRaises(RuntimeError):

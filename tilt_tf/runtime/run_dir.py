@@ -58,9 +58,11 @@ class RunDir:
 
   def check(self):
     """Refuses a folder that holds another run; returns its run.json."""
-    theirs = io_utils.read_run_json(self.path('run.json'))
+    theirs = io_utils.read_json(self.path('run.json'))  # Cut short: one line.
+    if theirs is not None and not isinstance(theirs, dict):
+      theirs = io_utils.read_run_json(self.path('run.json'))  # Its line.
     if theirs is not None and theirs.get('identity') != self.identity:
-      other = theirs.get('identity') or {}
+      other = theirs.get('identity', {})
       if not isinstance(other, dict):
         raise UserError(f'{self.path("run.json")} is damaged (its identity is '
                         'not an object); pass another --workdir or delete '
