@@ -5,8 +5,15 @@ import math
 import os
 import subprocess
 import sys
+import time
 
-import tensorflow as tf
+# Bazel ends the whole target at TEST_TIMEOUT seconds (tests/BUILD: size
+# "medium", 300 s). Every benchmark process gets at most what is left of
+# that, less a margin (the TensorFlow import before this line, reporting),
+# so a slow run fails here with its own message instead of a killed target.
+_DEADLINE = time.monotonic() + float(os.environ.get('TEST_TIMEOUT', 300)) - 30
+
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 # benchmark -> keys that must be finite and > 0.
 _POSITIVE = {
@@ -36,9 +43,20 @@ def _run(args, cwd, env_extra=None):
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([_ROOT] + sys.path),
              TF_CPP_MIN_LOG_LEVEL='3')
   env.update(env_extra or {})
+  left = _DEADLINE - time.monotonic()
+  if left <= 1:
+    raise AssertionError('no time left in the test target for '
+                         f'benchmarks.all {" ".join(args)}')
   return subprocess.run([sys.executable, '-m', 'benchmarks.all'] + args,
                         capture_output=True, text=True, cwd=cwd, env=env,
-                        timeout=600, check=False)
+                        timeout=left, check=False)
+
+
+def _close(test, got, want, what, rtol=1e-5, atol=0.0):
+  """A reported derived figure is what its reported parts give (every float
+  is printed to 6 significant digits: a few 1e-7 relative apart)."""
+  test.assertTrue(math.isfinite(got), what)
+  test.assertAllClose(got, want, rtol=rtol, atol=atol, msg=what)
 
 
 class BenchmarksTest(tf.test.TestCase):
@@ -71,17 +89,87 @@ class BenchmarksTest(tf.test.TestCase):
       for key in _FINITE.get(name, ()):
         with self.subTest(benchmark=name, key=key):
           self.assertTrue(math.isfinite(r[key]), r[key])
-      if name == 'precision':
-        self._check_precision(r)
-      if name == 'serving':  # Percentiles of the same calls.
-        for n in (1, 64):
-          self.assertLessEqual(r[f'n{n}_p50_s'], r[f'n{n}_p99_s'])
+      self.assertIs(r['quick'], True)
+      self.assertGreaterEqual(r['peak_rss_mb'], 1.0)
+      if name != 'gemm':
+        self.assertEqual(r['preset'], 'test')
+      getattr(self, f'_check_{name}')(r)
+    # The langevin records' GEMM rate is the gemm record's.
+    (gemm,) = [r for r in records if r['benchmark'] == 'gemm']
+    for r in records:
+      if r['benchmark'] == 'langevin':
+        self.assertEqual(r['gemm_flop_s'], gemm['gemm_flop_s'])
     # A second run appends rather than overwrites.
     proc = _run(['--quick', '--benchmarks=gemm', '--output=out/bench.jsonl'],
                 cwd=here)
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
     with open(os.path.join(here, 'out/bench.jsonl')) as f:
       self.assertLen(f.read().splitlines(), len(lines) + 1)
+
+  def _check_gemm(self, r):
+    _close(self, r['gemm_flop_s'], 2 * r['size']**3 / r['seconds'], 'gemm')
+    self.assertGreaterEqual(r['calls'], 1)
+
+  def _check_langevin(self, r):
+    """Every speedup and rate is the ratio of the reported times."""
+    what = f'langevin {r["base"]}'
+    steps = r['chain_steps']
+    _close(self, r['compiled_vs_eager_speedup'],
+           r['eager_chain_s'] / r['compiled_chain_s'], what + ' speedup')
+    _close(self, r['xla_vs_compiled'], r['compiled_chain_s'] / r['xla_chain_s'],
+           what + ' xla')
+    _close(self, r['langevin_steps_per_s'], steps / r['compiled_chain_s'],
+           what + ' steps/s')
+    _close(self, r['langevin_steps_per_s_xla'], steps / r['xla_chain_s'],
+           what + ' steps/s xla')
+    _close(self, r['samples_per_s'], r['batch'] / r['sample_chain_s'],
+           what + ' samples/s')
+    _close(self, r['step_flop_s'], r['step_flops'] * steps /
+           r['compiled_chain_s'], what + ' flop/s')
+    _close(self, r['step_flop_s_xla'], r['step_flops'] * steps /
+           r['xla_chain_s'], what + ' flop/s xla')
+    _close(self, r['gemm_peak_fraction'], r['step_flop_s'] / r['gemm_flop_s'],
+           what + ' peak fraction')
+    for kind in ('compiled', 'xla', 'eager'):
+      self.assertBetween(r[f'{kind}_steps_timed'], 1, steps)
+    self.assertBetween(r['sample_steps_timed'], 1, r['sample_chain_steps'])
+
+  def _check_tilt_over_base(self, r):
+    """The stage estimates are step times x step counts, and their ratio."""
+    what = f'tilt_over_base {r["base"]}'
+    _close(self, r['base_stage_s_est'], r['base_steps'] * r['base_step_s'],
+           what + ' base stage')
+    _close(self, r['tilt_stage_s_est'],
+           r['ebm_steps'] * r['ebm_step_s'] +
+           r['monitor_checks'] * r['monitor_check_s_est'], what + ' tilt stage')
+    _close(self, r['tilt_over_base_time'],
+           r['tilt_stage_s_est'] / r['base_stage_s_est'], what + ' ratio')
+    _close(self, r['tilt_over_base_time_without_monitor'],
+           r['ebm_steps'] * r['ebm_step_s'] / r['base_stage_s_est'],
+           what + ' ratio without monitor')
+    self.assertBetween(r['ebm_langevin_steps_timed'], 1,
+                       r['ebm_langevin_steps'])
+    self.assertGreaterEqual(r['monitor_checks'], 0)
+
+  def _check_memory(self, r):
+    # RSS of ~1000 MB printed to 6 digits: +-0.005 MB each.
+    _close(self, r['rss_growth_mb'],
+           r['rss_mb_after_calls'] - r['rss_mb_start'], 'rss growth',
+           atol=0.011)
+    _close(self, r['rss_growth_second_half_mb'],
+           r['rss_mb_after_calls'] - r['rss_mb_after_half'], 'rss 2nd half',
+           atol=0.011)
+    # Peak RSS (ru_maxrss, KiB) is at least any RSS measured (psutil, B).
+    self.assertGreaterEqual(r['peak_rss_mb'], r['rss_mb_after_calls'] - 1)
+    self.assertEqual(r['calls'], 20)
+
+  def _check_serving(self, r):
+    """Percentiles of the same calls; throughput = n / median latency."""
+    self.assertEqual(r['calls'], 3)
+    for n in (1, 64):
+      self.assertLessEqual(r[f'n{n}_p50_s'], r[f'n{n}_p99_s'])
+      _close(self, r[f'n{n}_samples_per_s'], n / r[f'n{n}_p50_s'],
+             f'serving n={n}')
 
   def _check_precision(self, r):
     """The bf16 ratio is its two measured times' ratio, or a reason."""

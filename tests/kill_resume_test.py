@@ -16,12 +16,27 @@ import sys
 import threading
 import time
 
-import numpy as np
-import tensorflow as tf
+# Bazel ends the whole target at TEST_TIMEOUT seconds (tests/BUILD: size
+# "large", 900 s) and this test starts the binary six times: each run gets
+# at most _TIMEOUT and never more than what is left of the target's time,
+# less a margin (the TensorFlow import before this line, reporting), so a
+# slow run fails here with its log instead of a killed target.
+_DEADLINE = time.monotonic() + float(os.environ.get('TEST_TIMEOUT', 900)) - 30
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 _ARGS = ['--base=mlp_vae', '--dataset=25gaussians', '--preset=test',
          '--seed=0']
-_TIMEOUT = 150  # Seconds for one run of the binary.
+_TIMEOUT = 150  # Seconds for one run of the binary, at most.
+
+
+def _timeout():
+  """Seconds the next run of the binary may take (see _DEADLINE)."""
+  left = _DEADLINE - time.monotonic()
+  if left <= 1:
+    raise AssertionError('no time left in the test target for another run')
+  return min(_TIMEOUT, left)
 
 # (stage, stderr line that triggers the kill). The `test` preset trains the
 # base 40 steps (checkpoint every 20) and the EBM 20 steps (monitor check
@@ -54,9 +69,10 @@ def _run_and_kill(workdir, pattern):
 
   Returns the stderr lines read, or raises if the run ended without one.
   """
+  timeout = _timeout()
   proc = subprocess.Popen(_command(workdir), stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True, env=_env())
-  watchdog = threading.Timer(_TIMEOUT, proc.kill)
+  watchdog = threading.Timer(timeout, proc.kill)
   watchdog.start()
   lines = []
   try:
@@ -69,16 +85,17 @@ def _run_and_kill(workdir, pattern):
     proc.wait()
   finally:
     watchdog.cancel()
-  if proc.returncode != -signal.SIGKILL or not re.search(pattern, lines[-1]):
-    raise AssertionError(f'the run ended (code {proc.returncode}) before a '
-                         f'line matching {pattern!r}:\n' +
-                         '\n'.join(lines[-30:]))
+  if proc.returncode != -signal.SIGKILL or not lines or not re.search(
+      pattern, lines[-1]):
+    raise AssertionError(f'the run ended (code {proc.returncode}, timeout '
+                         f'{timeout:.0f} s) before a line matching '
+                         f'{pattern!r}:\n' + '\n'.join(lines[-30:]))
   return lines
 
 
 def _run(workdir):
   return subprocess.run(_command(workdir), capture_output=True, text=True,
-                        env=_env(), timeout=_TIMEOUT, check=False)
+                        env=_env(), timeout=_timeout(), check=False)
 
 
 def _load_json(path):
