@@ -1,6 +1,8 @@
 """The run's compute precision (tilt_tf/precision.py): bf16 energy and
 decoders with float32 variables, outputs and Langevin chains."""
 
+import os
+import re
 from unittest import mock
 
 import numpy as np
@@ -27,7 +29,37 @@ def _built(base, prec):
   return generator, build.make_method(config, generator, _SHAPE)
 
 
+def _cpuinfo_bf16_flags():
+  """The bf16 flags /proc/cpuinfo lists for every processor (read here
+  independently of tilt_tf.precision); empty where there is no such file."""
+  if not os.path.exists('/proc/cpuinfo'):
+    return set()
+  with open('/proc/cpuinfo') as f:
+    per_cpu = [set(m.group(1).split()) for m in
+               re.finditer(r'^flags\s*:(.*)$', f.read(), re.MULTILINE)]
+  if not per_cpu:
+    return set()
+  return set.intersection(*per_cpu) & {'avx512_bf16', 'amx_bf16'}
+
+
 class PrecisionTest(tf.test.TestCase):
+
+  def test_real_hardware_check_agrees_with_cpuinfo(self):
+    # The one test that runs the real check (the others mock it).
+    precision.bf16_support.cache_clear()
+    ok, what = precision.bf16_support()
+    if tf.config.list_physical_devices('GPU'):
+      self.assertIn('GPUs of compute capability', what)
+      return
+    flags = _cpuinfo_bf16_flags()
+    self.assertEqual(ok, bool(flags), what)
+    if flags:
+      self.assertEqual(what, 'CPU with ' + ', '.join(sorted(flags)))
+      self.assertEqual(precision.policy('bf16').compute_dtype, 'bfloat16')
+    else:
+      self.assertEqual(what, 'a CPU without avx512_bf16 or amx_bf16')
+      with self.assertRaisesRegex(UserError, 'bfloat16 hardware'):
+        precision.policy('bf16')
 
   def test_unknown_precision_is_refused_in_one_line(self):
     with self.assertRaisesRegex(UserError, "'fp8' is not one of float32, bf16"):
