@@ -35,6 +35,32 @@ _SUMMARY_DISK_FULL = (
     '\tCould not flush events file. [Op:FlushSummaryWriter]')
 
 
+# Root (as CI runs) writes through chmod 0555 by its CAP_DAC_OVERRIDE. A
+# permission test then runs its subprocess as root without the capabilities
+# that bypass file permissions (setpriv, util-linux: a Debian essential), so
+# the kernel refuses it as it refuses any user. (Not as `nobody`: the venv's
+# interpreter may live under /root, mode 0700, which nobody cannot reach.)
+_NO_DAC_CAPS = ['setpriv',
+                '--inh-caps=-dac_override,-dac_read_search,-fowner',
+                '--bounding-set=-dac_override,-dac_read_search,-fowner']
+
+
+def _unprivileged(folder):
+  """The command prefix under which this Python cannot write into `folder`
+  (chmod 0555): none for an ordinary user, _NO_DAC_CAPS for root."""
+  probe = [sys.executable, '-c', 'import sys, tempfile\n'
+           'tempfile.TemporaryFile(dir=sys.argv[1])', folder]
+  for prefix in ([], _NO_DAC_CAPS):
+    proc = subprocess.run(prefix + probe, capture_output=True, text=True,
+                          timeout=60, check=False)
+    if proc.returncode and 'PermissionError' in proc.stderr:
+      return prefix
+    if proc.returncode:
+      raise AssertionError(f'probe {prefix + probe} failed: {proc.stderr}')
+  raise AssertionError(f'{folder} (chmod 0555) stays writable even without '
+                       'CAP_DAC_OVERRIDE')
+
+
 class PathChecksTest(tf.test.TestCase):
 
   def setUp(self):
@@ -68,21 +94,31 @@ class PathChecksTest(tf.test.TestCase):
     self.assertEqual(os.listdir(self.tmp), ['notes.txt'])
 
   def test_unwritable_output_dir(self):
+    # A real refusal by the kernel, for every user: see _unprivileged.
     folder = os.path.join(self.tmp, 'ro')
     os.mkdir(folder, 0o555)
     self.addCleanup(os.chmod, folder, 0o755)
-    try:
-      os.mkdir(os.path.join(folder, 'x'))
-      os.rmdir(os.path.join(folder, 'x'))
-      self.skipTest('this user writes through chmod 0555 (root); '
-                    'test_output_dir_refusals covers /proc')
-    except PermissionError:
-      pass
-    with self.assertRaisesRegex(
-        UserError, rf'^--export_dir {folder}/v is not writable|'
+    script = textwrap.dedent("""
+        import sys
+        from tilt_tf import cli
+        from tilt_tf.errors import UserError
+        try:
+          cli.check_output_dir(sys.argv[1], '--export_dir')
+        except UserError as e:
+          print(e)
+          sys.exit(3)
+        """)
+    proc = subprocess.run(
+        _unprivileged(folder) + [sys.executable, '-c', script,
+                                 os.path.join(folder, 'v')],
+        capture_output=True, text=True, timeout=60, check=False,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    self.assertEqual(proc.returncode, 3, proc.stderr[-2000:])
+    self.assertRegex(
+        proc.stdout.strip(),
         rf'^--export_dir {folder}/v: {folder} is not writable \(Permission '
-        r'denied\); make it writable or choose another --export_dir$'):
-      cli.check_output_dir(os.path.join(folder, 'v'), '--export_dir')
+        r'denied\); make it writable or choose another --export_dir$')
+    self.assertEqual(os.listdir(folder), [])
 
   def test_unreachable(self):
     # What a user without search permission on `locked` sees (root passes

@@ -29,9 +29,9 @@ os.fsync = _fsync
 """
 
 
-def _run(args, cwd=None, env_extra=None, inject=None):
+def _run(args, cwd=None, env_extra=None, inject=None, prefix=()):
   """Runs the train binary; `inject`: Python code to run in its process
-  first (fault injection)."""
+  first (fault injection); `prefix`: a command that runs it (setpriv)."""
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
              TF_CPP_MIN_LOG_LEVEL='3')
   env.update(env_extra or {})
@@ -42,8 +42,8 @@ def _run(args, cwd=None, env_extra=None, inject=None):
         'alter_sys=True)\n')]
   else:
     command = [sys.executable, '-m', 'tilt_tf.train']
-  return subprocess.run(command + args, capture_output=True, text=True,
-                        cwd=cwd, env=env, timeout=300, check=False)
+  return subprocess.run(list(prefix) + command + args, capture_output=True,
+                        text=True, cwd=cwd, env=env, timeout=300, check=False)
 
 
 def _snapshot(folder):
@@ -65,12 +65,30 @@ def _write_idx(path, array):
     f.write(header + array.astype(np.uint8).tobytes())
 
 
-def _can_write(folder):
-  try:
-    with tempfile.TemporaryFile(dir=folder):
-      return True
-  except OSError:
-    return False
+# Root (as CI runs) writes through chmod 0555 by its CAP_DAC_OVERRIDE. A
+# permission test then runs the binary as root without the capabilities
+# that bypass file permissions (setpriv, util-linux: a Debian essential), so
+# the kernel refuses it as it refuses any user. (Not as `nobody`: the venv's
+# interpreter may live under /root, mode 0700, which nobody cannot reach.)
+_NO_DAC_CAPS = ['setpriv',
+                '--inh-caps=-dac_override,-dac_read_search,-fowner',
+                '--bounding-set=-dac_override,-dac_read_search,-fowner']
+
+
+def _unprivileged(folder):
+  """The command prefix under which this Python cannot write into `folder`
+  (chmod 0555): none for an ordinary user, _NO_DAC_CAPS for root."""
+  probe = [sys.executable, '-c', 'import sys, tempfile\n'
+           'tempfile.TemporaryFile(dir=sys.argv[1])', folder]
+  for prefix in ([], _NO_DAC_CAPS):
+    proc = subprocess.run(prefix + probe, capture_output=True, text=True,
+                          timeout=60, check=False)
+    if proc.returncode and 'PermissionError' in proc.stderr:
+      return prefix
+    if proc.returncode:
+      raise AssertionError(f'probe {prefix + probe} failed: {proc.stderr}')
+  raise AssertionError(f'{folder} (chmod 0555) stays writable even without '
+                       'CAP_DAC_OVERRIDE')
 
 
 class TrainCLITest(tf.test.TestCase):
@@ -192,11 +210,9 @@ class TrainCLITest(tf.test.TestCase):
     workdir = self.create_tempdir().full_path
     os.chmod(workdir, 0o555)
     self.addCleanup(os.chmod, workdir, 0o755)
-    if _can_write(workdir):
-      self.skipTest('this user writes through chmod 0555 (root or '
-                    'CAP_DAC_OVERRIDE); test_workdir_under_a_file covers an '
-                    'unwritable --workdir for every user')
-    proc = _run(_TOY + [f'--workdir={workdir}'])
+    # A real refusal by the kernel, for every user: see _unprivileged.
+    proc = _run(_TOY + [f'--workdir={workdir}'],
+                prefix=_unprivileged(workdir))
     self._assert_user_error(proc, re.escape(
         f'--workdir {workdir} is not writable (Permission denied); make it '
         'writable or choose another --workdir'))
