@@ -273,7 +273,7 @@ def get_config(base, dataset=None, preset='paper', overrides=()):
   config = module.get_config(preset)
   if preset == 'test' and 'distill' in config:  # Seconds, as the rest.
     config.distill.update(couplings=2, hidden=16, steps=20, batch_size=32,
-                          validation=16, eval_every=10)
+                          validation=16, eval_every=10, patience=0)
   if dataset:
     config.dataset = dataset
   apply_overrides(config, overrides)

@@ -65,14 +65,17 @@ def get_config():
 
   # Distillation (tilt_tf/distill.py): a RealNVP flow q(z) fitted by maximum
   # likelihood to the sample stage's tilted latents; samples with no chain.
+  # Sizes measured on GLF small (docs/distill.md): wider flows overfit the
+  # 9,000 latents sooner and score no better.
   c.distill = ml_collections.ConfigDict()
-  c.distill.couplings = 6
-  c.distill.hidden = 256
+  c.distill.couplings = 4
+  c.distill.hidden = 64
   c.distill.steps = 3000
   c.distill.batch_size = 256
   c.distill.learning_rate = 1e-3
   c.distill.validation = 1000  # Latents held out to pick the best flow.
-  c.distill.eval_every = 250
+  c.distill.eval_every = 100
+  c.distill.patience = 5  # Checks without a better held-out NLL: stop.
 
   # Sampling and evaluation.
   c.sample = ml_collections.ConfigDict()

@@ -43,7 +43,7 @@ class LatentFlow(tf.Module):
     seed: seeds the permutations and initial weights (same seed, same flow).
   """
 
-  def __init__(self, latent_dim, couplings=6, hidden=256, seed=0,
+  def __init__(self, latent_dim, couplings=4, hidden=64, seed=0,
                name='latent_flow'):
     super().__init__(name=name)
     d = self.latent_dim = int(latent_dim)
@@ -107,10 +107,12 @@ def _nll(flow, z):
 class _BestFlow:
   """Action: every `every` steps, the held-out NLL; the best flow goes to
   checkpoints/distill_best/ (its value and step live in the stage's
-  checkpoint, so a resumed run goes on judging where it stopped)."""
+  checkpoint, so a resumed run goes on judging where it stopped); stops the
+  fit after `patience` checks without a better one (0: never)."""
 
-  def __init__(self, run_dir, flow, held_out, every):
+  def __init__(self, run_dir, flow, held_out, every, patience=0):
     self.run_dir, self.flow, self.every = run_dir, flow, every
+    self.patience = patience
     self.held_out = tf.constant(held_out)
     self.best = tf.Variable(np.inf, dtype=tf.float32, name='best_nll')
     self.best_step = tf.Variable(-1, dtype=tf.int64, name='best_step')
@@ -131,7 +133,9 @@ class _BestFlow:
     logging.info('distill step %d: held-out NLL %.4f nats/dim (best %.4f at '
                  'step %d)', step, nll, float(self.best.numpy()),
                  int(self.best_step.numpy()))
-    return False  # Checkpoint now, with the state judged.
+    since = (step - int(self.best_step.numpy())) // self.every
+    # True: checkpoint and stop; False: checkpoint now, with the state judged.
+    return bool(self.patience and since >= self.patience)
 
 
 def fit_flow(run_dir, strategy, flow, latents, cfg, seed, loop_cfg):
@@ -162,16 +166,21 @@ def fit_flow(run_dir, strategy, flow, latents, cfg, seed, loop_cfg):
   with strategy.scope():
     optimizer = tf_keras.optimizers.Adam(cfg.learning_rate)
     optimizer.build(flow.trainable_variables)
-  best = _BestFlow(run_dir, flow, held_out, cfg.eval_every)
+  best = _BestFlow(run_dir, flow, held_out, cfg.eval_every,
+                   cfg.get('patience', 0))
   stage = training.TrainingStage(
       run_dir, 'distill', {'flow': flow, 'best_nll': best.best,
                            'best_step': best.best_step}, optimizer,
       retry_hint='--set=distill.learning_rate=...')
   if stage.restore() is None:
     flow.init_from(train)
-  if int(stage.step.numpy()) >= cfg.steps:
-    logging.info('distill: done (%d steps), reusing the checkpoint',
-                 int(stage.step.numpy()))
+  step = int(stage.step.numpy())
+  stopped = (cfg.get('patience', 0) and int(best.best_step.numpy()) >= 0 and
+             (step - int(best.best_step.numpy())) // cfg.eval_every >=
+             cfg.patience)
+  if step >= cfg.steps or stopped:
+    logging.info('distill: done (%d steps%s), reusing the checkpoint', step,
+                 ', stopped early' if step < cfg.steps else '')
     return None
   batch = int(min(cfg.batch_size, len(train)))
 
@@ -189,7 +198,7 @@ def fit_flow(run_dir, strategy, flow, latents, cfg, seed, loop_cfg):
                   seed + 78, loop_cfg, actions=[best],
                   periods=[cfg.eval_every])
   logging.info('distill: %d steps in %.1fs; best held-out NLL %.4f nats/dim '
-               'at step %d', cfg.steps, time.time() - t0,
+               'at step %d', int(stage.step.numpy()), time.time() - t0,
                float(best.best.numpy()), int(best.best_step.numpy()))
   return out
 
