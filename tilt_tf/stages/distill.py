@@ -99,7 +99,8 @@ def run_distill(run_dir, strategy, generator, cfg, sample_cfg, seed,
       shutil.rmtree(run_dir.path('checkpoints', folder), ignore_errors=True)
   flow = make_flow(generator.latent_dim, cfg, seed, strategy)
   t0 = time.time()
-  distill_lib.fit_flow(run_dir, strategy, flow, latents, cfg, seed, loop_cfg)
+  fitted = distill_lib.fit_flow(run_dir, strategy, flow, latents, cfg, seed,
+                                loop_cfg)
   best = distill_lib.restore_flow(run_dir.workdir, generator.latent_dim, cfg,
                                   seed)
   fit_seconds = time.time() - t0
@@ -124,7 +125,8 @@ def run_distill(run_dir, strategy, generator, cfg, sample_cfg, seed,
       tf.summary.image('samples/base_tilted_distilled',
                        tf.io.decode_png(png)[None])
   io_utils.write_json(run_dir.path('distill.json'), plan)
-  run_dir.record_time('distill', fit_seconds, steps=cfg.steps,
+  run_dir.record_time('distill', fit_seconds,
+                      steps=fitted[1] if fitted else cfg.steps,
                       latents=int(len(latents)))
   run_dir.record_time('distill_sample', draw_seconds, n=n,
                       samples_per_s=round(n / max(draw_seconds, 1e-9), 2))
