@@ -173,6 +173,76 @@ class GlowTest(tf.test.TestCase):
       x = gen.decode(z)
       self.assertEqual(bool(np.all(np.isfinite(x.numpy()))), finite, clamp)
 
+  def test_matmul_inverse_decodes_as_tfp(self):
+    # Decoding inverts each 1x1 convolution by one matmul with W^-1
+    # (glow.MatmulInverseOneByOneConv) instead of TFP's per-pixel LU solve:
+    # on the same weights, the same images, flow outputs and latent
+    # gradients up to float32 round-off, compiled and eager.
+    tf_keras.utils.set_random_seed(0)
+    gen, _ = make_glow(steps=2)
+    x = images(8, (28, 28, 1))
+    gen.build(x)
+    randomize(gen)
+    convs = [m for m in gen.flow.submodules
+             if isinstance(m, tfb.glow.OneByOneConv)]
+    self.assertLen(convs, 2 * 2)
+    self.assertTrue(all(isinstance(m, glow.MatmulInverseOneByOneConv)
+                        for m in convs))
+    rng = np.random.default_rng(3)
+    for conv in convs:  # 1x1 weights away from their orthogonal init.
+      lu = conv._bijector.lower_upper
+      off_diag = 1. - np.eye(lu.shape[0], dtype=np.float32)
+      lu.assign(lu + 0.1 * off_diag * rng.standard_normal(
+          lu.shape).astype(np.float32))
+    z = tf.concat([gen.encode(x[:4]),
+                   gen.prior_sample(4, tf.constant([0, 5]))], 0)
+    cotangent = tf.random.stateless_normal([8, 28, 28, 1], seed=[4, 4])
+
+    def outputs(z=z):
+      # Gradients through the flow's output y for all latents, and through
+      # the images for the prior draws (the encoded ones sit on the [0, 1]
+      # clip, where the gradient jumps under any round-off).
+      with tf.GradientTape(persistent=True) as tape:
+        tape.watch(z)
+        y = gen.flow.forward(tf.identity(z))
+        images_out = gen.decode(z)
+        prior_images = images_out[4:]
+      grad_y = tape.gradient(y, z, output_gradients=cotangent)
+      grad_x = tape.gradient(prior_images, z,
+                             output_gradients=cotangent[4:])[4:]
+      return images_out, y, tf.concat([grad_y, grad_x], 0)
+
+    compiled = tf.function(outputs)
+    new, new_compiled = outputs(), compiled()
+    self.assertEqual(glow.use_matmul_inverse(gen.flow, enabled=False), 4)
+    self.assertFalse(any(isinstance(m, glow.MatmulInverseOneByOneConv)
+                         for m in convs))
+    old, old_compiled = outputs(), tf.function(outputs)()
+    # Round-off of the flow itself: TFP's decode of z vs of z with one
+    # float32 ulp of relative noise (the couplings amplify any round-off).
+    ulp_noise = 2.**-24 * tf.random.stateless_uniform(z.shape, [0, 7], -1, 1)
+    y_jittered = outputs(z * (1. + ulp_noise))[1]
+    ulp_effect = float(tf.reduce_max(tf.abs(y_jittered - old[1])))
+    for a, b in ((new, old), (new_compiled, old_compiled), (new_compiled, old)):
+      images_new, y_new, grad_new = a
+      images_old, y_old, grad_old = b
+      self.assertAllClose(images_new, images_old, atol=1e-5, rtol=0)
+      self.assertAllClose(y_new, y_old, atol=5e-5, rtol=1e-5)
+      self.assertLessEqual(float(tf.reduce_max(tf.abs(y_new - y_old))),
+                           4 * ulp_effect + 1e-6)
+      self.assertAllClose(grad_new, grad_old, atol=1e-4, rtol=1e-4)
+    self.assertGreater(float(tf.reduce_max(tf.abs(old[2]))), 1e-2)
+    # The encode direction and the log-dets are TFP's either way, and a
+    # checkpoint written with TFP's class restores into the new one.
+    path = tf.train.Checkpoint(generator=gen).save(
+        self.create_tempdir().full_path + '/ckpt')
+    other, _ = make_glow(steps=2, seed=1)
+    other.build(images(8, (28, 28, 1), seed=2))
+    tf.train.Checkpoint(generator=other).restore(path).assert_consumed()
+    self.assertAllClose(other.decode(z), old[0], atol=1e-5, rtol=0)
+    self.assertAllClose(other.nll(x, tf.constant([1, 1])),
+                        gen.nll(x, tf.constant([1, 1])), atol=0, rtol=0)
+
   def test_variables_tracked_and_checkpoint_round_trip(self):
     gen, cfg = make_glow()
     x = images(8, (28, 28, 1))
