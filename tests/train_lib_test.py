@@ -103,7 +103,7 @@ class TrainLibTest(tf.test.TestCase):
         ['part-00000.npz', 'plan.json'])
     calls.clear()
     with mock.patch.object(io_utils, 'savez', dies_on_second_batch):
-      train_lib.run(_config(), pieces, stages=('sample', 'eval'))
+      train_lib.run(_config(), pieces, stages=('sample', 'distill', 'eval'))
     self.assertLen(calls, 1)  # Only the missing batch was drawn again.
     self.assertFalse(os.path.exists(os.path.join(pieces, 'sample_parts')))
     self.assertEqual(_metrics(straight), _metrics(pieces))
