@@ -10,6 +10,7 @@ from unittest import mock
 
 import tensorflow as tf
 
+from tests import privileges_testutil
 from tilt_tf import cli
 from tilt_tf.errors import UserError
 
@@ -33,32 +34,6 @@ _SUMMARY_DISK_FULL = (
     'replica:0/task:0/device:CPU:0}} {path}; No space left on device\n'
     '\tFailed to flush 3 events to {path}\n'
     '\tCould not flush events file. [Op:FlushSummaryWriter]')
-
-
-# Root (as CI runs) writes through chmod 0555 by its CAP_DAC_OVERRIDE. A
-# permission test then runs its subprocess as root without the capabilities
-# that bypass file permissions (setpriv, util-linux: a Debian essential), so
-# the kernel refuses it as it refuses any user. (Not as `nobody`: the venv's
-# interpreter may live under /root, mode 0700, which nobody cannot reach.)
-_NO_DAC_CAPS = ['setpriv',
-                '--inh-caps=-dac_override,-dac_read_search,-fowner',
-                '--bounding-set=-dac_override,-dac_read_search,-fowner']
-
-
-def _unprivileged(folder):
-  """The command prefix under which this Python cannot write into `folder`
-  (chmod 0555): none for an ordinary user, _NO_DAC_CAPS for root."""
-  probe = [sys.executable, '-c', 'import sys, tempfile\n'
-           'tempfile.TemporaryFile(dir=sys.argv[1])', folder]
-  for prefix in ([], _NO_DAC_CAPS):
-    proc = subprocess.run(prefix + probe, capture_output=True, text=True,
-                          timeout=60, check=False)
-    if proc.returncode and 'PermissionError' in proc.stderr:
-      return prefix
-    if proc.returncode:
-      raise AssertionError(f'probe {prefix + probe} failed: {proc.stderr}')
-  raise AssertionError(f'{folder} (chmod 0555) stays writable even without '
-                       'CAP_DAC_OVERRIDE')
 
 
 class PathChecksTest(tf.test.TestCase):
@@ -109,8 +84,8 @@ class PathChecksTest(tf.test.TestCase):
           sys.exit(3)
         """)
     proc = subprocess.run(
-        _unprivileged(folder) + [sys.executable, '-c', script,
-                                 os.path.join(folder, 'v')],
+        privileges_testutil.unprivileged(folder) +
+        [sys.executable, '-c', script, os.path.join(folder, 'v')],
         capture_output=True, text=True, timeout=60, check=False,
         env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     self.assertEqual(proc.returncode, 3, proc.stderr[-2000:])

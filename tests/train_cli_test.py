@@ -15,6 +15,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from tests import privileges_testutil
 from tilt_tf import cli
 
 _TOY = ['--base=mlp_vae', '--dataset=25gaussians', '--preset=test']
@@ -63,32 +64,6 @@ def _write_idx(path, array):
   header += struct.pack('>' + 'I' * array.ndim, *array.shape)
   with gzip.open(path, 'wb') as f:
     f.write(header + array.astype(np.uint8).tobytes())
-
-
-# Root (as CI runs) writes through chmod 0555 by its CAP_DAC_OVERRIDE. A
-# permission test then runs the binary as root without the capabilities
-# that bypass file permissions (setpriv, util-linux: a Debian essential), so
-# the kernel refuses it as it refuses any user. (Not as `nobody`: the venv's
-# interpreter may live under /root, mode 0700, which nobody cannot reach.)
-_NO_DAC_CAPS = ['setpriv',
-                '--inh-caps=-dac_override,-dac_read_search,-fowner',
-                '--bounding-set=-dac_override,-dac_read_search,-fowner']
-
-
-def _unprivileged(folder):
-  """The command prefix under which this Python cannot write into `folder`
-  (chmod 0555): none for an ordinary user, _NO_DAC_CAPS for root."""
-  probe = [sys.executable, '-c', 'import sys, tempfile\n'
-           'tempfile.TemporaryFile(dir=sys.argv[1])', folder]
-  for prefix in ([], _NO_DAC_CAPS):
-    proc = subprocess.run(prefix + probe, capture_output=True, text=True,
-                          timeout=60, check=False)
-    if proc.returncode and 'PermissionError' in proc.stderr:
-      return prefix
-    if proc.returncode:
-      raise AssertionError(f'probe {prefix + probe} failed: {proc.stderr}')
-  raise AssertionError(f'{folder} (chmod 0555) stays writable even without '
-                       'CAP_DAC_OVERRIDE')
 
 
 class TrainCLITest(tf.test.TestCase):
@@ -212,7 +187,7 @@ class TrainCLITest(tf.test.TestCase):
     self.addCleanup(os.chmod, workdir, 0o755)
     # A real refusal by the kernel, for every user: see _unprivileged.
     proc = _run(_TOY + [f'--workdir={workdir}'],
-                prefix=_unprivileged(workdir))
+                prefix=privileges_testutil.unprivileged(workdir))
     self._assert_user_error(proc, re.escape(
         f'--workdir {workdir} is not writable (Permission denied); make it '
         'writable or choose another --workdir'))
