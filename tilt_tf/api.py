@@ -202,7 +202,7 @@ class Tilted:
                          tf.constant(steps), temperature=temperature)
       parts.append({k: out[k].numpy() for k in
                     ('x_tilted', 'z_tilted', 'x_base', 'z_base')})
-      done, now = sum(len(p['x_tilted']) for p in parts), time.time()
+      done, now = i * batch_size + m, time.time()
       if now - last_log > 5 or i + 1 == num_batches:
         last_log, rate = now, done / max(now - t0, 1e-9)
         logging.info('sample: %d/%d tilted samples | %.1f samples/s ETA %s',

@@ -206,27 +206,19 @@ def restore(workdir, generator=None):
       if checkpoints.restore_readable(ckpt, manager, 'base') is None:
         raise UserError(f'no base checkpoint in {workdir}; run the base stage '
                         'first (--stage=base or all stages)')
-  check_generator(workdir, ident, generator)
+  if generator is not None:
+    fingerprint = getattr(generator, 'fingerprint', None)
+    run_dir_lib.check_generator(
+        workdir, ident.get('generator_fingerprint'),
+        fingerprint() if fingerprint else None,
+        'pass the generator that run tilted, or tilt this one into a new '
+        'workdir')
   method = make_method(config, generator, shape)
   run = run_dir_lib.RunDir(workdir, {})  # Paths only: never entered.
   trainer = training.MethodTrainer(run, tf.distribute.get_strategy(), method,
                                    steps=0)
   which = trainer.restore_best()
   return Restored(workdir, config, generator, method, which)
-
-
-def check_generator(workdir, ident, generator):
-  """Refuses a generator other than the one a run tilted (its fingerprint,
-  tilt_tf/generators/adapters.py, is in the run's identity)."""
-  theirs = ident.get('generator_fingerprint')
-  if not theirs or generator is None:
-    return
-  ours = getattr(generator, 'fingerprint', lambda: None)()
-  if ours != theirs:
-    raise UserError(
-        f'{workdir} holds a tilt of another generator (fingerprint {theirs}; '
-        f'this one is {ours}: other weights or another model); pass the '
-        'generator that run tilted, or tilt this one into a new workdir')
 
 
 def split_validation(array, size):

@@ -33,6 +33,17 @@ def describe(identity):
                   if identity.get(k))
 
 
+def check_generator(workdir, theirs, ours, hint):
+  """Refuses a generator whose fingerprint (tilt_tf/generators/adapters.py)
+  differs from the one the run in `workdir` tilted; None on either side
+  (a built-in base, an older run) passes."""
+  if theirs and ours and theirs != ours:
+    raise UserError(
+        f'workdir {workdir} holds a tilt of another generator (fingerprint '
+        f'{theirs}; this one is {ours}: other weights or another model); '
+        f'{hint}')
+
+
 class RunDir:
   """One run's folder; see the module docstring."""
 
@@ -67,14 +78,9 @@ class RunDir:
         raise UserError(f'{self.path("run.json")} is damaged (its identity is '
                         'not an object); pass another --workdir or delete '
                         'that folder')
-      fingerprints = (other.get('generator_fingerprint'),
-                      self.identity.get('generator_fingerprint'))
-      if all(fingerprints) and fingerprints[0] != fingerprints[1]:
-        raise UserError(
-            f'workdir {self.workdir} holds a tilt of another generator '
-            f'(fingerprint {fingerprints[0]}; this one is {fingerprints[1]}: '
-            'other weights or another model); use a new workdir, or delete '
-            'that folder to start over')
+      check_generator(self.workdir, other.get('generator_fingerprint'),
+                      self.identity.get('generator_fingerprint'),
+                      'use a new workdir, or delete that folder to start over')
       diff = sorted(k for k in set(self.identity) | set(other)
                     if self.identity.get(k) != other.get(k))
       hint = 'pass another --workdir or delete that folder'
