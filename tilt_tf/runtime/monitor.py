@@ -1,5 +1,6 @@
 """The §5.3 quality monitor: an action of the training loop that scores
-samples every few steps, keeps the best energy and can stop early.
+samples every few steps, keeps the best energy and can stop early; its
+condition and actions are in runtime/monitor_actions.py.
 
 The score never reads the test split: images are scored by FID against a
 validation slice held out of the energy's training data (a feature space of
@@ -14,9 +15,8 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from tilt_tf import figures
-from tilt_tf import io_utils
 from tilt_tf import toy_metrics
+from tilt_tf.runtime import monitor_actions as actions_lib
 
 __all__ = ['Monitor', 'fid_scorer', 'energy_distance_scorer', 'finite_rows']
 
@@ -61,11 +61,16 @@ def fid_scorer(reference_images, dataset, data_dir=None, classifier_epochs=None)
 
 
 class Monitor:
-  """Every `every` steps (and at `total`): samples, scores, keeps the best.
+  """Every `every` steps (and at `total`): a check that samples and scores,
+  judged by a condition and handed to actions (runtime/monitor_actions.py).
 
-  Its state (best score and step, checks since the best) lives in variables
-  that the stage's checkpoint holds (`checkpoint_items`), so a resumed run
-  goes on judging where it stopped; the curve goes to `monitor.json`.
+  The check draws `num_samples` chains from seed [seed, 7] and scores their
+  tilted samples and, as the untilted reference, the same chains' decoded
+  starting points. `NewBestMetric` keeps the best score (its state is in
+  `checkpoint_items`, so a resumed run goes on judging where it stopped);
+  then the histograms and picture, the best checkpoint (`best_manager`),
+  the curve (monitor.json) and early stopping after `patience` checks
+  without a new best (0: never).
   """
 
   def __init__(self, run_dir, method, score_fn, best_manager, every, total,
@@ -78,29 +83,43 @@ class Monitor:
     self.every, self.total, self.patience = every, total, patience
     self.num_samples, self.num_steps = num_samples, num_steps
     self.seed = tf.constant([seed, 7], tf.int32)
-    self.grid = grid
-    self.data = data_for_histograms
-    self.best_score = tf.Variable(math.inf, dtype=tf.float64,
-                                  name='best_score')
-    self.best_step = tf.Variable(-1, dtype=tf.int64, name='best_step')
-    self.checks_since_best = tf.Variable(0, dtype=tf.int64)
-    self.curve = []
+    self.condition = actions_lib.NewBestMetric('score')
+    self.early_stopping = actions_lib.EarlyStopping(self.condition, patience)
+    self.curve_writer = actions_lib.CurveWriter(run_dir)
+    self.actions = [
+        actions_lib.SampleSummaries(run_dir, method, data_for_histograms,
+                                    grid),
+        actions_lib.SaveBest(best_manager),
+        self.curve_writer,
+    ]
     self._sample = tf.function(method.sample, reduce_retracing=True)
 
+  @property
+  def best_score(self):
+    return self.condition.best_score
+
+  @property
+  def best_step(self):
+    return self.condition.best_step
+
+  @property
+  def curve(self):
+    return self.curve_writer.curve
+
   def checkpoint_items(self):
-    return {'best_score': self.best_score, 'best_step': self.best_step,
-            'checks_since_best': self.checks_since_best}
+    return self.condition.checkpoint_items()
 
   @property
   def stopped(self):
-    return bool(self.patience and
-                int(self.checks_since_best.numpy()) >= self.patience)
+    return self.early_stopping.stopped
 
   def resume(self, restored_step):
     """Drops checks after `restored_step` (a run killed before its
     checkpoint redoes them, with the same seeds and scores)."""
-    self.curve = [m for m in io_utils.read_json(
-        self.run_dir.path('monitor.json'), []) if m['step'] <= restored_step]
+    self.curve_writer.resume(restored_step)
+
+  def due(self, step):
+    return self.every > 0 and (step % self.every == 0 or step == self.total)
 
   def score(self, samples):
     """Lower is better; diverged chains (non-finite samples) score inf."""
@@ -111,51 +130,25 @@ class Monitor:
       return math.inf
     return float(self.score_fn(samples))
 
-  def __call__(self, step):
-    """None if no check is due, else whether to stop (patience)."""
-    if self.every <= 0 or (step % self.every and step != self.total):
-      return None
+  def check(self, step):
+    """Samples and scores: the output the condition and actions receive."""
     out = self._sample(tf.constant(self.num_samples), self.seed,
                        tf.constant(self.num_steps))
     score = self.score(out['x_tilted'].numpy())
-    # The same chains' starting points, decoded: the untilted reference.
     base_score = self.score(out['x_base'].numpy())
-    self._summaries(step, out)
-    self.run_dir.scalars('monitor', step, {'score': score,
-                                           'base_score': base_score})
-    self.curve.append({'step': step, 'score': round(score, 6),
-                       'base_score': round(base_score, 6)})
-    if score < float(self.best_score.numpy()):
-      self.best_score.assign(score)
-      self.best_step.assign(step)
-      self.checks_since_best.assign(0)
-      self.best_manager.save(checkpoint_number=step)
-    else:
-      self.checks_since_best.assign_add(1)
-    io_utils.write_json(self.run_dir.path('monitor.json'), self.curve)
+    return {'step': step, 'score': score, 'base_score': base_score,
+            'samples': out}
+
+  def __call__(self, step):
+    """None if no check is due, else whether to stop (patience)."""
+    if not self.due(step):
+      return None
+    output = self.check(step)
+    output['new_best'] = self.condition(output)
+    for action in self.actions:
+      action(output)
     logging.info('tilt monitor step %d: %s %.5f (base %.5f; best %.5f at '
                  'step %d)', step, getattr(self.score_fn, 'name', 'score'),
-                 score, base_score, float(self.best_score.numpy()),
-                 int(self.best_step.numpy()))
-    return self.stopped
-
-  def _summaries(self, step, out):
-    """Energy histograms of data vs base vs tilted samples, and the tilted
-    samples as a picture."""
-    x = out['x_tilted']
-    with self.run_dir.writer.as_default(step=step):
-      named = [('base_samples', out['x_base']), ('tilted_samples', x)]
-      if self.data is not None:
-        named.insert(0, ('data', tf.cast(self.data[:len(x)], tf.float32)))
-      for name, v in named:
-        tf.summary.histogram(f'energy/{name}', self.method.energy(v))
-      if len(x.shape) == 2 and x.shape[-1] == 2:
-        panels = ([self.data[:len(x)]] if self.data is not None else []) + [x]
-        png = figures.toy_scatter_png(
-            panels, (['data'] if self.data is not None else []) +
-            [f'tilted, EBM step {step}'])
-      elif len(x.shape) == 4:
-        png = figures.grid_png([x[:self.grid]])
-      else:
-        return
-      tf.summary.image('monitor/tilted_samples', tf.io.decode_png(png)[None])
+                 output['score'], output['base_score'],
+                 float(self.best_score.numpy()), int(self.best_step.numpy()))
+    return self.early_stopping(output)
