@@ -242,6 +242,31 @@ class ErrorBoundaryTest(tf.test.TestCase):
                      cli._FS_ERRORS[errno.ENOSPC][1])  # pylint: disable=protected-access
 
 
+class SummaryTableTest(tf.test.TestCase):
+
+  def test_columns_and_the_monitor_line(self):
+    metrics = {
+        'base': {'fd_learned': 12.5, 'recall': 0.25},
+        'tilted': {'fd_learned': 8.25, 'recall': 0.3},
+        'distilled': {'fd_learned': 9.75, 'recall': 0.5},
+        'tilt': {'monitor': [
+            {'step': 50, 'score': 9.0, 'base_score': 12.0},
+            {'step': 100, 'score': 7.5, 'base_score': 12.0},
+            {'step': 150, 'score': 8.0, 'base_score': 12.0}]}}
+    table = cli.summary_table(metrics).splitlines()
+    self.assertEqual(table[0].split(), ['metric', 'base', 'tilted',
+                                        'distilled'])
+    self.assertEqual(table[1].split(),
+                     ['fd_learned', '12.5000', '8.2500', '9.7500'])
+    self.assertEqual(table[-1], 'monitor, held-out data: base 12 -> tilted '
+                     '7.5 (kept step 100; lower is better)')
+
+  def test_no_monitor_no_line(self):
+    table = cli.summary_table({'base': {'fid': 1.0}, 'tilted': {'fid': 0.5},
+                               'tilt': {'monitor': []}})
+    self.assertNotIn('monitor', table)
+
+
 class BinariesCheckPathsTest(tf.test.TestCase):
   """export and evaluate refuse bad paths before any work, in one line."""
 

@@ -312,7 +312,7 @@ def summary_table(metrics):
   """A small text table of base vs tilted quality figures."""
   keys = [k for k, v in metrics.get('base', {}).items()
           if isinstance(v, (int, float))]
-  cols = [c for c in ('data', 'base', 'tilted') if c in metrics]
+  cols = [c for c in ('data', 'base', 'tilted', 'distilled') if c in metrics]
   lines = ['metric'.ljust(26) + ''.join(c.rjust(14) for c in cols)]
   for k in keys:
     row = k.ljust(26)
@@ -322,4 +322,16 @@ def summary_table(metrics):
     lines.append(row)
   for k, v in metrics.get('base_model', {}).items():  # e.g. GLOW's bits/dim.
     lines.append(f'base model {k}'.ljust(26) + f'{v:14.4f}')
+  best = monitor_best(metrics.get('tilt', {}).get('monitor') or [])
+  if best:
+    lines.append(f'monitor, held-out data: base {best["base_score"]:.4g} -> '
+                 f'tilted {best["score"]:.4g} (kept step {best["step"]}; '
+                 'lower is better)')
   return '\n'.join(lines)
+
+
+def monitor_best(curve):
+  """The best check of a monitor curve (monitor.json), or None."""
+  scored = [m for m in curve if isinstance(m, dict) and 'score' in m
+            and 'base_score' in m]
+  return min(scored, key=lambda m: m['score']) if scored else None
