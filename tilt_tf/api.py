@@ -194,20 +194,17 @@ class Tilted:
              else int(langevin_steps))
     if n < 1:
       raise UserError(f'n must be >= 1, got {n}')
-    parts, t0, last_log = [], time.time(), time.time()
-    num_batches = int(math.ceil(n / batch_size))
-    for i in range(num_batches):
-      m = min(batch_size, n - i * batch_size)
-      out = self._sample(tf.constant(m), tf.constant([seed, 1000 + i]),
-                         tf.constant(steps), temperature=temperature)
-      parts.append({k: out[k].numpy() for k in
-                    ('x_tilted', 'z_tilted', 'x_base', 'z_base')})
-      done, now = i * batch_size + m, time.time()
-      if now - last_log > 5 or i + 1 == num_batches:
-        last_log, rate = now, done / max(now - t0, 1e-9)
-        logging.info('sample: %d/%d tilted samples | %.1f samples/s ETA %s',
-                     done, n, rate, loop_lib.fmt_eta((n - done) / rate))
-    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    from tilt_tf.stages import batches  # pylint: disable=g-import-not-at-top
+
+    def show(p):
+      logging.info('sample: %d/%d tilted samples | %.1f samples/s ETA %s',
+                   p.done, p.n, p.rate, loop_lib.fmt_eta(p.eta))
+
+    cat = batches.draw_batches(
+        lambda m, s: self._sample(m, s, tf.constant(steps),
+                                  temperature=temperature),
+        n, batch_size, seed, keys=('x_tilted', 'z_tilted', 'x_base', 'z_base'),
+        log=show, log_seconds=5).arrays
     return {'samples': cat['x_tilted'], 'latents': cat['z_tilted'],
             'base_samples': cat['x_base'], 'base_latents': cat['z_base']}
 

@@ -9,7 +9,6 @@ samples_distilled.png (base | tilted | distilled) and its time and
 samples/s in timings.json.
 """
 
-import math
 import os
 import shutil
 import time
@@ -23,6 +22,7 @@ from tilt_tf import distill as distill_lib
 from tilt_tf import figures
 from tilt_tf import io_utils
 from tilt_tf.errors import UserError
+from tilt_tf.stages import batches
 
 __all__ = ['run_distill', 'draw_distilled', 'make_flow']
 
@@ -41,7 +41,7 @@ _COMPILED = weakref.WeakKeyDictionary()
 
 def draw_distilled(generator, flow, n, seed, batch_size=500):
   """n samples x = G(z), z ~ q: a dict with 'x' and 'z' (numpy); batch i
-  from seed [seed, 1000 + i]."""
+  from seed [seed, 1000 + i] (stages/batches.py)."""
   per_flow = _COMPILED.setdefault(flow, {})
   if id(generator) not in per_flow:
 
@@ -53,13 +53,8 @@ def draw_distilled(generator, flow, n, seed, batch_size=500):
     per_flow[id(generator)] = draw
   one = per_flow[id(generator)]
 
-  zs, xs = [], []
-  for i in range(int(math.ceil(n / batch_size))):
-    m = min(batch_size, n - i * batch_size)
-    z, x = one(tf.constant(m), tf.constant([seed, 1000 + i]))
-    zs.append(z.numpy())
-    xs.append(x.numpy())
-  return {'z': np.concatenate(zs), 'x': np.concatenate(xs)}
+  return batches.draw_batches(lambda m, s: dict(zip(('z', 'x'), one(m, s))),
+                             n, batch_size, seed).arrays
 
 
 def run_distill(run_dir, strategy, generator, cfg, sample_cfg, seed,

@@ -1,15 +1,15 @@
 """The sample stage: N base and N tilted samples from a trained method,
 drawn in batches that survive a kill, plus the figures.
 
-Batch i is drawn from seed [seed, 1000 + i] and kept as it is drawn in
-sample_parts/part-NNNNN.npz (with the seconds it took), so a killed stage
-resumes at the batch it was drawing and reports its whole drawing time.
+Batch i is drawn from seed [seed, 1000 + i] (stages/batches.py) and kept
+as it is drawn in sample_parts/part-NNNNN.npz (with the seconds it took),
+so a killed stage resumes at the batch it was drawing and reports its
+whole drawing time.
 samples.json records the plan (energy checkpoint, n, batch size, Langevin
 steps and step size) and is written last: a finished stage with the same
 plan is reused, another plan redraws.
 """
 
-import math
 import os
 import shutil
 import time
@@ -21,6 +21,7 @@ import tensorflow as tf
 from tilt_tf import figures
 from tilt_tf import io_utils
 from tilt_tf.runtime import loop as loop_lib
+from tilt_tf.stages import batches
 
 __all__ = ['draw_samples', 'write_figures']
 
@@ -59,28 +60,15 @@ def draw_samples(run_dir, method, sample_cfg, num_steps, step_size, seed,
     shutil.rmtree(parts_dir, ignore_errors=True)
     io_utils.write_json(os.path.join(parts_dir, 'plan.json'), plan)
   t0 = time.time()
-  num_batches = int(math.ceil(n / bs))
-  parts, part_seconds, drawn_now, new_batches = [], 0., 0., 0
-  for i in range(num_batches):
-    path = os.path.join(parts_dir, f'part-{i:05d}.npz')
-    if not os.path.exists(path):
-      t_part = time.time()
-      out = sampler(tf.constant(min(bs, n - i * bs)),
-                    tf.constant([seed, 1000 + i]), tf.constant(num_steps))
-      arrays = {k: out[k].numpy() for k in _KEYS}
-      dt = time.time() - t_part
-      drawn_now += dt
-      new_batches += 1
-      io_utils.savez(path, seconds=np.float64(dt), **arrays)
-      rate = new_batches * bs / max(drawn_now, 1e-9)
-      logging.info('sample: batch %d/%d | %.1f samples/s ETA %s', i + 1,
-                   num_batches, 2 * rate, loop_lib.fmt_eta(
-                       (num_batches - i - 1) * drawn_now / new_batches))
-    with np.load(path) as part:
-      parts.append({k: part[k] for k in _KEYS})
-      if 'seconds' in part.files:
-        part_seconds += float(part['seconds'])
-  cat = {k: np.concatenate([p[k] for p in parts]) for k in _KEYS}
+
+  def show(p):
+    logging.info('sample: batch %d/%d | %.1f samples/s ETA %s', p.batch,
+                 p.batches, 2 * p.rate, loop_lib.fmt_eta(p.eta))
+
+  drawn = batches.draw_batches(
+      lambda m, s: sampler(m, s, tf.constant(num_steps)), n, bs, seed,
+      keys=_KEYS, parts_dir=parts_dir, log=show)
+  cat = drawn.arrays
   is_points = cat['x_base'].ndim == 2
   key = 'samples' if is_points else 'images'
   conv = (lambda x: x) if is_points else figures.to_uint8
@@ -89,7 +77,7 @@ def draw_samples(run_dir, method, sample_cfg, num_steps, step_size, seed,
     if method.has_latent:  # A pixel EBM's chain starts are not latents.
       arrays['latents'] = cat[f'z_{name}']
     io_utils.savez(run_dir.path(f'samples_{name}.npz'), **arrays)
-  seconds = part_seconds + (time.time() - t0 - drawn_now)
+  seconds = drawn.seconds + (time.time() - t0 - drawn.drawn_seconds)
   write_figures(run_dir, method, sampler, cat, sample_cfg, num_steps, seed,
                 reference, tilt_step)
   run_dir.record_time('sample', seconds, n=n,
