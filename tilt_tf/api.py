@@ -27,6 +27,7 @@ import configs
 from tilt_tf import io_utils
 from tilt_tf import precision as precision_lib
 from tilt_tf import user_data
+from tilt_tf import user_features
 from tilt_tf.errors import UserError
 from tilt_tf.generators import adapters
 from tilt_tf.methods import latent_tilt
@@ -240,8 +241,9 @@ def tilt(generator, data, workdir, steps=None, preset=None, seed=0,
     seed: the run's seed (stateless: a seed reproduces the run).
     config: a full config (`tilt_config(...)`) instead of preset + ebm.
     fid_dataset: score the monitor by FID in this built-in data set's
-      classifier feature space (e.g. 'fashion_mnist'); default: the energy
-      distance to held-out data.
+      classifier feature space (e.g. 'fashion_mnist'); default: images, the
+      Fréchet distance to held-out data in features fitted to the rest
+      (tilt_tf/user_features.py); vectors, the energy distance.
     strategy: a tf.distribute strategy (default: the current one).
     precision: the energy's compute precision, 'float32' (default) or
       'bf16' (bfloat16 hardware only; tilt_tf/precision.py).
@@ -277,6 +279,8 @@ def _tilt(generator, data, workdir, steps, preset, seed, config, fid_dataset,
   e = config.ebm
   if fid_dataset:
     score = monitor_lib.fid_scorer(validation, fid_dataset)
+  elif user_features.supports(array.shape[1:]):  # docs/user_monitor.md
+    score = user_features.feature_scorer(train, validation, seed)
   else:
     score = monitor_lib.energy_distance_scorer(validation, seed)
   shape = array.shape[1:]

@@ -36,6 +36,7 @@ import tf_keras
 
 from tilt_tf import data as data_lib
 from tilt_tf import toy_metrics
+from tilt_tf import user_features
 from tilt_tf.errors import UserError
 from tilt_tf.runtime import build
 from tilt_tf.runtime import monitor as monitor_lib
@@ -125,6 +126,9 @@ class Pipeline:
       score = monitor_lib.fid_scorer(
           self.validation, cfg.dataset, cfg.data_dir or None,
           cfg.eval.classifier_epochs or None)
+    elif user_features.supports(self.data_shape):  # docs/user_monitor.md
+      score = user_features.feature_scorer(self.train, self.validation,
+                                           self.seed)
     else:
       score = monitor_lib.energy_distance_scorer(self.validation, self.seed)
     monitor = dict(every=e.monitor_every, num_samples=e.monitor_samples,
@@ -243,7 +247,7 @@ class Pipeline:
         classifier_epochs=cfg.eval.classifier_epochs or None,
         has_latent=self.method.has_latent, tilt=tilt,
         base_model=self.generator if self.base_stage is not None else None,
-        test_data=self.test, exact_tilted=exact)
+        test_data=self.test, exact_tilted=exact, train_data=self.train)
 
   def write_hparams(self):
     """The run's settings for TensorBoard's HParams dashboard."""

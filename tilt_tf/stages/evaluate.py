@@ -6,7 +6,9 @@ data set's classifier feature space (tilt_tf/fid.py). Toy sets: energy
 distance to fresh draws and the mode figures (tilt_tf/toy_metrics.py);
 with a 2-D latent also 'tilted_exact', the same figures for exact samples
 of the tilted density (a grid over z, no Langevin chains).
-A user's own data: the energy distance to the held-out test data given.
+A user's own data: the energy distance to the held-out test data given;
+images also the Fréchet distance ('fd_learned'), precision and recall in
+features fitted to the training images (tilt_tf/user_features.py).
 Writes metrics.json (quality figures only: the same seed, the same file)
 and eval_* TensorBoard scalars.
 """
@@ -21,6 +23,7 @@ import tensorflow as tf
 from tilt_tf import data as data_lib
 from tilt_tf import io_utils
 from tilt_tf import toy_metrics
+from tilt_tf import user_features
 from tilt_tf.runtime import monitor as monitor_lib
 
 __all__ = ['evaluate']
@@ -37,12 +40,16 @@ def _score(name, samples, dataset, seed, data_dir, extractor, test_data):
   flat = np.asarray(samples)
   if flat.dtype == np.uint8:
     flat = flat.astype(np.float32) / 255.0
-  return {'energy_distance': score(flat), 'n': int(len(samples))}
+  result = {'energy_distance': score(flat), 'n': int(len(samples))}
+  if extractor is not None:  # Learned features of the user's images.
+    result.update(user_features.evaluate_images(samples, extractor, test_data))
+  return result
 
 
 def evaluate(run_dir, dataset, seed, header, data_dir=None,
              classifier_epochs=None, has_latent=True, tilt=None,
-             base_model=None, test_data=None, exact_tilted=None):
+             base_model=None, test_data=None, exact_tilted=None,
+             train_data=None):
   """Scores samples_base.npz and samples_tilted.npz of `run_dir`.
 
   Args:
@@ -60,6 +67,8 @@ def evaluate(run_dir, dataset, seed, header, data_dir=None,
     test_data: the held-out data of a user's data set.
     exact_tilted: toys: n -> n exact samples of the tilted density
       (`toy_metrics.exact_tilted_samples`), scored as 'tilted_exact'.
+    train_data: a user's training images: the learned features are fitted
+      to them (or loaded from the cache the monitor filled).
   Returns:
     The metrics dict.
   """
@@ -72,6 +81,10 @@ def evaluate(run_dir, dataset, seed, header, data_dir=None,
     from tilt_tf import fid  # pylint: disable=g-import-not-at-top
     extractor = fid.get_extractor(dataset, data_dir,
                                   classifier_epochs=classifier_epochs)
+  elif (train_data is not None and test_data is not None and
+        dataset not in data_lib.TOY_DATASETS and
+        user_features.supports(np.shape(test_data)[1:])):
+    extractor = user_features.extractor(train_data, seed)
   key = 'samples' if 'samples' in base.files else 'images'
   if dataset in data_lib.TOY_DATASETS:
     ref = data_lib.toy_samples(dataset, len(base[key]), seed + 31337)

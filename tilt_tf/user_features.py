@@ -1,0 +1,310 @@
+"""A feature space for a user's own images, where no built-in classifier
+exists: a small convnet fitted once to the user's training images, for the
+§5.3 monitor and the eval stage (docs/user_monitor.md, issue #36).
+
+A pixel-space energy distance mostly measures overall brightness and ranks
+energies unlike the FID (docs/user_decoder_gain.md); a Fréchet distance in a
+learned feature space ranks them as the classifier FID does
+(benchmarks/monitor_agreement.py). Objectives (`OBJECTIVES`):
+
+  * 'rotation': predict which of 4 rotations (0/90/180/270 degrees) an image
+    went through (Gidaris et al., ICLR 2018); no labels needed.
+  * 'autoencoder': the encoder of a denoising autoencoder.
+  * 'random': the same convnet, randomly initialised (no fitting).
+
+The network is fitted on the training images only (never the held-out
+slice the scores compare with), cached in
+`<cache>/user_features/<objective>_v<VERSION>_s<seed>_t<steps>_<fp>/`, and
+returned as a `features.FeatureExtractor`, so `fid.activations`,
+`fid.fid_from_activations` and `fid.precision_recall` work with it:
+
+  ext = user_features.extractor(train_images)
+  score = user_features.feature_scorer(train_images, held_out)  # 'fd_learned'
+  score(samples)  # lower is better
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import time
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from tilt_tf import io_utils
+from tilt_tf.errors import UserError
+from tilt_tf.features import cache_root
+from tilt_tf.features import FeatureExtractor
+from tilt_tf.features import fingerprint
+from tilt_tf.features import validate_images
+
+__all__ = ['VERSION', 'OBJECTIVES', 'DEFAULT_OBJECTIVE', 'FEATURES',
+           'supports', 'fit', 'extractor', 'feature_scorer',
+           'evaluate_images']
+
+# Bump when the network or its fitting changes: a new cache folder and name.
+VERSION = 1
+OBJECTIVES = ('rotation', 'autoencoder', 'random')
+DEFAULT_OBJECTIVE = 'rotation'
+FEATURES = 128
+MIN_SIDE = 16   # Smaller images (and vectors) keep the energy distance.
+MAX_SIDE = 64   # Larger images are resized down to this inside the net.
+MAX_IMAGES = 20_000  # Fitted on at most this many (a seeded subset).
+DEFAULT_STEPS = 400
+BATCH = 64
+_MEMO = {}  # cache folder -> FeatureExtractor.
+
+
+def supports(shape):
+  """Whether data of this per-example shape gets learned features: images
+  [H, W, C] with H, W >= MIN_SIDE."""
+  shape = tuple(shape)
+  return len(shape) == 3 and min(shape[:2]) >= MIN_SIDE and shape[2] >= 1
+
+
+def _as_float(images):
+  images = np.asarray(images)
+  if images.dtype == np.uint8:
+    return images.astype(np.float32) / 255.0
+  return images.astype(np.float32)
+
+
+def _build(input_shape, objective, seed):
+  """(features model, training head or None): tf_keras models.
+
+  Trunk: (resize to a square <= MAX_SIDE), 3 x conv 3x3 stride 2 (32, 64,
+  128), dense FEATURES relu. Rotation: a 4-way linear head; autoencoder: a
+  transposed-conv decoder back to the (square) input.
+  """
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  layers = keras.layers
+  init = lambda i: keras.initializers.GlorotUniform(seed=seed * 100 + i)
+  h_in, w_in, channels = input_shape
+  side = min(max(h_in, w_in), MAX_SIDE)
+  inputs = keras.Input(input_shape)
+  h = inputs
+  if (h_in, w_in) != (side, side):
+    h = layers.Resizing(side, side)(h)
+  square = h
+  for i, c in enumerate((32, 64, 128)):
+    h = layers.Conv2D(c, 3, strides=2, padding='same', activation='relu',
+                      kernel_initializer=init(i))(h)
+  grid = h.shape[1:]
+  feats = layers.Dense(FEATURES, activation='relu', name='features',
+                       kernel_initializer=init(10))(layers.Flatten()(h))
+  features = keras.Model(inputs, feats)
+  if objective == 'rotation':
+    head = keras.Model(inputs, layers.Dense(4, kernel_initializer=init(11))(
+        feats))
+  elif objective == 'autoencoder':
+    h = layers.Dense(int(np.prod(grid)), activation='relu',
+                     kernel_initializer=init(12))(feats)
+    h = layers.Reshape(grid)(h)
+    for i, c in enumerate((64, 32)):
+      h = layers.Conv2DTranspose(c, 3, strides=2, padding='same',
+                                 activation='relu',
+                                 kernel_initializer=init(13 + i))(h)
+    h = layers.Conv2DTranspose(channels, 3, strides=2, padding='same',
+                               activation='sigmoid',
+                               kernel_initializer=init(15))(h)
+    h = layers.Resizing(side, side)(h)
+    head = keras.Model(inputs, [h, square])
+  else:
+    head = None
+  return features, head
+
+
+def fit(images, objective=DEFAULT_OBJECTIVE, seed=0, steps=DEFAULT_STEPS,
+        batch_size=BATCH, log_every_seconds=10):
+  """Fits the feature network to `images` (no caching; see `extractor`).
+
+  Args:
+    images: [N, H, W, C] uint8 or float in [0, 1], the training images.
+    objective: one of OBJECTIVES.
+    seed: seeds the weights, the batches and the noise.
+    steps: Adam steps of `batch_size` images ('random': none).
+    batch_size: images per step (rotation: each in its 4 rotations).
+    log_every_seconds: a progress line at most this often.
+  Returns:
+    (features model, head model or None, meta dict with the time taken).
+  """
+  if objective not in OBJECTIVES:
+    raise UserError(f'unknown feature objective {objective!r}; choose from '
+                    f'{", ".join(OBJECTIVES)}')
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  images = np.asarray(images)
+  if len(images) > MAX_IMAGES:
+    images = images[np.sort(rng.choice(len(images), MAX_IMAGES, False))]
+  x_all = tf.constant(_as_float(images))
+  features, head = _build(images.shape[1:], objective, seed)
+  start, cpu = time.time(), time.process_time()
+  steps = 0 if objective == 'random' else int(steps)
+  optimizer = keras.optimizers.Adam(1e-3)
+
+  @tf.function
+  def step(idx, noise_seed):
+    x = tf.gather(x_all, idx)
+    with tf.GradientTape() as tape:
+      if objective == 'rotation':
+        x4 = tf.concat([tf.image.rot90(x, k) for k in range(4)], 0)
+        labels = tf.repeat(tf.range(4), tf.shape(x)[0])
+        logits = head(x4, training=True)
+        loss = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        metric = tf.reduce_mean(tf.cast(
+            tf.equal(tf.argmax(logits, -1, tf.int32), labels), tf.float32))
+      else:  # A denoising autoencoder: reconstruct x from x + noise.
+        noisy = tf.clip_by_value(x + 0.1 * tf.random.stateless_normal(
+            tf.shape(x), noise_seed), 0.0, 1.0)
+        recon, _ = head(noisy, training=True)
+        _, clean = head(x, training=True)
+        loss = metric = tf.reduce_mean(tf.square(recon - clean))
+    variables = head.trainable_variables
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return loss, metric
+
+  order, last = np.array([], np.int64), time.time()
+  for i in range(steps):
+    if len(order) < batch_size:
+      order = np.concatenate([order, rng.permutation(len(images))])
+    idx, order = order[:batch_size], order[batch_size:]
+    loss, metric = step(tf.constant(idx), tf.constant([seed, i], tf.int32))
+    if time.time() - last >= log_every_seconds or i + 1 == steps:
+      last = time.time()
+      rate = (i + 1) / max(last - start, 1e-9)
+      logging.info('user features (%s) step %d/%d | loss=%.4g %s=%.4g | '
+                   '%.1f steps/s ETA %.0f s', objective, i + 1, steps,
+                   float(loss), 'accuracy' if objective == 'rotation' else
+                   'mse', float(metric), rate, (steps - i - 1) / rate)
+  meta = {'objective': objective, 'seed': int(seed), 'steps': steps,
+          'batch_size': int(batch_size), 'version': VERSION,
+          'input_shape': [int(s) for s in images.shape[1:]],
+          'train_size': int(len(images)),
+          'seconds': round(time.time() - start, 1),
+          'cpu_seconds': round(time.process_time() - cpu, 1)}
+  if steps:
+    meta['final_loss'] = round(float(loss), 5)
+  return features, head, meta
+
+
+def _save(folder, model, meta):
+  """Weights + meta.json into a temp folder, then renamed into place."""
+  parent = os.path.dirname(folder)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(dir=parent, prefix='.tmp-' + os.path.basename(folder))
+  try:
+    model.save_weights(os.path.join(tmp, 'weights.h5'))
+    io_utils.write_json(os.path.join(tmp, 'meta.json'), meta)
+    if os.path.exists(folder):  # A corrupt copy: replace it.
+      old = tmp + '.old'
+      os.replace(folder, old)
+      shutil.rmtree(old, ignore_errors=True)
+    os.replace(tmp, folder)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+
+
+def _load(folder, objective, seed):
+  """(features model, meta) from a cache folder, or None with a warning."""
+  if not os.path.isdir(folder):
+    return None
+  try:
+    with open(os.path.join(folder, 'meta.json')) as f:
+      meta = json.load(f)
+    features, _ = _build(tuple(meta['input_shape']), 'random', seed)
+    features.load_weights(os.path.join(folder, 'weights.h5'))
+    return features, meta
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning('user feature cache %s is corrupt (%s: %s); refitting',
+                    folder, type(e).__name__, e)
+    return None
+
+
+def extractor(train_images, seed=0, objective=DEFAULT_OBJECTIVE,
+              cache_dir=None, steps=None):
+  """The learned feature space of `train_images`: cached, or fitted now.
+
+  Args:
+    train_images: [N, H, W, C] uint8 or float in [0, 1]: the images the
+      energy trains on (never the held-out slice a score compares with).
+    seed: seeds the fit; part of the cache key.
+    objective: one of OBJECTIVES.
+    cache_dir: cache root (default: features.cache_root()).
+    steps: fitting budget (default DEFAULT_STEPS).
+  Returns:
+    A FeatureExtractor named
+    'learned:<objective>_v<VERSION>_s<seed>_t<steps>_<fingerprint>';
+    `info` holds the objective, the fit's seconds and whether it was cached.
+  """
+  images = np.asarray(train_images)
+  if not supports(images.shape[1:]):
+    raise UserError(f'learned features need images [N, H, W, C] with H, W '
+                    f'>= {MIN_SIDE}; got shape {list(images.shape)}')
+  images = validate_images(images, images.shape[1:], 'training images')
+  steps = 0 if objective == 'random' else (
+      DEFAULT_STEPS if steps is None else int(steps))
+  # The name is the feature space: it changes with anything that changes
+  # the weights (fid.reference_activations memoizes by name).
+  tag = f'{objective}_v{VERSION}_s{seed}_t{steps}_{fingerprint(images)}'
+  folder = os.path.join(cache_root(cache_dir), 'user_features', tag)
+  if folder in _MEMO:
+    return _MEMO[folder]
+  cached = _load(folder, objective, seed)
+  if cached is None:
+    logging.info('fitting the %s feature network on %d training images '
+                 '(once; cached in %s)', objective, len(images), folder)
+    features, _, meta = fit(images, objective, seed, steps)
+    _save(folder, features, meta)
+    logging.info('user features %s: fitted in %.1f s', tag, meta['seconds'])
+    loaded = False
+  else:
+    features, meta = cached
+    loaded = True
+  info = {'feature_objective': objective,
+          'feature_fit_seconds': meta['seconds'],
+          'feature_train_size': meta['train_size'],
+          'feature_loaded_from_cache': loaded}
+  result = FeatureExtractor(f'learned:{tag}', images.shape[1:],
+                            lambda x: features(x, training=False),
+                            cache_dir=folder, info=info)
+  _MEMO[folder] = result
+  return result
+
+
+def feature_scorer(train_images, reference_images, seed=0,
+                   objective=DEFAULT_OBJECTIVE, cache_dir=None, steps=None):
+  """Samples -> Fréchet distance to `reference_images` in the features
+  fitted to `train_images` (fitted or loaded on first use); lower is
+  better. The same interface as `monitor_lib.fid_scorer`."""
+  state = {}
+
+  def score(samples):
+    from tilt_tf import fid  # pylint: disable=g-import-not-at-top
+    if not state:
+      state['extractor'] = extractor(train_images, seed, objective, cache_dir,
+                                     steps)
+      state['real'] = fid.reference_activations(state['extractor'],
+                                                reference_images)
+    return fid.fid_from_activations(
+        state['real'], fid.activations(samples, state['extractor']))
+
+  score.name = 'fd_learned'
+  return score
+
+
+def evaluate_images(samples, feature_extractor, reference_images, k=3):
+  """{'fd_learned', 'precision', 'recall', ...} of samples against the
+  reference images in a learned feature space (see `extractor`)."""
+  from tilt_tf import fid  # pylint: disable=g-import-not-at-top
+  real = fid.reference_activations(feature_extractor, reference_images)
+  fake = fid.activations(samples, feature_extractor)
+  precision, recall = fid.precision_recall(real, fake, k=k)
+  return {'fd_learned': fid.fid_from_activations(real, fake),
+          'precision': precision, 'recall': recall,
+          'n_reference': int(len(reference_images)),
+          'feature_extractor': feature_extractor.name,
+          'feature_objective': feature_extractor.info['feature_objective']}
