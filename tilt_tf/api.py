@@ -26,6 +26,7 @@ import tf_keras
 import configs
 from tilt_tf import io_utils
 from tilt_tf import precision as precision_lib
+from tilt_tf import rng
 from tilt_tf import user_data
 from tilt_tf import user_features
 from tilt_tf.errors import UserError
@@ -301,7 +302,9 @@ def _tilt(generator, data, workdir, steps, preset, seed, config, fid_dataset,
                      num_steps=e.sample_langevin_steps, patience=e.patience,
                      grid=config.sample.grid,
                      data=build.as_float(train[:e.monitor_samples])))
-    trainer.fit(train, min(e.batch_size, len(train)), seed + 1000, seed + 2,
+    trainer.fit(train, min(e.batch_size, len(train)),
+                rng.stream(seed, rng.TILT_DATA),
+                rng.stream(seed, rng.TILT_STEPS),
                 {'steps_per_loop': config.steps_per_loop,
                  'checkpoint_every': config.checkpoint_every,
                  'log_every': e.log_every})

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from tilt_tf import data as data_lib
 from tilt_tf import figures
+from tilt_tf import rng
 from tilt_tf.errors import UserError
 from tilt_tf.generators import base
 from tilt_tf.generators import glf
@@ -159,7 +160,8 @@ def fit_latent_model(model, mean, log_var, cfg, seed, log_prefix='fit'):
 
   def one_step():
     step_seed = tf.random.experimental.stateless_fold_in(
-        tf.constant([seed, 31], tf.int32), tf.cast(step, tf.int32))
+        tf.constant(rng.stream(seed, rng.BASELINE_TRAIN), tf.int32),
+        tf.cast(step, tf.int32))
     seeds = tf.random.experimental.stateless_split(step_seed, 3)
     idx = tf.random.stateless_uniform([cfg.batch_size], seeds[0], 0, n,
                                       dtype=tf.int32)
@@ -229,13 +231,14 @@ def temperature_sampler(generator, temperature):
 def draw_images(sample_fn, n, batch_size, seed):
   """n images from `sample_fn(m, seed)`, `batch_size` at a time, as uint8.
 
-  Batch i uses the stateless seed [seed, 3000 + i], so the result is a
-  function of (seed, n, batch_size).
+  Batch i uses the stateless seed rng.BASELINE_BATCH ([seed, 3000 + i]), so
+  the result is a function of (seed, n, batch_size).
   """
   fn = tf.function(sample_fn, reduce_retracing=True)
   parts = []
   for i in range(int(math.ceil(n / batch_size))):
     m = min(batch_size, n - i * batch_size)
-    x = fn(tf.constant(m), tf.constant([seed, 3000 + i], tf.int32))
+    x = fn(tf.constant(m),
+           tf.constant(rng.stream(seed, rng.BASELINE_BATCH, i), tf.int32))
     parts.append(figures.to_uint8(x.numpy()))
   return np.concatenate(parts)

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from tilt_tf import data
 from tilt_tf import io_utils
+from tilt_tf import rng
 from tilt_tf.features import FeatureExtractor
 from tilt_tf.features import cache_root
 from tilt_tf.features import fingerprint as _fingerprint
@@ -38,18 +39,21 @@ def _build_classifier(input_shape, num_classes, seed=0):
   """
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
   layers = keras.layers
-  init = lambda i: keras.initializers.GlorotUniform(seed=seed * 100 + i)
+  init = lambda i: keras.initializers.GlorotUniform(
+      seed=rng.stream(seed, rng.CLASSIFIER_INIT, i))
   inputs = keras.Input(input_shape)
   h = inputs
   for i, channels in enumerate((32, 64)):
     h = layers.Conv2D(channels, 3, padding='same', activation='relu',
                       kernel_initializer=init(i))(h)
     h = layers.MaxPooling2D()(h)
-  h = layers.Dropout(0.3, seed=seed)(layers.Flatten()(h))
+  h = layers.Dropout(0.3, seed=rng.stream(seed, rng.CLASSIFIER_DROPOUT))(
+      layers.Flatten()(h))
   pool = layers.Dense(POOL_UNITS, activation='relu', name='pool',
                       kernel_initializer=init(10))(h)
   logits = layers.Dense(num_classes, kernel_initializer=init(11))(
-      layers.Dropout(0.3, seed=seed + 1)(pool))
+      layers.Dropout(0.3, seed=rng.stream(seed, rng.CLASSIFIER_DROPOUT, 1))(
+          pool))
   return keras.Model(inputs, logits), keras.Model(inputs, pool)
 
 

@@ -19,6 +19,7 @@ import struct
 import numpy as np
 import tensorflow as tf
 
+from tilt_tf import rng
 from tilt_tf.errors import UserError
 
 __all__ = [
@@ -235,8 +236,9 @@ def load(name, split='train', data_dir=None, n=None, seed=0):
   """Training data as a numpy array: toy points or uint8 images."""
   if is_toy(name):
     # Train and test are independent draws of the same distribution.
-    offset = 0 if split == 'train' else 1_000_003
-    return toy_samples(name, n or 100_000, seed + offset)
+    if split != 'train':
+      seed = rng.stream(seed, rng.TOY_TEST_SPLIT)
+    return toy_samples(name, n or 100_000, seed)
   images = load_images(name, split, data_dir)
   return images[:n] if n else images
 

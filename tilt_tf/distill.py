@@ -24,6 +24,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
+from tilt_tf import rng
 from tilt_tf.errors import UserError
 from tilt_tf.runtime import checkpoints
 from tilt_tf.runtime import training
@@ -47,7 +48,7 @@ class LatentFlow(tf.Module):
                name='latent_flow'):
     super().__init__(name=name)
     d = self.latent_dim = int(latent_dim)
-    rng = np.random.default_rng(seed)
+    permutations = np.random.default_rng(seed)
     self.loc = tf.Variable(tf.zeros([d]), name='loc')
     self.log_scale = tf.Variable(tf.zeros([d]), name='log_scale')
     self.nets = []
@@ -58,14 +59,16 @@ class LatentFlow(tf.Module):
           tf_keras.Input((masked,)),
           tf_keras.layers.Dense(hidden, activation='relu',
                                 kernel_initializer=tf_keras.initializers
-                                .GlorotUniform(seed=int(seed) * 100 + 2 * i)),
+                                .GlorotUniform(seed=rng.stream(
+                                    int(seed), rng.FLOW_INIT, 2 * i))),
           tf_keras.layers.Dense(hidden, activation='relu',
                                 kernel_initializer=tf_keras.initializers
-                                .GlorotUniform(seed=int(seed) * 100 + 2 * i + 1)),
+                                .GlorotUniform(seed=rng.stream(
+                                    int(seed), rng.FLOW_INIT, 2 * i + 1))),
           tf_keras.layers.Dense(2 * (d - masked), kernel_initializer='zeros'),
       ])
       self.nets.append(net)
-      layers.append(tfb.Permute(rng.permutation(d).astype(np.int32)))
+      layers.append(tfb.Permute(permutations.permutation(d).astype(np.int32)))
       layers.append(tfb.RealNVP(num_masked=masked,
                                 shift_and_log_scale_fn=self._coupling(net)))
     # Chain applies the last first: z = loc + scale * couplings(u).
@@ -160,8 +163,7 @@ def fit_flow(run_dir, strategy, flow, latents, cfg, seed, loop_cfg):
   if len(latents) - n_val < 2:
     raise UserError(f'distill needs at least a few tilted latents; got '
                     f'{len(latents)} (raise --num_samples)')
-  rng = np.random.default_rng(seed)
-  latents = latents[rng.permutation(len(latents))]
+  latents = latents[np.random.default_rng(seed).permutation(len(latents))]
   train, held_out = latents[n_val:], latents[:n_val] if n_val else latents[:256]
   with strategy.scope():
     optimizer = tf_keras.optimizers.Adam(cfg.learning_rate)
@@ -194,8 +196,9 @@ def fit_flow(run_dir, strategy, flow, latents, cfg, seed, loop_cfg):
     return {'nll': loss}
 
   t0 = time.time()
-  out = stage.fit(strategy, step_fn, train, batch, cfg.steps, seed + 77,
-                  seed + 78, loop_cfg, actions=[best],
+  out = stage.fit(strategy, step_fn, train, batch, cfg.steps,
+                  rng.stream(seed, rng.DISTILL_DATA),
+                  rng.stream(seed, rng.DISTILL_STEPS), loop_cfg, actions=[best],
                   periods=[cfg.eval_every])
   logging.info('distill: %d steps in %.1fs; best held-out NLL %.4f nats/dim '
                'at step %d', int(stage.step.numpy()), time.time() - t0,

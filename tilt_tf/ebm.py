@@ -11,6 +11,7 @@ import tf_keras as keras
 
 from tilt_tf import langevin as langevin_lib
 from tilt_tf import precision as precision_lib
+from tilt_tf import rng
 
 __all__ = ['MLPEnergy', 'ResNetEnergy', 'make_energy', 'contrastive_loss',
            'LatentEBM']
@@ -37,7 +38,8 @@ class MLPEnergy(keras.Model):
     if fourier_features:
       self.fourier = tf.Variable(
           fourier_scale * tf.random.stateless_normal(
-              [input_dim, fourier_features], seed=[seed, 31337]),
+              [input_dim, fourier_features],
+              seed=rng.stream(seed, rng.FOURIER_FEATURES)),
           trainable=False, name='fourier_frequencies')
     self.hidden = [keras.layers.Dense(hidden, activation=tf.nn.leaky_relu)
                    for _ in range(layers)]

@@ -35,6 +35,7 @@ import tensorflow as tf
 import tf_keras
 
 from tilt_tf import data as data_lib
+from tilt_tf import rng
 from tilt_tf import toy_metrics
 from tilt_tf import user_features
 from tilt_tf.errors import UserError
@@ -121,7 +122,8 @@ class Pipeline:
     e = cfg.ebm
     if not cfg.get('data_path') and data_lib.is_toy(cfg.dataset):
       score = monitor_lib.energy_distance_scorer(
-          data_lib.toy_samples(cfg.dataset, 2000, self.seed + 555))
+          data_lib.toy_samples(cfg.dataset, 2000, rng.stream(
+              self.seed, rng.MONITOR_TOY_REFERENCE)))
     elif cfg.dataset in data_lib.IMAGE_DATASETS and not cfg.get('data_path'):
       score = monitor_lib.fid_scorer(
           self.validation, cfg.dataset, cfg.data_dir or None,
@@ -163,8 +165,10 @@ class Pipeline:
   def train_base(self):
     cfg = self.config
     if self.method.stage == 'base':
-      self.trainer.fit(self.full_train, cfg.base.batch_size, self.seed,
-                       self.seed + 1, self._loop_cfg(cfg.log_every))
+      self.trainer.fit(self.full_train, cfg.base.batch_size,
+                       rng.stream(self.seed, rng.BASE_DATA),
+                       rng.stream(self.seed, rng.BASE_STEPS),
+                       self._loop_cfg(cfg.log_every))
       return
     if self.base_stage is None:
       logging.info('base: a pretrained generator; nothing to train')
@@ -185,7 +189,9 @@ class Pipeline:
       return self.generator.train_step(x, seed, stage.optimizer, batch)
 
     stage.fit(self.strategy, step_fn, self.full_train, batch, cfg.base.steps,
-              self.seed, self.seed + 1, self._loop_cfg(cfg.log_every))
+              rng.stream(self.seed, rng.BASE_DATA),
+              rng.stream(self.seed, rng.BASE_STEPS),
+              self._loop_cfg(cfg.log_every))
 
   def train_tilt(self):
     if self.method.stage != 'tilt':
@@ -194,8 +200,10 @@ class Pipeline:
       return
     self.restore_base()
     e = self.config.ebm
-    self.trainer.fit(self.train, e.batch_size, self.seed + 1000,
-                     self.seed + 2, self._loop_cfg(e.log_every))
+    self.trainer.fit(self.train, e.batch_size,
+                     rng.stream(self.seed, rng.TILT_DATA),
+                     rng.stream(self.seed, rng.TILT_STEPS),
+                     self._loop_cfg(e.log_every))
 
   def sample(self):
     self.restore_base()

@@ -47,6 +47,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
+from tilt_tf import rng
 from tilt_tf.generators import base
 
 tfb = tfp.bijectors
@@ -297,8 +298,9 @@ class Glow(base.Generator):
       batch = images[start:start + batch_size]
       if batch.dtype == np.uint8:
         batch = batch.astype(np.float32) / 255.
+      seed_i = tf.constant(rng.stream(seed, rng.NLL_BATCH, i), tf.int32)
       total += float(tf.reduce_sum(nll_fn(tf.constant(batch, tf.float32),
-                                          tf.constant([seed, i], tf.int32))))
+                                          seed_i)))
     return {'test_bits_per_dim': float(self.bits_per_dim(total / max(n, 1)))}
 
 

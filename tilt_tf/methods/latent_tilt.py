@@ -16,6 +16,7 @@ import tf_keras
 
 from tilt_tf import ebm as ebm_lib
 from tilt_tf import replay as replay_lib
+from tilt_tf import rng
 from tilt_tf.errors import UserError
 from tilt_tf.generators import base as generator_base
 from tilt_tf.methods import base
@@ -133,7 +134,8 @@ class LatentTilt(base.Method):
     makes the first EBM steps diverge, which no learning-rate rollback
     fixes. One line instead, before any tilt checkpoint is written.
     """
-    z = self.generator.prior_sample(n, tf.constant([seed, 11], tf.int32))
+    z = self.generator.prior_sample(
+        n, tf.constant(rng.stream(seed, rng.CHECK_READY), tf.int32))
     x = self.generator.decode(z)
     bad = int(tf.reduce_sum(tf.cast(tf.logical_not(tf.reduce_all(
         tf.math.is_finite(tf.reshape(x, [n, -1])), axis=1)), tf.int32)))

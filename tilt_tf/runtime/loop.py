@@ -15,6 +15,7 @@ from typing import Callable, Optional, Sequence
 from absl import logging
 import tensorflow as tf
 
+from tilt_tf import rng
 from tilt_tf.errors import UserError
 
 __all__ = ['TrainState', 'Controller', 'make_step_loop', 'fmt_eta',
@@ -40,7 +41,8 @@ def make_step_loop(strategy, step_fn, step_var, seed):
   def one_step(iterator):
     x = next(iterator)
     step_seed = tf.random.experimental.stateless_fold_in(
-        tf.constant([seed, 0], tf.int32), tf.cast(step_var, tf.int32))
+        tf.constant(rng.stream(seed, rng.TRAIN_STEPS), tf.int32),
+        tf.cast(step_var, tf.int32))
     # Replica 0's seed in earlier versions, which folded the replica id in:
     # kept so single-device runs draw the same numbers as before.
     step_seed = tf.random.experimental.stateless_fold_in(step_seed, 0)

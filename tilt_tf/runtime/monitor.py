@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tilt_tf import toy_metrics
+from tilt_tf import rng
 from tilt_tf.runtime import monitor_actions as actions_lib
 
 __all__ = ['Monitor', 'fid_scorer', 'energy_distance_scorer', 'finite_rows']
@@ -64,9 +65,9 @@ class Monitor:
   """Every `every` steps (and at `total`): a check that samples and scores,
   judged by a condition and handed to actions (runtime/monitor_actions.py).
 
-  The check draws `num_samples` chains from seed [seed, 7] and scores their
-  tilted samples and, as the untilted reference, the same chains' decoded
-  starting points. `NewBestMetric` keeps the best score (its state is in
+  The check draws `num_samples` chains from seed rng.MONITOR ([seed, 7])
+  and scores their tilted samples and, as the untilted reference, the same
+  chains' decoded starting points. `NewBestMetric` keeps the best score (its state is in
   `checkpoint_items`, so a resumed run goes on judging where it stopped);
   then the histograms and picture, the best checkpoint (`best_manager`),
   the curve (monitor.json) and early stopping after `patience` checks
@@ -82,7 +83,7 @@ class Monitor:
     self.best_manager = best_manager
     self.every, self.total, self.patience = every, total, patience
     self.num_samples, self.num_steps = num_samples, num_steps
-    self.seed = tf.constant([seed, 7], tf.int32)
+    self.seed = tf.constant(rng.stream(seed, rng.MONITOR), tf.int32)
     self.condition = actions_lib.NewBestMetric('score')
     self.early_stopping = actions_lib.EarlyStopping(self.condition, patience)
     self.curve_writer = actions_lib.CurveWriter(run_dir)

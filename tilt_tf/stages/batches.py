@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tilt_tf import io_utils
+from tilt_tf import rng
 
 __all__ = ['Progress', 'Drawn', 'draw_batches']
 
@@ -78,7 +79,8 @@ def draw_batches(draw: Callable, n: int, batch_size: int, seed: int,
         seconds += float(part['seconds']) if 'seconds' in part.files else 0.
       continue
     t0 = time.time()
-    out = draw(tf.constant(m), tf.constant([seed, 1000 + i]))
+    out = draw(tf.constant(m),
+               tf.constant(rng.stream(seed, rng.SAMPLE_BATCH, i)))
     arrays = {k: out[k].numpy() for k in (keys or out)}
     dt = time.time() - t0
     if path:

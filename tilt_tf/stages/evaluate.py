@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from tilt_tf import data as data_lib
 from tilt_tf import io_utils
+from tilt_tf import rng
 from tilt_tf import toy_metrics
 from tilt_tf import user_features
 from tilt_tf.runtime import monitor as monitor_lib
@@ -87,7 +88,8 @@ def evaluate(run_dir, dataset, seed, header, data_dir=None,
     extractor = user_features.extractor(train_data, seed)
   key = 'samples' if 'samples' in base.files else 'images'
   if dataset in data_lib.TOY_DATASETS:
-    ref = data_lib.toy_samples(dataset, len(base[key]), seed + 31337)
+    ref = data_lib.toy_samples(dataset, len(base[key]),
+                                  rng.stream(seed, rng.EVAL_TOY_REFERENCE))
     metrics['data'] = toy_metrics.toy_metrics(dataset, ref, seed)
   for name, arr in (('base', base), ('tilted', tilted)):
     if name == 'tilted' and not has_latent:

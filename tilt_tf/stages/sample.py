@@ -1,10 +1,10 @@
 """The sample stage: N base and N tilted samples from a trained method,
 drawn in batches that survive a kill, plus the figures.
 
-Batch i is drawn from seed [seed, 1000 + i] (stages/batches.py) and kept
-as it is drawn in sample_parts/part-NNNNN.npz (with the seconds it took),
-so a killed stage resumes at the batch it was drawing and reports its
-whole drawing time.
+Batch i is drawn from seed rng.SAMPLE_BATCH ([seed, 1000 + i],
+stages/batches.py) and kept as it is drawn in sample_parts/part-NNNNN.npz
+(with the seconds it took), so a killed stage resumes at the batch it was
+drawing and reports its whole drawing time.
 samples.json records the plan (energy checkpoint, n, batch size, Langevin
 steps and step size) and is written last: a finished stage with the same
 plan is reused, another plan redraws.
@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from tilt_tf import figures
 from tilt_tf import io_utils
+from tilt_tf import rng
 from tilt_tf.runtime import loop as loop_lib
 from tilt_tf.stages import batches
 
@@ -101,7 +102,8 @@ def write_figures(run_dir, method, sampler, cat, sample_cfg, num_steps, seed,
     titles = (['data'] if reference is not None else []) + [
         'base', f'tilted (latent EBM, step {tilt_step})']
     png = figures.toy_scatter_png(panels, titles)
-    traj = sampler(tf.constant(2000), tf.constant([seed, 99]),
+    traj = sampler(tf.constant(2000),
+                   tf.constant(rng.stream(seed, rng.FIGURES)),
                    tf.constant(num_steps), record_every=every)['trajectory']
     frames = np.linspace(0, len(traj) - 1, min(len(traj), 6)).astype(int)
     chain_png = figures.toy_scatter_png(
@@ -115,7 +117,7 @@ def write_figures(run_dir, method, sampler, cat, sample_cfg, num_steps, seed,
     titles = (['base', f'tilted (EBM step {tilt_step})'] if method.has_latent
               else [f'pixel EBM (step {tilt_step})'])
     png = figures.grid_png(panels, titles=titles)
-    out = sampler(tf.constant(8), tf.constant([seed, 99]),
+    out = sampler(tf.constant(8), tf.constant(rng.stream(seed, rng.FIGURES)),
                   tf.constant(num_steps), record_every=every)
     traj = out['trajectory'].numpy()  # [T, 8, ...] chain states.
     frames = np.stack([method.chain_states_to_data(t).numpy() for t in traj])
