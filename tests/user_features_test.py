@@ -85,6 +85,15 @@ class UserFeaturesTest(tf.test.TestCase):
     self.assertGreater(np.abs(self.features(a) - self.features(c)).max(),
                        1e-3)
 
+  def test_fits_inside_a_strategy_scope_as_on_one_device(self):
+    one = self.features(user_features.extractor(
+        self.train, cache_dir=self.cache, steps=3))
+    user_features._MEMO.clear()  # pylint: disable=protected-access
+    with tf.distribute.MirroredStrategy(['/cpu:0']).scope():
+      ext = user_features.extractor(
+          self.train, cache_dir=self.create_tempdir().full_path, steps=3)
+      self.assertAllClose(one, self.features(ext), atol=1e-5)
+
   def test_score_is_zero_for_the_same_set_and_grows_when_corrupted(self):
     for objective in user_features.OBJECTIVES:
       score = user_features.feature_scorer(
@@ -141,6 +150,27 @@ class UserFeaturesTest(tf.test.TestCase):
       with mock.patch.object(train_lib.training, 'MethodTrainer') as trainer:
         train_lib.Pipeline._make_trainer(pipeline, keep=1)  # pylint: disable=protected-access
       self.assertEqual(trainer.call_args.kwargs['score_fn'].name, name)
+
+  def test_eval_stage_fits_on_train_and_scores_against_test(self):
+    folder = self.create_tempdir().full_path
+    for name in ('base', 'tilted'):
+      np.savez(os.path.join(folder, f'samples_{name}.npz'),
+               images=blobs(64, 7), latents=np.zeros((64, 4), np.float32))
+    run_dir = types.SimpleNamespace(
+        path=lambda *p: os.path.join(folder, *p),
+        record_time=lambda *a: None,
+        writer=tf.summary.create_file_writer(folder))
+    with mock.patch.object(user_features, 'DEFAULT_STEPS', STEPS), \
+         mock.patch.dict(os.environ, {'TILT_TF_CACHE': self.cache}):
+      metrics = evaluate_lib.evaluate(
+          run_dir, 'user_data', 0, header={}, test_data=self.ref,
+          train_data=self.train)
+    for name in ('base', 'tilted'):
+      self.assertIn('energy_distance', metrics[name])
+      self.assertStartsWith(metrics[name]['feature_extractor'], 'learned:')
+      self.assertEqual(metrics[name]['n_reference'], len(self.ref))
+    self.assertEqual(metrics['base']['fd_learned'],
+                     metrics['tilted']['fd_learned'])  # The same samples.
 
   def test_eval_scores_user_images_in_learned_features(self):
     ext = user_features.extractor(self.train, cache_dir=self.cache,

@@ -26,6 +26,7 @@ returned as a `features.FeatureExtractor`, so `fid.activations`,
   score(samples)  # lower is better
 """
 
+import concurrent.futures
 import json
 import os
 import shutil
@@ -193,6 +194,17 @@ def fit(images, objective=DEFAULT_OBJECTIVE, seed=0, steps=DEFAULT_STEPS,
   return features, head, meta
 
 
+def _outside_strategy(fn, *args):
+  """fn(*args) under the default strategy. tf.distribute scopes are
+  thread-local, so inside a strategy's scope (e.g. `tilt()` called in one)
+  it runs in a fresh thread: the net's variables stay plain and its custom
+  training loop runs as on one device."""
+  if not tf.distribute.has_strategy():
+    return fn(*args)
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    return pool.submit(fn, *args).result()
+
+
 def _save(folder, model, meta):
   """Weights + meta.json into a temp folder, then renamed into place."""
   parent = os.path.dirname(folder)
@@ -256,11 +268,11 @@ def extractor(train_images, seed=0, objective=DEFAULT_OBJECTIVE,
   folder = os.path.join(cache_root(cache_dir), 'user_features', tag)
   if folder in _MEMO:
     return _MEMO[folder]
-  cached = _load(folder, objective, seed)
+  cached = _outside_strategy(_load, folder, objective, seed)
   if cached is None:
     logging.info('fitting the %s feature network on %d training images '
                  '(once; cached in %s)', objective, len(images), folder)
-    features, _, meta = fit(images, objective, seed, steps)
+    features, _, meta = _outside_strategy(fit, images, objective, seed, steps)
     _save(folder, features, meta)
     logging.info('user features %s: fitted in %.1f s', tag, meta['seconds'])
     loaded = False
