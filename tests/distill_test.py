@@ -12,6 +12,7 @@ from tilt_tf import distill
 from tilt_tf import toy_metrics
 from tilt_tf.errors import UserError
 from tilt_tf.generators import adapters
+from tilt_tf.runtime import loop as loop_lib
 from tilt_tf.runtime import run_dir as run_dir_lib
 from tilt_tf.stages import distill as distill_stage
 
@@ -24,7 +25,8 @@ def _cfg(**kw):
   return c
 
 
-LOOP = {'steps_per_loop': 50, 'checkpoint_every': 100, 'log_every': 100}
+LOOP = loop_lib.LoopSettings(steps_per_loop=50, checkpoint_every=100,
+                             log_every=100)
 
 
 def ring():
@@ -38,8 +40,8 @@ def ring():
 def fit(workdir, latents, cfg, seed=0):
   with run_dir_lib.RunDir(workdir, {'test': 'distill'}) as run:
     flow = distill_stage.make_flow(2, cfg, seed)
-    distill.fit_flow(run, tf.distribute.get_strategy(), flow, latents, cfg,
-                     seed, LOOP)
+    distill.fit_flow(run, tf.distribute.get_strategy(), flow, latents,
+                     cfg=cfg, seed=seed, settings=LOOP)
   return distill.restore_flow(workdir, 2, cfg, seed)
 
 

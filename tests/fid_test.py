@@ -138,8 +138,9 @@ class PrecisionRecallTest(tf.test.TestCase):
 class ClassifierTest(tf.test.TestCase):
 
   def test_progress_line(self):
-    line = fid.progress_line(2, 8, 600, 3752, {'accuracy': 0.85214,
-                                               'loss': 0.41049}, 10.5)
+    line = fid.progress_line(2, 8, 600, 3752,
+                             logs={'accuracy': 0.85214, 'loss': 0.41049},
+                             rate=10.5)
     self.assertEqual(line, 'classifier epoch 2/8 step 600/3752 | '
                      'accuracy=0.8521 loss=0.4105 | 10.50 steps/s ETA 0:05:00')
 

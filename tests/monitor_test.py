@@ -34,8 +34,10 @@ class MonitorTest(tf.test.TestCase):
     manager = FakeManager()
     monitor = monitor_lib.Monitor(
         run, fakes.OneVariableMethod(w=1.0),
-        fakes.scripted_scorer(scores, 'fake'), manager, every=every,
-        total=total, num_samples=5, num_steps=3, seed=3, patience=patience)
+        fakes.scripted_scorer(scores, 'fake'), manager,
+        settings=monitor_lib.MonitorSettings(
+            every=every, num_samples=5, num_steps=3, patience=patience),
+        total=total, seed=3)
     return monitor, manager
 
   def run_dir(self, workdir=None):

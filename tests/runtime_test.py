@@ -17,7 +17,7 @@ class RunDirTest(tf.test.TestCase):
     workdir = self.create_tempdir().full_path
     held = io_utils._HELD  # pylint: disable=protected-access
     with run_dir_lib.RunDir(workdir, {'base_name': 'a', 'seed': 0},
-                            {'x': 1}, 'test') as run:
+                            {'x': 1}, preset='test') as run:
       self.assertIn(os.path.realpath(workdir), held)
       self.assertEqual(io_utils.read_json(run.path('run.json'))['config'],
                        {'x': 1})
@@ -112,8 +112,8 @@ class ControllerTest(tf.test.TestCase):
       return None if s % 4 else False
 
     with run_dir_lib.RunDir(workdir, {}) as run:
-      controller = loop_lib.Controller(run, steps_per_loop=3,
-                                       checkpoint_every=100, log_every=2)
+      controller = loop_lib.Controller(run, loop_lib.LoopSettings(
+          steps_per_loop=3, checkpoint_every=100, log_every=2))
       _, steps = controller.run(state, 10, lambda s: None, loop,
                                 actions=[action], periods=[4])
     self.assertEqual(steps, 10)
@@ -138,8 +138,8 @@ class ControllerTest(tf.test.TestCase):
       return {'w': w.read_value()}
 
     with run_dir_lib.RunDir(workdir, {}) as run:
-      controller = loop_lib.Controller(run, steps_per_loop=2,
-                                       checkpoint_every=4, log_every=100)
+      controller = loop_lib.Controller(run, loop_lib.LoopSettings(
+          steps_per_loop=2, checkpoint_every=4, log_every=100))
       with self.assertLogs(level='WARNING'):
         controller.run(state, 8, lambda s: None, loop)
     self.assertEqual(calls, [0, 2, 4, 4, 6])  # 4 -> 6 redone after rollback.

@@ -9,10 +9,13 @@ import tensorflow as tf
 
 from tests import fake_method_testutil as fakes
 from tilt_tf.errors import UserError
+from tilt_tf.runtime import loop as loop_lib
+from tilt_tf.runtime import monitor as monitor_lib
 from tilt_tf.runtime import run_dir as run_dir_lib
 from tilt_tf.runtime import training
 
-LOOP = {'steps_per_loop': 5, 'checkpoint_every': 10, 'log_every': 10}
+LOOP = loop_lib.LoopSettings(steps_per_loop=5, checkpoint_every=10,
+                             log_every=10)
 # Training pulls w towards 2; resuming must see the same batches.
 DATA = np.random.default_rng(0).normal(2.0, 1.0, (16, 2)).astype(np.float32)
 
@@ -27,12 +30,13 @@ class MethodTrainerTest(tf.test.TestCase):
           [v for s in scores for v in (s, 9.0)])  # Tilted, then base.
     trainer = training.MethodTrainer(
         run, tf.distribute.get_strategy(), method, steps, score_fn=score_fn,
-        monitor=dict(every=10, num_samples=4, num_steps=2,
-                     patience=patience), seed=0)
+        monitor=monitor_lib.MonitorSettings(every=10, num_samples=4,
+                                            num_steps=2, patience=patience),
+        seed=0)
     return trainer, method
 
   def fit(self, trainer):
-    return trainer.fit(DATA, 4, data_seed=1, loop_seed=2, loop_cfg=LOOP)
+    return trainer.fit(DATA, 4, data_seed=1, loop_seed=2, settings=LOOP)
 
   def train(self, workdir, steps):
     """Trains (or resumes) to `steps`; returns (fit's result, w, trainer)."""

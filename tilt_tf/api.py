@@ -17,6 +17,7 @@ import logging as py_logging
 import math
 import os
 import time
+from typing import Optional
 
 from absl import logging
 import numpy as np
@@ -103,8 +104,8 @@ def tilt_config(preset=None, **ebm):
 class Tilted:
   """A generator tilted by a trained energy: sample it, export it."""
 
-  def __init__(self, generator, method, config, workdir, energy_checkpoint,
-               flow=None):
+  def __init__(self, generator, method, config, workdir: str,
+               energy_checkpoint: str, *, flow=None):
     self.generator = generator
     self.method = method
     self.config = config
@@ -129,24 +130,26 @@ class Tilted:
       cfg[k] = v
     n = int(num_latents or self.config.sample.num)
     with progress(verbose):
-      latents = self._sample_batches(n, seed, None, 500, 1.0)['latents']
+      latents = self._sample_batches(n, seed, langevin_steps=None,
+                                     batch_size=500,
+                                     temperature=1.0)['latents']
       run = io_utils.read_run_json(os.path.join(self.workdir, 'run.json'))
       extra = {k: v for k, v in run.items()
                if k not in ('identity', 'config', 'preset')}
       # run.json keeps the flow's settings, for load() and export.
       settings_now = dict(run['config'], distill=cfg.to_dict())
       with run_dir_lib.RunDir(self.workdir, run['identity'], settings_now,
-                              run['preset'], extra) as run_dir:
+                              preset=run['preset'], extra=extra) as run_dir:
         from tilt_tf import distill as distill_lib  # pylint: disable=g-import-not-at-top
         # The run's seed builds the flow (its permutations), as load()
         # and the export rebuild it; `seed` picks the latents.
         flow = distill_stage.make_flow(self.generator.latent_dim, cfg,
                                        self.config.seed)
-        distill_lib.fit_flow(run_dir, tf.distribute.get_strategy(), flow,
-                             latents, cfg, self.config.seed,
-                             {'steps_per_loop': self.config.steps_per_loop,
-                              'checkpoint_every': self.config.checkpoint_every,
-                              'log_every': self.config.log_every})
+        distill_lib.fit_flow(
+            run_dir, tf.distribute.get_strategy(), flow, latents, cfg=cfg,
+            seed=self.config.seed,
+            settings=loop_lib.LoopSettings.from_config(
+                self.config, self.config.log_every))
     self.flow = distill_lib.restore_flow(
         self.workdir, self.generator.latent_dim, cfg, self.config.seed)
     return self
@@ -164,8 +167,10 @@ class Tilted:
     """The energy network E(x) (a Keras model)."""
     return self.method.energy
 
-  def sample(self, n, seed=0, langevin_steps=None, batch_size=500,
-             temperature=1.0, verbose=None, method='langevin'):
+  def sample(self, n: int, seed: int = 0, *,
+             langevin_steps: Optional[int] = None, batch_size: int = 500,
+             temperature: float = 1.0, verbose: Optional[bool] = None,
+             method: str = 'langevin'):
     """n tilted samples and, from the same starting latents, n base ones.
 
     Returns a dict of numpy arrays: 'samples' and 'latents' (tilted),
@@ -181,17 +186,19 @@ class Tilted:
                         'run the distill stage)')
       from tilt_tf.stages import distill as distill_stage  # pylint: disable=g-import-not-at-top
       out = distill_stage.draw_distilled(self.generator, self.flow, n, seed,
-                                         batch_size)
+                                         batch_size=batch_size)
       return {'samples': out['x'], 'latents': out['z']}
     if method != 'langevin':
       raise UserError(f"method must be 'langevin' or 'distilled', got "
                       f'{method!r}')
     with progress(verbose):
-      return self._sample_batches(n, seed, langevin_steps, batch_size,
-                                  temperature)
+      return self._sample_batches(n, seed, langevin_steps=langevin_steps,
+                                  batch_size=batch_size,
+                                  temperature=temperature)
 
-  def _sample_batches(self, n, seed, langevin_steps, batch_size,
-                      temperature):
+  def _sample_batches(self, n: int, seed: int, *,
+                      langevin_steps: Optional[int], batch_size: int,
+                      temperature: float):
     steps = (self.config.ebm.sample_langevin_steps if langevin_steps is None
              else int(langevin_steps))
     if n < 1:
@@ -225,9 +232,11 @@ class Tilted:
         flow=self.flow)
 
 
-def tilt(generator, data, workdir, steps=None, preset=None, seed=0,
-         config=None, fid_dataset=None, strategy=None, precision=None,
-         verbose=None, **ebm):
+def tilt(generator, data, workdir: str, *, steps: Optional[int] = None,
+         preset: Optional[str] = None, seed: int = 0, config=None,
+         fid_dataset: Optional[str] = None, strategy=None,
+         precision: Optional[str] = None, verbose: Optional[bool] = None,
+         **ebm):
   """Trains a latent EBM that tilts `generator` towards `data`.
 
   Args:
@@ -257,12 +266,13 @@ def tilt(generator, data, workdir, steps=None, preset=None, seed=0,
     A `Tilted` with the best monitored energy loaded.
   """
   with progress(verbose):
-    return _tilt(generator, data, workdir, steps, preset, seed, config,
-                 fid_dataset, strategy, precision, ebm)
+    return _tilt(generator, data, workdir, steps=steps, preset=preset,
+                 seed=seed, config=config, fid_dataset=fid_dataset,
+                 strategy=strategy, precision=precision, ebm=ebm)
 
 
-def _tilt(generator, data, workdir, steps, preset, seed, config, fid_dataset,
-          strategy, precision, ebm):
+def _tilt(generator, data, workdir, *, steps, preset, seed, config,
+          fid_dataset, strategy, precision, ebm):
   if config is None:
     config = tilt_config(preset, **ebm)
   if steps is not None:
@@ -290,7 +300,8 @@ def _tilt(generator, data, workdir, steps, preset, seed, config, fid_dataset,
                                 'training'}
   with run_dir_lib.RunDir(workdir, build.identity(config, shape, generator,
                                                 len(array)),
-                          config.to_dict(), config.preset, extra) as run:
+                          config.to_dict(), preset=config.preset,
+                          extra=extra) as run:
     tf_keras.utils.set_random_seed(seed)  # The energy's initial weights.
     with strategy.scope():
       method = latent_tilt.LatentTilt(generator, e, shape, seed=seed,
@@ -298,16 +309,12 @@ def _tilt(generator, data, workdir, steps, preset, seed, config, fid_dataset,
     trainer = training.MethodTrainer(
         run, strategy, method, e.steps, keep=config.keep_checkpoints,
         score_fn=score, seed=seed, retry_hint='ebm learning_rate=...',
-        monitor=dict(every=e.monitor_every, num_samples=e.monitor_samples,
-                     num_steps=e.sample_langevin_steps, patience=e.patience,
-                     grid=config.sample.grid,
-                     data=build.as_float(train[:e.monitor_samples])))
+        monitor=monitor_lib.MonitorSettings.from_config(config, train))
     trainer.fit(train, min(e.batch_size, len(train)),
-                rng.stream(seed, rng.TILT_DATA),
-                rng.stream(seed, rng.TILT_STEPS),
-                {'steps_per_loop': config.steps_per_loop,
-                 'checkpoint_every': config.checkpoint_every,
-                 'log_every': e.log_every})
+                data_seed=rng.stream(seed, rng.TILT_DATA),
+                loop_seed=rng.stream(seed, rng.TILT_STEPS),
+                settings=loop_lib.LoopSettings.from_config(config,
+                                                           e.log_every))
     which = trainer.restore_best()
   tilted = Tilted(generator, method, config, workdir, which)
   best = tilted.monitor_best()

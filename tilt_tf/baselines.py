@@ -131,7 +131,7 @@ def posterior_stats(generator, images, batch_size=500):
   return np.concatenate(means), np.concatenate(log_vars)
 
 
-def fit_latent_model(model, mean, log_var, cfg, seed, log_prefix='fit'):
+def fit_latent_model(model, mean, log_var, cfg, *, seed, log_prefix='fit'):
   """Fits `model` to the aggregate posterior by its own `train_step`.
 
   Each step draws `cfg.batch_size` codes x_i at random (with replacement)

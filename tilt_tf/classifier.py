@@ -62,7 +62,7 @@ def _fmt_eta(seconds):
   return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
 
 
-def progress_line(epoch, epochs, step, total, logs, rate):
+def progress_line(epoch, epochs, step, total, *, logs, rate):
   """One progress line of the classifier's training, e.g.
   'classifier epoch 2/8 step 600/3752 | accuracy=0.8521 loss=0.4105 |
   10.50 steps/s ETA 0:05:00'."""
@@ -90,8 +90,8 @@ def _progress_callback(keras, epochs, steps_per_epoch, every_seconds):
       step = self.epoch * steps_per_epoch + batch + 1
       rate = step / max(time.time() - self.start, 1e-9)
       logging.info('%s', progress_line(self.epoch + 1, epochs, step,
-                                       epochs * steps_per_epoch, logs or {},
-                                       rate))
+                                       epochs * steps_per_epoch,
+                                       logs=logs or {}, rate=rate))
       self.last = time.time()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -104,7 +104,7 @@ def _progress_callback(keras, epochs, steps_per_epoch, every_seconds):
   return Progress()
 
 
-def train_classifier(train_x, train_y, test_x, test_y, epochs=None,
+def train_classifier(train_x, train_y, test_x, test_y, *, epochs=None,
                      batch_size=128, seed=0, log_every_seconds=30):
   """Trains the feature classifier on arrays.
 
@@ -191,8 +191,8 @@ def _save_classifier(folder, model, meta):
     raise
 
 
-def classifier_extractor(dataset, data_dir=None, cache_dir=None, epochs=None,
-                         retrain=False):
+def classifier_extractor(dataset, data_dir=None, cache_dir=None, *,
+                         epochs=None, retrain=False):
   """The project's domain classifier for `dataset`: cached, or trained now.
 
   Args:
@@ -218,7 +218,7 @@ def classifier_extractor(dataset, data_dir=None, cache_dir=None, epochs=None,
     logging.info('training the %s feature classifier on %d images (once; '
                  'cached in %s)', dataset, len(train_x), folder)
     model, features, meta = train_classifier(train_x, train_y, test_x, test_y,
-                                             epochs)
+                                             epochs=epochs)
     meta.update(dataset=dataset, test_fingerprint=test_fp)
     _save_classifier(folder, model, meta)
     logging.info('classifier %s: test accuracy %.4f after %.0f s', tag,

@@ -186,7 +186,7 @@ def _load_tfds(name, split, tfds_dir=None):
   return np.asarray(images, np.uint8), np.asarray(labels, np.int64)
 
 
-def load_images(name, split='train', data_dir=None, with_labels=False,
+def load_images(name, split='train', data_dir=None, *, with_labels=False,
                 use_tfds=True):
   """Loads an image set as uint8 [N, H, W, C] (and int64 labels).
 
@@ -232,7 +232,7 @@ def load_images(name, split='train', data_dir=None, with_labels=False,
   return (images, labels) if with_labels else images
 
 
-def load(name, split='train', data_dir=None, n=None, seed=0):
+def load(name, split='train', data_dir=None, *, n=None, seed=0):
   """Training data as a numpy array: toy points or uint8 images."""
   if is_toy(name):
     # Train and test are independent draws of the same distribution.
@@ -250,7 +250,7 @@ def to_float(x):
   return tf.cast(x, tf.float32)
 
 
-def make_dataset(array, batch_size, seed, start_step=0, shuffle=True,
+def make_dataset(array, batch_size, seed, *, start_step=0, shuffle=True,
                  repeat=True):
   """The one tf.data pipeline: batches that are a function of (seed, step).
 

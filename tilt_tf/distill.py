@@ -27,6 +27,7 @@ import tf_keras
 from tilt_tf import rng
 from tilt_tf.errors import UserError
 from tilt_tf.runtime import checkpoints
+from tilt_tf.runtime import loop as loop_lib
 from tilt_tf.runtime import training
 
 tfb, tfd = tfp.bijectors, tfp.distributions
@@ -44,7 +45,7 @@ class LatentFlow(tf.Module):
     seed: seeds the permutations and initial weights (same seed, same flow).
   """
 
-  def __init__(self, latent_dim, couplings=4, hidden=64, seed=0,
+  def __init__(self, latent_dim, couplings=4, hidden=64, *, seed=0,
                name='latent_flow'):
     super().__init__(name=name)
     d = self.latent_dim = int(latent_dim)
@@ -113,7 +114,7 @@ class _BestFlow:
   checkpoint, so a resumed run goes on judging where it stopped); stops the
   fit after `patience` checks without a better one (0: never)."""
 
-  def __init__(self, run_dir, flow, held_out, every, patience=0):
+  def __init__(self, run_dir, flow, held_out, *, every, patience=0):
     self.run_dir, self.flow, self.every = run_dir, flow, every
     self.patience = patience
     self.held_out = tf.constant(held_out)
@@ -141,7 +142,8 @@ class _BestFlow:
     return bool(self.patience and since >= self.patience)
 
 
-def fit_flow(run_dir, strategy, flow, latents, cfg, seed, loop_cfg):
+def fit_flow(run_dir, strategy, flow, latents: np.ndarray, *, cfg,
+             seed: int, settings: loop_lib.LoopSettings):
   """Fits `flow` to `latents` by maximum likelihood, resumably.
 
   Args:
@@ -152,7 +154,7 @@ def fit_flow(run_dir, strategy, flow, latents, cfg, seed, loop_cfg):
     cfg: the `distill` config section (steps, batch_size, learning_rate,
       validation, eval_every).
     seed: the run's seed.
-    loop_cfg: steps_per_loop, checkpoint_every, log_every.
+    settings: the training loop's LoopSettings.
   Returns:
     (seconds, steps) of this invocation's training, or None if done.
   """
@@ -168,8 +170,8 @@ def fit_flow(run_dir, strategy, flow, latents, cfg, seed, loop_cfg):
   with strategy.scope():
     optimizer = tf_keras.optimizers.Adam(cfg.learning_rate)
     optimizer.build(flow.trainable_variables)
-  best = _BestFlow(run_dir, flow, held_out, cfg.eval_every,
-                   cfg.get('patience', 0))
+  best = _BestFlow(run_dir, flow, held_out, every=cfg.eval_every,
+                   patience=cfg.get('patience', 0))
   stage = training.TrainingStage(
       run_dir, 'distill', {'flow': flow, 'best_nll': best.best,
                            'best_step': best.best_step}, optimizer,
@@ -196,10 +198,10 @@ def fit_flow(run_dir, strategy, flow, latents, cfg, seed, loop_cfg):
     return {'nll': loss}
 
   t0 = time.time()
-  out = stage.fit(strategy, step_fn, train, batch, cfg.steps,
-                  rng.stream(seed, rng.DISTILL_DATA),
-                  rng.stream(seed, rng.DISTILL_STEPS), loop_cfg, actions=[best],
-                  periods=[cfg.eval_every])
+  out = stage.fit(strategy, step_fn, train, batch, total=cfg.steps,
+                  data_seed=rng.stream(seed, rng.DISTILL_DATA),
+                  loop_seed=rng.stream(seed, rng.DISTILL_STEPS),
+                  settings=settings, actions=[best], periods=[cfg.eval_every])
   logging.info('distill: %d steps in %.1fs; best held-out NLL %.4f nats/dim '
                'at step %d', int(stage.step.numpy()), time.time() - t0,
                float(best.best.numpy()), int(best.best_step.numpy()))

@@ -31,7 +31,7 @@ class MLPEnergy(keras.Model):
   from a stateless seed, so it is in the checkpoint and a seed reproduces it.
   """
 
-  def __init__(self, hidden=512, layers=3, input_dim=2, fourier_features=0,
+  def __init__(self, hidden=512, layers=3, *, input_dim=2, fourier_features=0,
                fourier_scale=1.0, seed=0, name='mlp_energy'):
     super().__init__(name=name)
     self.fourier = None
@@ -89,7 +89,7 @@ class ResNetEnergy(keras.Model):
   pooled features and the output layer are float32 whatever it is.
   """
 
-  def __init__(self, channels=(64, 128), blocks=3, stem_stride=1,
+  def __init__(self, channels=(64, 128), blocks=3, *, stem_stride=1,
                stem_pool=1, dtype=None, name='resnet_energy'):
     super().__init__(name=name)
     self.stem = keras.layers.Conv2D(channels[0], 3, strides=stem_stride,
@@ -158,7 +158,7 @@ class LatentEBM(tf.Module):
     """U(z) = E(G(z)) - log p0(z) (+ const), shape [B]."""
     return self.energy(self.generator.decode(z)) + self.generator.neg_log_prior(z)
 
-  def sample_latents(self, n, seed, step_size, num_steps, temperature=1.0,
+  def sample_latents(self, n, seed, step_size, num_steps, *, temperature=1.0,
                      record_every=0, z0=None):
     """Langevin chain from z0, by default fresh prior draws z0 ~ p0
     (short-run, non-persistent). Returns the `langevin` dict."""

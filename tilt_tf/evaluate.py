@@ -95,7 +95,7 @@ def _read_images(path, f):
     return f['images']
 
 
-def evaluate_files(paths, dataset, data_dir=None, num_samples=None,
+def evaluate_files(paths, dataset, *, data_dir=None, num_samples=None,
                    floor=False, cache_dir=None, inception_path=None,
                    classifier_epochs=None, batch_size=500, report=None):
   """Scores each sample file (and optionally the train-vs-test floor).
@@ -135,8 +135,9 @@ def evaluate_files(paths, dataset, data_dir=None, num_samples=None,
     train = data.load_images(dataset, 'train', data_dir)
     size = num_samples or FLOOR_SIZE
     sets.append((f'floor:{dataset}:train[:{size}]', train[:size]))
-  extractor = fid.get_extractor(dataset, data_dir, cache_dir, inception_path,
-                                classifier_epochs)
+  extractor = fid.get_extractor(dataset, data_dir, cache_dir=cache_dir,
+                                inception_path=inception_path,
+                                classifier_epochs=classifier_epochs)
   results = []
   for name, images in sets:
     logging.info('scoring %s (%d images) with %s', name, len(images),

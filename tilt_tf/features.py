@@ -70,7 +70,7 @@ class FeatureExtractor:
     info: dict of facts to report beside results (e.g. test accuracy).
   """
 
-  def __init__(self, name, input_shape, fn, cache_dir=None, info=None):
+  def __init__(self, name, input_shape, fn, *, cache_dir=None, info=None):
     self.name = name
     self.input_shape = tuple(input_shape)
     self.cache_dir = cache_dir

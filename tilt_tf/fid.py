@@ -204,8 +204,8 @@ def _image_shape(dataset):
   return data.data_shape(dataset)
 
 
-def get_extractor(dataset, data_dir=None, cache_dir=None, inception_path=None,
-                  classifier_epochs=None):
+def get_extractor(dataset, data_dir=None, *, cache_dir=None,
+                  inception_path=None, classifier_epochs=None):
   """Inception-v3 if `inception_path` is given, else the domain classifier.
 
   Args:
@@ -255,7 +255,7 @@ def reference_activations(extractor, images, batch_size=500):
   return act
 
 
-def evaluate_images(images, dataset, data_dir=None, n=None, reference='test',
+def evaluate_images(images, dataset, data_dir=None, *, n=None, reference='test',
                     extractor=None, cache_dir=None, batch_size=500, k=3,
                     what='images'):
   """FID, precision and recall of images against a split of the data set.
@@ -286,7 +286,7 @@ def evaluate_images(images, dataset, data_dir=None, n=None, reference='test',
                       f'{len(images)}')
     images = images[:n]
   if extractor is None:
-    extractor = get_extractor(dataset, data_dir, cache_dir)
+    extractor = get_extractor(dataset, data_dir, cache_dir=cache_dir)
   real = data.load_images(dataset, reference, data_dir)
   real_act = reference_activations(extractor, real, batch_size)
   fake_act = activations(images, extractor, batch_size)

@@ -52,7 +52,7 @@ def _pyplot():
   return plt
 
 
-def _labelled_png(mosaics, titles=None, suptitle=None, xticks=None,
+def _labelled_png(mosaics, titles=None, *, suptitle=None, xticks=None,
                   dpi=100):
   """Mosaics side by side, drawn pixel for pixel (scaled by an integer), each
   with its title above, an optional figure title and x tick labels under
@@ -165,7 +165,7 @@ def toy_scatter_png(panels, titles, lim=2.0):
   return buf.getvalue()
 
 
-def curves_png(curves, xlabel, ylabel, title='', references=()):
+def curves_png(curves, xlabel, ylabel, title='', *, references=()):
   """Line plot of named curves, each one's minimum marked, PNG bytes.
 
   Args:

@@ -28,7 +28,7 @@ def potential_grad(potential_fn, z):
   return u, tape.gradient(u, z)
 
 
-def run_chain(step, x0, seed, num_steps, record_every=0):
+def run_chain(step, x0, seed, num_steps, *, record_every=0):
   """The one chain runner: latent Langevin chains and pixel replay chains.
 
   Runs x_{i+1}, g_i = step(x_i, fold_in(seed, i)) for i < num_steps in one
@@ -75,7 +75,7 @@ def run_chain(step, x0, seed, num_steps, record_every=0):
   return out
 
 
-def langevin(potential_fn, z0, seed, step_size=0.01, num_steps=60,
+def langevin(potential_fn, z0, seed, *, step_size=0.01, num_steps=60,
              record_every=0, noise_scale=1.0):
   """Runs a Langevin chain (eq. 8) from z0 through `run_chain`.
 
@@ -101,6 +101,6 @@ def langevin(potential_fn, z0, seed, step_size=0.01, num_steps=60,
     noise = rng.batch_normal(tf.shape(z), step_seed, dtype=z.dtype)
     return z - 0.5 * step_size * grad + noise_std * noise, grad
 
-  out = run_chain(step, z0, seed, num_steps, record_every)
+  out = run_chain(step, z0, seed, num_steps, record_every=record_every)
   out['z'] = out.pop('x')
   return out

@@ -78,7 +78,7 @@ from tilt_tf.table1_rows import table_order
 class Table1(table1_baselines.BaselineRows):
   """Computes (or reuses) every row for one data set and preset."""
 
-  def __init__(self, dataset, preset, workdir, data_dir=None, bases=BASES,
+  def __init__(self, dataset, preset, workdir, *, data_dir=None, bases=BASES,
                jobs=1, overrides=(), temperatures=None):
     """overrides: 'base:section.field=value' strings (table1 --set);
     temperatures: the T of the temperature rows (None: the preset's)."""
@@ -274,8 +274,9 @@ class Table1(table1_baselines.BaselineRows):
     monitor_samples = {c.ebm.monitor_samples for b, c in self.configs.items()
                        if b not in NO_LATENT}
     return table1_rows.write_table(
-        self.workdir, self.dataset, self.preset, rows,
-        table1_rows.monitor_curves(self.workdir, self.bases), monitor_samples)
+        self.workdir, self.dataset, self.preset, rows=rows,
+        curves=table1_rows.monitor_curves(self.workdir, self.bases),
+        monitor_samples=monitor_samples)
 
 
 def main(argv):
@@ -287,8 +288,8 @@ def main(argv):
   workdir = cli.resolve_path(
       FLAGS.workdir or os.path.join('runs', f'table1_{FLAGS.dataset}{suffix}'))
   data_dir = cli.resolve_path(FLAGS.data_dir) if FLAGS.data_dir else None
-  table = Table1(FLAGS.dataset, preset, workdir, data_dir, FLAGS.bases,
-                 FLAGS.jobs, overrides=FLAGS.set,
+  table = Table1(FLAGS.dataset, preset, workdir, data_dir=data_dir,
+                 bases=FLAGS.bases, jobs=FLAGS.jobs, overrides=FLAGS.set,
                  temperatures=FLAGS.temperatures)
   logging.info('table1 on %s, preset %s -> %s (%d rows to compute)',
                FLAGS.dataset, preset, workdir, len(table.rows))

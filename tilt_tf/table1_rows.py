@@ -148,7 +148,7 @@ def monitor_curves(workdir, bases):
   return curves
 
 
-def write_table(workdir, dataset, preset, rows, curves, monitor_samples):
+def write_table(workdir, dataset, preset, *, rows, curves, monitor_samples):
   """table1.json, table1.md, fid_vs_step.png and TensorBoard; returns md."""
   extractors = sorted({r['feature_extractor'] for r in rows
                        if r.get('feature_extractor')})

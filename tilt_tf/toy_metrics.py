@@ -73,7 +73,7 @@ def toy_metrics(name, samples, seed=0):
   return out
 
 
-def exact_tilted_samples(generator, energy, n, seed=0, extent=4.5,
+def exact_tilted_samples(generator, energy, n, seed=0, *, extent=4.5,
                          resolution=601, batch=20_000):
   """n samples G(z) of the tilted density of a 2-D latent, from a grid.
 

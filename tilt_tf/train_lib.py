@@ -40,6 +40,7 @@ from tilt_tf import toy_metrics
 from tilt_tf import user_features
 from tilt_tf.errors import UserError
 from tilt_tf.runtime import build
+from tilt_tf.runtime import loop as loop_lib
 from tilt_tf.runtime import monitor as monitor_lib
 from tilt_tf.runtime import run_dir as run_dir_lib
 from tilt_tf.runtime import strategy as strategy_lib
@@ -133,19 +134,15 @@ class Pipeline:
                                            self.seed)
     else:
       score = monitor_lib.energy_distance_scorer(self.validation, self.seed)
-    monitor = dict(every=e.monitor_every, num_samples=e.monitor_samples,
-                   num_steps=e.sample_langevin_steps, patience=e.patience,
-                   grid=cfg.sample.grid,
-                   data=build.as_float(self.train[:e.monitor_samples]))
     return training.MethodTrainer(
         self.run, self.strategy, self.method, e.steps, keep=keep,
-        score_fn=score, monitor=monitor, seed=self.seed,
+        score_fn=score,
+        monitor=monitor_lib.MonitorSettings.from_config(cfg, self.train),
+        seed=self.seed,
         retry_hint='--set=ebm.learning_rate=...')
 
-  def _loop_cfg(self, log_every):
-    c = self.config
-    return {'steps_per_loop': c.steps_per_loop,
-            'checkpoint_every': c.checkpoint_every, 'log_every': log_every}
+  def _loop(self, log_every):
+    return loop_lib.LoopSettings.from_config(self.config, log_every)
 
   # ----------------------------------------------------------------- stages
 
@@ -166,9 +163,9 @@ class Pipeline:
     cfg = self.config
     if self.method.stage == 'base':
       self.trainer.fit(self.full_train, cfg.base.batch_size,
-                       rng.stream(self.seed, rng.BASE_DATA),
-                       rng.stream(self.seed, rng.BASE_STEPS),
-                       self._loop_cfg(cfg.log_every))
+                       data_seed=rng.stream(self.seed, rng.BASE_DATA),
+                       loop_seed=rng.stream(self.seed, rng.BASE_STEPS),
+                       settings=self._loop(cfg.log_every))
       return
     if self.base_stage is None:
       logging.info('base: a pretrained generator; nothing to train')
@@ -188,10 +185,11 @@ class Pipeline:
     def step_fn(x, seed):
       return self.generator.train_step(x, seed, stage.optimizer, batch)
 
-    stage.fit(self.strategy, step_fn, self.full_train, batch, cfg.base.steps,
-              rng.stream(self.seed, rng.BASE_DATA),
-              rng.stream(self.seed, rng.BASE_STEPS),
-              self._loop_cfg(cfg.log_every))
+    stage.fit(self.strategy, step_fn, self.full_train, batch,
+              total=cfg.base.steps,
+              data_seed=rng.stream(self.seed, rng.BASE_DATA),
+              loop_seed=rng.stream(self.seed, rng.BASE_STEPS),
+              settings=self._loop(cfg.log_every))
 
   def train_tilt(self):
     if self.method.stage != 'tilt':
@@ -201,9 +199,9 @@ class Pipeline:
     self.restore_base()
     e = self.config.ebm
     self.trainer.fit(self.train, e.batch_size,
-                     rng.stream(self.seed, rng.TILT_DATA),
-                     rng.stream(self.seed, rng.TILT_STEPS),
-                     self._loop_cfg(e.log_every))
+                     data_seed=rng.stream(self.seed, rng.TILT_DATA),
+                     loop_seed=rng.stream(self.seed, rng.TILT_STEPS),
+                     settings=self._loop(e.log_every))
 
   def sample(self):
     self.restore_base()
@@ -211,9 +209,10 @@ class Pipeline:
     cfg = self.config
     toy = not cfg.get('data_path') and data_lib.is_toy(cfg.dataset)
     sample_lib.draw_samples(
-        self.run, self.method, cfg.sample, cfg.ebm.sample_langevin_steps,
-        self.method.sample_step_size,
-        self.seed, which,
+        self.run, self.method, cfg.sample,
+        num_steps=cfg.ebm.sample_langevin_steps,
+        step_size=self.method.sample_step_size, seed=self.seed,
+        energy_checkpoint=which,
         reference=self.full_train if toy else None,
         tilt_step=training.checkpoint_step(which))
 
@@ -225,8 +224,9 @@ class Pipeline:
       return
     self.restore_base()
     distill_lib.run_distill(self.run, self.strategy, self.generator,
-                            self.config.distill, self.config.sample,
-                            self.seed, self._loop_cfg(self.config.log_every))
+                            cfg=self.config.distill,
+                            sample_cfg=self.config.sample, seed=self.seed,
+                            settings=self._loop(self.config.log_every))
 
   def evaluate(self):
     cfg = self.config
@@ -280,7 +280,8 @@ def open_pipeline(config, workdir, strategy=None):
   shape = build.data_shape_of(config)
   extra = {'monitor_reference': arrays[3]}
   with run_dir_lib.RunDir(workdir, build.identity(config, shape),
-                          config.to_dict(), config.preset, extra) as run_dir:
+                          config.to_dict(), preset=config.preset,
+                          extra=extra) as run_dir:
     full = arrays[0] if arrays[1] is None else np.concatenate(arrays[:2])
     yield Pipeline(config, run_dir, strategy,
                    (full, arrays[0], arrays[1], arrays[2]))

@@ -57,7 +57,7 @@ class FunctionGenerator(base.Generator):
       run.json as `description`).
   """
 
-  def __init__(self, decode_fn, latent_dim, prior=None, owners=(),
+  def __init__(self, decode_fn, latent_dim, *, prior=None, owners=(),
                data_shape=None, name='user_generator'):
     if not isinstance(latent_dim, (int, np.integer)) or latent_dim < 1:
       raise UserError(f'latent_dim must be a positive integer, got '
@@ -177,7 +177,7 @@ def check_outputs(generator, data_shape=None, n=8):
   return x
 
 
-def generator_from_function(fn, latent_dim, prior=None, owners=(),
+def generator_from_function(fn, latent_dim, *, prior=None, owners=(),
                             name='function'):
   """Any differentiable function z [B, latent_dim] -> x [B, ...]."""
   return FunctionGenerator(fn, latent_dim, prior=prior, owners=owners,
@@ -320,7 +320,7 @@ def _saved_model_fingerprint(path):
     return h.digest()
 
 
-def generator_from_path(path, latent_dim=None, signature=None, prior=None,
+def generator_from_path(path, *, latent_dim=None, signature=None, prior=None,
                         allow_unsafe=False):
   """A generator saved to disk, whichever library wrote it.
 

@@ -119,7 +119,7 @@ def flow_nll(bijector, z):
 class GLF(base.Generator):
   """Auto-encoder + latent flow; the latent z is the flow's base u."""
 
-  def __init__(self, data_shape, latent_dim=64, width=64, recon='bce',
+  def __init__(self, data_shape, *, latent_dim=64, width=64, recon='bce',
                flow_layers=4, flow_hidden=256, precision='float32',
                name='glf'):
     """Builds encoder, decoder and flow.

@@ -160,7 +160,7 @@ class ClampedCouplingNetwork(tf_keras.Sequential):
 class Glow(base.Generator):
   """GLOW flow x = post(flow(z)) over images in [0, 1], z ~ N(0, I)."""
 
-  def __init__(self, data_shape, num_blocks=2, steps_per_block=16, width=64,
+  def __init__(self, data_shape, *, num_blocks=2, steps_per_block=16, width=64,
                preprocess='logit', logit_alpha=0.05, seed=0, coupling_clamp=0.0,
                name='glow'):
     """Builds the flow (variables exist; ActNorm waits for `build`).

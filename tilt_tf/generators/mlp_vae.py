@@ -26,7 +26,7 @@ def _mlp(out_dim, hidden, layers, name):
 class MLPVAE(base.Generator):
   """VAE with MLP encoder/decoder over float32 [B, D] points."""
 
-  def __init__(self, data_shape=(2,), latent_dim=2, hidden=256, layers=3,
+  def __init__(self, data_shape=(2,), *, latent_dim=2, hidden=256, layers=3,
                beta=1.0, name='mlp_vae'):
     super().__init__(latent_dim, data_shape, name=name)
     self.data_dim = int(data_shape[-1])

@@ -27,7 +27,7 @@ __all__ = ['VAE', 'make', 'make_encoder', 'make_decoder', 'reconstruction']
 _KERNEL = 5
 
 
-def make_decoder(latent_dim, data_shape, width, name='decoder', dtype=None):
+def make_decoder(latent_dim, data_shape, width, *, name='decoder', dtype=None):
   """DCGAN decoder z [B, latent_dim] -> logits [B, H, W, C].
 
   Args:
@@ -112,7 +112,7 @@ def reconstruction(x, logits, recon):
 class VAE(base.Generator):
   """Gaussian-latent VAE over images in [0, 1]."""
 
-  def __init__(self, data_shape, latent_dim=100, width=64, recon='bce',
+  def __init__(self, data_shape, *, latent_dim=100, width=64, recon='bce',
                precision='float32', name='vae'):
     """Builds encoder and decoder.
 

@@ -47,7 +47,7 @@ class LatentTilt(base.Method):
   stage = 'tilt'
   has_latent = True
 
-  def __init__(self, generator, cfg, data_shape, seed=0, precision='float32',
+  def __init__(self, generator, cfg, data_shape, *, seed=0, precision='float32',
                name='latent_tilt'):
     super().__init__(name=name)
     self.generator = generator

@@ -44,7 +44,7 @@ from tilt_tf.methods import base
 __all__ = ['PixelEBM', 'clip_to_history', 'make', 'replay_langevin']
 
 
-def replay_langevin(energy, x0, seed, num_steps, step_size=10.0, noise=0.005,
+def replay_langevin(energy, x0, seed, num_steps, *, step_size=10.0, noise=0.005,
                     grad_clip=0.01, record_every=0):
   """Du & Mordatch's Langevin chain on pixels, one compiled while loop.
 
@@ -74,13 +74,14 @@ def replay_langevin(energy, x0, seed, num_steps, step_size=10.0, noise=0.005,
         x - step_size * tf.clip_by_value(grad, -grad_clip, grad_clip), 0., 1.)
     return x, grad
 
-  return langevin_lib.run_chain(step, x0, seed, num_steps, record_every)
+  return langevin_lib.run_chain(step, x0, seed, num_steps,
+                                record_every=record_every)
 
 
 _BETA_2 = 0.999  # Adam's, and the parameter clip's running mean's.
 
 
-def clip_to_history(grads, grad_sq, steps, k, floor=0.1):
+def clip_to_history(grads, grad_sq, steps, k, *, floor=0.1):
   """Clips each gradient entry to +-(k sqrt(v) + floor), then updates v.
 
   Du & Mordatch's rule: v is the bias-corrected running mean (beta_2) of the
@@ -120,7 +121,7 @@ class PixelEBM(base.Method):
   def from_config(cls, cfg, data_shape):
     return make(cfg, data_shape)
 
-  def __init__(self, data_shape, channels=(64, 128), blocks=3, stem_stride=1,
+  def __init__(self, data_shape, *, channels=(64, 128), blocks=3, stem_stride=1,
                buffer_size=10_000, reinit_prob=0.05, langevin_steps=60,
                step_size=10.0, noise=0.005, grad_clip=0.01, alpha=1.0,
                beta_1=0.0, learning_rate=1e-4, param_clip=0.0,

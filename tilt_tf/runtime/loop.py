@@ -18,8 +18,8 @@ import tensorflow as tf
 from tilt_tf import rng
 from tilt_tf.errors import UserError
 
-__all__ = ['TrainState', 'Controller', 'make_step_loop', 'fmt_eta',
-           'MAX_DIVERGENCE_RETRIES']
+__all__ = ['LoopSettings', 'TrainState', 'Controller', 'make_step_loop',
+           'fmt_eta', 'MAX_DIVERGENCE_RETRIES']
 
 MAX_DIVERGENCE_RETRIES = 3
 
@@ -63,6 +63,25 @@ def make_step_loop(strategy, step_fn, step_var, seed):
   return loop
 
 
+@dataclasses.dataclass(frozen=True)
+class LoopSettings:
+  """How a training loop runs: at most `steps_per_loop` steps per compiled
+  loop, a checkpoint every `checkpoint_every` steps, a log line (and the
+  method's pictures) every `log_every` steps."""
+  steps_per_loop: int
+  checkpoint_every: int
+  log_every: int
+
+  @classmethod
+  def from_config(cls, config, log_every: int) -> 'LoopSettings':
+    """A run config's loop settings (its top-level steps_per_loop and
+    checkpoint_every), logging every `log_every` steps (each stage's
+    section has its own)."""
+    return cls(steps_per_loop=int(config.steps_per_loop),
+               checkpoint_every=int(config.checkpoint_every),
+               log_every=int(log_every))
+
+
 @dataclasses.dataclass
 class TrainState:
   """What one training stage checkpoints and rolls back.
@@ -84,11 +103,11 @@ class TrainState:
 class Controller:
   """Drives a step loop to `total` steps; see `run`."""
 
-  def __init__(self, run_dir, steps_per_loop, checkpoint_every, log_every):
+  def __init__(self, run_dir, settings: LoopSettings):
     self.run_dir = run_dir
-    self.steps_per_loop = steps_per_loop
-    self.checkpoint_every = checkpoint_every
-    self.log_every = log_every
+    self.steps_per_loop = settings.steps_per_loop
+    self.checkpoint_every = settings.checkpoint_every
+    self.log_every = settings.log_every
 
   def _save(self, state, step, seconds):
     state.clock.assign(seconds)
@@ -111,7 +130,7 @@ class Controller:
                     int(state.step.numpy()), lowered)
 
   def run(self, state: TrainState, total: int,
-          make_iterator: Callable[[int], object], loop,
+          make_iterator: Callable[[int], object], loop, *,
           actions: Sequence[Callable[[int], Optional[bool]]] = (),
           periods: Sequence[int] = ()):
     """Runs `loop` until state.step == total.

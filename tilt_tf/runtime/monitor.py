@@ -9,7 +9,9 @@ energy distance to that slice in data space; toy points by the energy
 distance to fresh draws. The test split is for the final evaluation only.
 """
 
+import dataclasses
 import math
+from typing import Callable, Optional
 
 from absl import logging
 import numpy as np
@@ -19,7 +21,34 @@ from tilt_tf import toy_metrics
 from tilt_tf import rng
 from tilt_tf.runtime import monitor_actions as actions_lib
 
-__all__ = ['Monitor', 'fid_scorer', 'energy_distance_scorer', 'finite_rows']
+__all__ = ['Monitor', 'MonitorSettings', 'fid_scorer',
+           'energy_distance_scorer', 'finite_rows']
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitorSettings:
+  """When and how the monitor checks: every `every` steps (0: never),
+  `num_samples` chains of `num_steps` Langevin steps; early stopping after
+  `patience` checks without a new best (0: never); a `grid` x `grid`
+  picture; `data` (training examples, floats) for the histograms."""
+  every: int
+  num_samples: int
+  num_steps: int
+  patience: int = 0
+  grid: int = 64
+  data: Optional[np.ndarray] = dataclasses.field(default=None, repr=False,
+                                                  compare=False)
+
+  @classmethod
+  def from_config(cls, config, train) -> 'MonitorSettings':
+    """A run config's monitor (its `ebm` section and sample.grid), with
+    the first ebm.monitor_samples examples of `train` for the histograms."""
+    from tilt_tf.runtime import build  # pylint: disable=g-import-not-at-top
+    e = config.ebm
+    return cls(every=e.monitor_every, num_samples=e.monitor_samples,
+               num_steps=e.sample_langevin_steps, patience=e.patience,
+               grid=config.sample.grid,
+               data=build.as_float(train[:e.monitor_samples]))
 
 
 def finite_rows(samples):
@@ -74,22 +103,24 @@ class Monitor:
   without a new best (0: never).
   """
 
-  def __init__(self, run_dir, method, score_fn, best_manager, every, total,
-               num_samples, num_steps, seed, patience=0, grid=64,
-               data_for_histograms=None):
+  def __init__(self, run_dir, method, score_fn: Callable[[np.ndarray], float],
+               best_manager: tf.train.CheckpointManager, *,
+               settings: MonitorSettings, total: int, seed: int):
     self.run_dir = run_dir
     self.method = method
     self.score_fn = score_fn
     self.best_manager = best_manager
-    self.every, self.total, self.patience = every, total, patience
-    self.num_samples, self.num_steps = num_samples, num_steps
+    self.every, self.total = settings.every, total
+    self.patience = settings.patience
+    self.num_samples, self.num_steps = settings.num_samples, settings.num_steps
     self.seed = tf.constant(rng.stream(seed, rng.MONITOR), tf.int32)
     self.condition = actions_lib.NewBestMetric('score')
-    self.early_stopping = actions_lib.EarlyStopping(self.condition, patience)
+    self.early_stopping = actions_lib.EarlyStopping(self.condition,
+                                                    settings.patience)
     self.curve_writer = actions_lib.CurveWriter(run_dir)
     self.actions = [
-        actions_lib.SampleSummaries(run_dir, method, data_for_histograms,
-                                    grid),
+        actions_lib.SampleSummaries(run_dir, method, settings.data,
+                                    settings.grid),
         actions_lib.SaveBest(best_manager),
         self.curve_writer,
     ]

@@ -14,6 +14,7 @@ lock released, whatever happened inside.
 """
 
 import os
+from typing import Optional
 
 import tensorflow as tf
 
@@ -47,8 +48,9 @@ def check_generator(workdir, theirs, ours, hint):
 class RunDir:
   """One run's folder; see the module docstring."""
 
-  def __init__(self, workdir, identity, config=None, preset=None,
-               extra=None):
+  def __init__(self, workdir: str, identity: dict,
+               config: Optional[dict] = None, *, preset: Optional[str] = None,
+               extra: Optional[dict] = None):
     """Args:
       workdir: the folder (created on entry).
       identity: JSON-able dict; a folder holding another identity is refused.

@@ -7,14 +7,17 @@ the tilt, `model` for the pixel EBM), `optimizer`, `step` and `seconds`.
 """
 
 import os
+from typing import Callable, Optional, Sequence
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from tilt_tf import data as data_lib
 from tilt_tf.errors import UserError
 from tilt_tf.runtime import checkpoints
 from tilt_tf.runtime import loop as loop_lib
+from tilt_tf.runtime import monitor as monitor_lib
 
 __all__ = ['TrainingStage', 'MethodTrainer']
 
@@ -22,7 +25,8 @@ __all__ = ['TrainingStage', 'MethodTrainer']
 class TrainingStage:
   """See the module docstring. Build it inside the strategy's scope."""
 
-  def __init__(self, run_dir, name, items, optimizer, keep=2, retry_hint=''):
+  def __init__(self, run_dir, name: str, items, optimizer, *, keep: int = 2,
+               retry_hint: str = ''):
     self.run_dir = run_dir
     self.name = name
     self.optimizer = optimizer
@@ -45,13 +49,16 @@ class TrainingStage:
     return checkpoints.restore_readable(self.checkpoint, self.manager,
                                         self.name, partial=False)
 
-  def fit(self, strategy, step_fn, array, batch_size, total, data_seed,
-          loop_seed, loop_cfg, actions=(), periods=()):
+  def fit(self, strategy, step_fn: Callable, array: np.ndarray,
+          batch_size: int, *, total: int, data_seed: int, loop_seed: int,
+          settings: loop_lib.LoopSettings,
+          actions: Sequence[Callable[[int], Optional[bool]]] = (),
+          periods: Sequence[int] = ()):
     """Trains to `total` steps on batches of `array`; resumable.
 
     step_fn(x, seed) runs inside `strategy.run`; batch k is a function of
     (data_seed, k) (`data.make_dataset`), so a resumed run sees the same
-    batches. loop_cfg: steps_per_loop, checkpoint_every, log_every.
+    batches; the step noise comes from `loop_seed` (rng.TRAIN_STEPS).
     Records the stage's time in timings.json; returns (seconds, steps).
     """
 
@@ -61,9 +68,7 @@ class TrainingStage:
       return iter(strategy.experimental_distribute_dataset(ds))
 
     loop = loop_lib.make_step_loop(strategy, step_fn, self.step, loop_seed)
-    controller = loop_lib.Controller(self.run_dir, loop_cfg['steps_per_loop'],
-                                     loop_cfg['checkpoint_every'],
-                                     loop_cfg['log_every'])
+    controller = loop_lib.Controller(self.run_dir, settings)
     seconds, steps = controller.run(self.state, total, make_iterator, loop,
                                     actions=actions, periods=periods)
     self.run_dir.record_time(self.name, seconds, steps=steps,
@@ -82,14 +87,16 @@ class MethodTrainer:
     steps: training steps (the maximum when the monitor may stop early).
     keep: checkpoints to keep.
     score_fn: samples -> score (lower is better), or None for no monitor.
-    monitor: dict(every, num_samples, num_steps, patience, grid, data) for
-      runtime/monitor.py's Monitor.
+    monitor: a MonitorSettings for runtime/monitor.py's Monitor (None: no
+      monitor).
     seed: the run's seed.
     retry_hint: the setting to lower the learning rate with (messages).
   """
 
-  def __init__(self, run_dir, strategy, method, steps, keep=2, score_fn=None,
-               monitor=None, seed=0, retry_hint=''):
+  def __init__(self, run_dir, strategy, method, steps: int, *, keep: int = 2,
+               score_fn: Optional[Callable[[np.ndarray], float]] = None,
+               monitor: Optional[monitor_lib.MonitorSettings] = None,
+               seed: int = 0, retry_hint: str = ''):
     self.run_dir, self.strategy, self.method = run_dir, strategy, method
     self.steps = steps
     with strategy.scope():
@@ -100,15 +107,10 @@ class MethodTrainer:
       self.best_manager = tf.train.CheckpointManager(
           self.best_ckpt, run_dir.path('checkpoints', f'{method.stage}_best'),
           max_to_keep=1)
-      if score_fn is not None and monitor and monitor['every'] > 0:
-        from tilt_tf.runtime import monitor as monitor_lib  # pylint: disable=g-import-not-at-top
+      if score_fn is not None and monitor is not None and monitor.every > 0:
         self.monitor = monitor_lib.Monitor(
-            run_dir, method, score_fn, self.best_manager,
-            every=monitor['every'], total=steps,
-            num_samples=monitor['num_samples'], num_steps=monitor['num_steps'],
-            seed=seed, patience=monitor.get('patience', 0),
-            grid=monitor.get('grid', 64),
-            data_for_histograms=monitor.get('data'))
+            run_dir, method, score_fn, self.best_manager, settings=monitor,
+            total=steps, seed=seed)
         items.update(self.monitor.checkpoint_items())
       self.stage = TrainingStage(run_dir, method.stage, items, optimizer,
                                  keep=keep, retry_hint=retry_hint)
@@ -121,7 +123,8 @@ class MethodTrainer:
     return self.step >= self.steps or bool(self.monitor and
                                            self.monitor.stopped)
 
-  def fit(self, array, batch_size, data_seed, loop_seed, loop_cfg):
+  def fit(self, array: np.ndarray, batch_size: int, *, data_seed: int,
+          loop_seed: int, settings: loop_lib.LoopSettings):
     """Trains (or resumes) to `steps`; returns (seconds, steps), or None if
     it had finished already."""
     self.stage.restore()
@@ -141,7 +144,7 @@ class MethodTrainer:
       self.monitor.resume(self.step)
       actions.append(self.monitor)
       periods.append(self.monitor.every)
-    log_every = loop_cfg['log_every']
+    log_every = settings.log_every
 
     def pictures(step):
       if step % log_every == 0 or step == self.steps:
@@ -154,7 +157,8 @@ class MethodTrainer:
       return self.method.train_step(x, seed, self.stage.optimizer, batch_size)
 
     return self.stage.fit(self.strategy, step_fn, array, batch_size,
-                          self.steps, data_seed, loop_seed, loop_cfg,
+                          total=self.steps, data_seed=data_seed,
+                          loop_seed=loop_seed, settings=settings,
                           actions=actions, periods=periods)
 
   def restore_best(self):

@@ -11,7 +11,7 @@ import dataclasses
 import math
 import os
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -44,8 +44,9 @@ class Drawn:
   drawn_seconds: float
 
 
-def draw_batches(draw: Callable, n: int, batch_size: int, seed: int,
-                 keys=None, parts_dir: Optional[str] = None,
+def draw_batches(draw: Callable, n: int, batch_size: int, seed: int, *,
+                 keys: Optional[Sequence[str]] = None,
+                 parts_dir: Optional[str] = None,
                  log: Optional[Callable[[Progress], None]] = None,
                  log_seconds: float = 0.0) -> Drawn:
   """Draws n rows in batches of `batch_size` (see the module docstring).

@@ -22,6 +22,7 @@ from tilt_tf import distill as distill_lib
 from tilt_tf import figures
 from tilt_tf import io_utils
 from tilt_tf.errors import UserError
+from tilt_tf.runtime import loop as loop_lib
 from tilt_tf.stages import batches
 
 __all__ = ['run_distill', 'draw_distilled', 'make_flow']
@@ -39,7 +40,8 @@ def make_flow(latent_dim, cfg, seed, strategy=None):
 _COMPILED = weakref.WeakKeyDictionary()
 
 
-def draw_distilled(generator, flow, n, seed, batch_size=500):
+def draw_distilled(generator, flow, n: int, seed: int, *,
+                   batch_size: int = 500):
   """n samples x = G(z), z ~ q: a dict with 'x' and 'z' (numpy); batch i
   from seed [seed, 1000 + i] (stages/batches.py)."""
   per_flow = _COMPILED.setdefault(flow, {})
@@ -57,8 +59,8 @@ def draw_distilled(generator, flow, n, seed, batch_size=500):
                              n, batch_size, seed).arrays
 
 
-def run_distill(run_dir, strategy, generator, cfg, sample_cfg, seed,
-                loop_cfg):
+def run_distill(run_dir, strategy, generator, *, cfg, sample_cfg, seed: int,
+                settings: loop_lib.LoopSettings):
   """Fits the flow and draws `sample_cfg.num` distilled samples.
 
   Args:
@@ -68,7 +70,7 @@ def run_distill(run_dir, strategy, generator, cfg, sample_cfg, seed,
     cfg: the `distill` config section.
     sample_cfg: the `sample` section (num, batch_size, grid).
     seed: the run's seed.
-    loop_cfg: steps_per_loop, checkpoint_every, log_every.
+    settings: the training loop's LoopSettings.
   Returns:
     The fitted LatentFlow (its best held-out weights).
   """
@@ -94,14 +96,15 @@ def run_distill(run_dir, strategy, generator, cfg, sample_cfg, seed,
       shutil.rmtree(run_dir.path('checkpoints', folder), ignore_errors=True)
   flow = make_flow(generator.latent_dim, cfg, seed, strategy)
   t0 = time.time()
-  fitted = distill_lib.fit_flow(run_dir, strategy, flow, latents, cfg, seed,
-                                loop_cfg)
+  fitted = distill_lib.fit_flow(run_dir, strategy, flow, latents, cfg=cfg,
+                                seed=seed, settings=settings)
   best = distill_lib.restore_flow(run_dir.workdir, generator.latent_dim, cfg,
                                   seed)
   fit_seconds = time.time() - t0
   n = sample_cfg.num
   t1 = time.time()
-  out = draw_distilled(generator, best, n, seed, sample_cfg.batch_size)
+  out = draw_distilled(generator, best, n, seed,
+                       batch_size=sample_cfg.batch_size)
   draw_seconds = time.time() - t1
   is_points = out['x'].ndim == 2
   key = 'samples' if is_points else 'images'

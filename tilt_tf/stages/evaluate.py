@@ -15,6 +15,7 @@ and eval_* TensorBoard scalars.
 
 import os
 import time
+from typing import Callable, Optional
 
 from absl import logging
 import numpy as np
@@ -47,10 +48,13 @@ def _score(name, samples, dataset, seed, data_dir, extractor, test_data):
   return result
 
 
-def evaluate(run_dir, dataset, seed, header, data_dir=None,
-             classifier_epochs=None, has_latent=True, tilt=None,
-             base_model=None, test_data=None, exact_tilted=None,
-             train_data=None):
+def evaluate(run_dir, dataset: str, seed: int, *, header: dict,
+             data_dir: Optional[str] = None,
+             classifier_epochs: Optional[int] = None, has_latent: bool = True,
+             tilt: Optional[dict] = None, base_model=None,
+             test_data: Optional[np.ndarray] = None,
+             exact_tilted: Optional[Callable[[int], np.ndarray]] = None,
+             train_data: Optional[np.ndarray] = None) -> dict:
   """Scores samples_base.npz and samples_tilted.npz of `run_dir`.
 
   Args:

@@ -39,6 +39,7 @@ import os
 import re
 import shutil
 import tempfile
+from typing import Optional
 
 from absl import logging
 import tensorflow as tf
@@ -58,8 +59,8 @@ LANGEVIN_STEPS_FACTOR = 10
 class Sampler(tf.Module):
   """Generator + energy with the serving signatures as tf.functions."""
 
-  def __init__(self, generator, method, ebm_cfg, max_samples=1024,
-               flow=None, name='tilt_sampler'):
+  def __init__(self, generator, method, ebm_cfg, *, max_samples: int = 1024,
+               flow=None, name: str = 'tilt_sampler'):
     super().__init__(name=name)
     if max_samples < 1:
       raise UserError(f'max_samples={max_samples} must be >= 1')
@@ -217,8 +218,9 @@ def _warmup_record():
   return log.SerializeToString()
 
 
-def export_run(workdir, export_dir, version=None, max_samples=1024,
-               generator=None):
+def export_run(workdir: str, export_dir: str, *,
+               version: Optional[int] = None, max_samples: int = 1024,
+               generator=None) -> str:
   """Exports a trained run as a versioned SavedModel; returns its path.
 
   Args:
@@ -249,17 +251,19 @@ def export_run(workdir, export_dir, version=None, max_samples=1024,
                               cfg.distill, cfg.seed)
   sampler = Sampler(restored.generator, restored.method, cfg.ebm,
                     max_samples=max_samples, flow=flow)
-  return _save(sampler, export_dir, final, info, max_samples)
+  return _save(sampler, export_dir, final, info=info, max_samples=max_samples)
 
 
-def export_sampler(generator, method, ebm_cfg, export_dir, version=None,
-                   max_samples=1024, info=None, flow=None):
+def export_sampler(generator, method, ebm_cfg, export_dir: str, *,
+                   version: Optional[int] = None, max_samples: int = 1024,
+                   info: Optional[dict] = None, flow=None) -> str:
   """Exports an in-memory tilted model (generator + LatentTilt, and its
   distilled flow if given)."""
   final = _version_folder(export_dir, version, max_samples)
   sampler = Sampler(generator, method, ebm_cfg, max_samples=max_samples,
                     flow=flow)
-  return _save(sampler, export_dir, final, dict(info or {}), max_samples)
+  return _save(sampler, export_dir, final, info=dict(info or {}),
+               max_samples=max_samples)
 
 
 def _version_folder(export_dir, version, max_samples):
@@ -276,7 +280,8 @@ def _version_folder(export_dir, version, max_samples):
   return final
 
 
-def _save(sampler, export_dir, final, info, max_samples):
+def _save(sampler, export_dir: str, final: str, *, info: dict,
+          max_samples: int) -> str:
   os.makedirs(export_dir, exist_ok=True)
   # TF Serving only loads integer folder names: a killed export leaves at
   # most a dot-folder it ignores, never a half-written version.

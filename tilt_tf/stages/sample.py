@@ -13,6 +13,7 @@ plan is reused, another plan redraws.
 import os
 import shutil
 import time
+from typing import Callable, Dict, Optional
 
 from absl import logging
 import numpy as np
@@ -29,8 +30,10 @@ __all__ = ['draw_samples', 'write_figures']
 _KEYS = ('z_base', 'x_base', 'z_tilted', 'x_tilted')
 
 
-def draw_samples(run_dir, method, sample_cfg, num_steps, step_size, seed,
-                 energy_checkpoint, reference=None, tilt_step=0):
+def draw_samples(run_dir, method, sample_cfg, *, num_steps: int,
+                 step_size: Optional[float], seed: int,
+                 energy_checkpoint: str, reference: Optional[np.ndarray] = None,
+                 tilt_step: int = 0):
   """Draws, stores and pictures the samples (see the module docstring).
 
   Args:
@@ -79,8 +82,9 @@ def draw_samples(run_dir, method, sample_cfg, num_steps, step_size, seed,
       arrays['latents'] = cat[f'z_{name}']
     io_utils.savez(run_dir.path(f'samples_{name}.npz'), **arrays)
   seconds = drawn.seconds + (time.time() - t0 - drawn.drawn_seconds)
-  write_figures(run_dir, method, sampler, cat, sample_cfg, num_steps, seed,
-                reference, tilt_step)
+  write_figures(run_dir, method, sampler, cat, sample_cfg=sample_cfg,
+                num_steps=num_steps, seed=seed, reference=reference,
+                tilt_step=tilt_step)
   run_dir.record_time('sample', seconds, n=n,
                       energy_checkpoint=energy_checkpoint,
                       samples_per_s=round(2 * n / max(seconds, 1e-9), 2))
@@ -91,8 +95,10 @@ def draw_samples(run_dir, method, sample_cfg, num_steps, step_size, seed,
                seconds, run_dir.workdir)
 
 
-def write_figures(run_dir, method, sampler, cat, sample_cfg, num_steps, seed,
-                  reference=None, tilt_step=0):
+def write_figures(run_dir, method, sampler: Callable,
+                  cat: Dict[str, np.ndarray], *, sample_cfg, num_steps: int,
+                  seed: int, reference: Optional[np.ndarray] = None,
+                  tilt_step: int = 0):
   """samples.png (base | tilted) and langevin_chain.png, also to
   TensorBoard (`samples/base_vs_tilted`, `samples/langevin_chain`)."""
   every = sample_cfg.chain_every
