@@ -181,6 +181,13 @@ def fit_latent_model(model, mean, log_var, cfg, *, seed, log_prefix='fit'):
       total = {k: total[k] + metrics[k] for k in total}
     return {k: v / tf.cast(num, v.dtype) for k, v in total.items()}
 
+  return _run_to_steps(loop, step, cfg, log_prefix)
+
+
+def _run_to_steps(loop, step, cfg, log_prefix):
+  """Runs `loop(num)` until `step` reaches cfg.steps, logging every
+  cfg.log_every steps; UserError on non-finite metrics. Returns
+  fit_latent_model's dict."""
   t0 = time.time()
   metrics = {}
   log_every = max(1, min(cfg.log_every, cfg.steps))

@@ -142,6 +142,20 @@ class _BestFlow:
     return bool(self.patience and since >= self.patience)
 
 
+def _split_latents(latents, validation, seed):
+  """(train, held out): the finite latents shuffled by `seed`, `validation`
+  of them (at most a fifth) held out (none: the first 256 of train)."""
+  latents = np.asarray(latents, np.float32)
+  if not np.all(np.isfinite(latents)):
+    latents = latents[np.all(np.isfinite(latents), axis=1)]
+  n_val = int(min(validation, len(latents) // 5))
+  if len(latents) - n_val < 2:
+    raise UserError(f'distill needs at least a few tilted latents; got '
+                    f'{len(latents)} (raise --num_samples)')
+  latents = latents[np.random.default_rng(seed).permutation(len(latents))]
+  return latents[n_val:], latents[:n_val] if n_val else latents[:256]
+
+
 def fit_flow(run_dir, strategy, flow, latents: np.ndarray, *, cfg,
              seed: int, settings: loop_lib.LoopSettings):
   """Fits `flow` to `latents` by maximum likelihood, resumably.
@@ -158,15 +172,7 @@ def fit_flow(run_dir, strategy, flow, latents: np.ndarray, *, cfg,
   Returns:
     (seconds, steps) of this invocation's training, or None if done.
   """
-  latents = np.asarray(latents, np.float32)
-  if not np.all(np.isfinite(latents)):
-    latents = latents[np.all(np.isfinite(latents), axis=1)]
-  n_val = int(min(cfg.validation, len(latents) // 5))
-  if len(latents) - n_val < 2:
-    raise UserError(f'distill needs at least a few tilted latents; got '
-                    f'{len(latents)} (raise --num_samples)')
-  latents = latents[np.random.default_rng(seed).permutation(len(latents))]
-  train, held_out = latents[n_val:], latents[:n_val] if n_val else latents[:256]
+  train, held_out = _split_latents(latents, cfg.validation, seed)
   with strategy.scope():
     optimizer = tf_keras.optimizers.Adam(cfg.learning_rate)
     optimizer.build(flow.trainable_variables)

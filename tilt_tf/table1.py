@@ -66,7 +66,6 @@ flags.DEFINE_integer('jobs', 1, 'Base pipelines to run at once, each in its own 
 
 from tilt_tf.table1_rows import BASES
 from tilt_tf.table1_rows import METRICS
-from tilt_tf.table1_rows import NO_LATENT
 from tilt_tf.table1_rows import PAPER_FID
 from tilt_tf.table1_rows import PAPER_ROWS
 from tilt_tf.table1_rows import parse_overrides
@@ -272,7 +271,7 @@ class Table1(table1_baselines.BaselineRows):
   def write(self, rows):
     """table1.json, table1.md, fid_vs_step.png and TensorBoard; returns md."""
     monitor_samples = {c.ebm.monitor_samples for b, c in self.configs.items()
-                       if b not in NO_LATENT}
+                       if table1_rows.has_latent(b)}
     return table1_rows.write_table(
         self.workdir, self.dataset, self.preset, rows=rows,
         curves=table1_rows.monitor_curves(self.workdir, self.bases),

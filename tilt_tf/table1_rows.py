@@ -3,6 +3,7 @@ the table is ordered and written (table1.json, table1.md, fid_vs_step.png).
 Used by tilt_tf/table1.py."""
 
 import collections
+import functools
 import math
 import os
 
@@ -15,12 +16,16 @@ from tilt_tf.errors import UserError
 from tilt_tf.methods import registry as method_registry
 
 # The base models; each gets a pipeline run and rows "<NAME>" and
-# "<NAME> + EBM" (plus temperature rows), except the ones in NO_LATENT: the
-# pixel-space EBM has one row, its own samples.
+# "<NAME> + EBM" (plus temperature rows), except those without a latent
+# (`has_latent`): the pixel-space EBM has one row, its own samples.
 BASES = ('vae', 'glf', 'glow', 'pixel_ebm')
-# Those whose method has no latent (asked of the method, not its name).
-NO_LATENT = tuple(b for b in BASES if not method_registry.method_class(
-    configs.get_config(b)).has_latent)
+
+
+@functools.lru_cache(maxsize=None)
+def has_latent(base):
+  """Whether `base`'s method has a latent to tilt (asked of the method
+  class its config names in the registry, not of the name)."""
+  return method_registry.method_class(configs.get_config(base)).has_latent
 
 NAMES = {'vae': 'VAE', 'glf': 'GLF', 'glow': 'GLOW', 'pixel_ebm': 'EBM on data'}
 
@@ -55,7 +60,7 @@ def plan_rows(bases, temperatures):
   for b in bases:
     name = NAMES.get(b, b.upper())
     rows.append(Row(name, b, b, 'base', None))
-    if b in NO_LATENT:
+    if not has_latent(b):
       continue
     rows.append(Row(f'{name} + EBM', f'{b}_ebm', b, 'tilted', None))
     for entry in LATENT_BASELINES.get(b, ()):
@@ -135,7 +140,7 @@ def monitor_curves(workdir, bases):
   """base name -> (EBM steps, monitored FIDs) from each run's monitor.json."""
   curves = {}
   for base in bases:
-    if base in NO_LATENT:
+    if not has_latent(base):
       continue
     monitor = io_utils.read_json(os.path.join(workdir, base, 'monitor.json'),
                                  [])

@@ -31,6 +31,7 @@ from tilt_tf import io_utils
 from tilt_tf import precision as precision_lib
 from tilt_tf import train_lib
 from tilt_tf.errors import UserError
+from tilt_tf.generators import registry
 from tilt_tf.runtime import build
 from tilt_tf.runtime import strategy as strategy_lib
 from tilt_tf.stages import export as export_lib
@@ -135,7 +136,7 @@ def choose_preset():
 def build_config():
   """Config from --base/--dataset/--preset plus flag overrides, validated."""
   spec = _generator_config()
-  base = 'generator' if spec else FLAGS.base
+  base = registry.USER_MODEL if spec else FLAGS.base
   preset, source = choose_preset()
   config = configs.get_config(base, FLAGS.dataset, preset,
                               overrides=FLAGS.set)
@@ -182,12 +183,10 @@ def main(argv):
     if s not in STAGES:
       raise UserError(f'unknown --stage {s!r}; choose all or one of '
                       f'{", ".join(STAGES)}')
-  if config.base_name == 'generator' and FLAGS.stage == 'all':
+  if registry.is_user_model(config) and FLAGS.stage == 'all':
     stages = tuple(s for s in STAGES if s != 'base')  # Pretrained already.
   suffix = '' if config.preset == 'paper' else f'_{config.preset}'
-  name = (os.path.splitext(os.path.basename(
-      config.generator.path.rstrip('/')))[0]
-          if config.base_name == 'generator' else config.base_name)
+  name = registry.model_name(config)
   data_name = (os.path.splitext(os.path.basename(config.data_path))[0]
                if config.get('data_path') else config.dataset)
   workdir = cli.resolve_path(

@@ -4,11 +4,23 @@ Image bases (vae, glf, glow) register here; each factory takes
 (config.base, data_shape, precision) and returns a Generator. `precision`
 (tilt_tf/precision.py) sets the VAE and GLF decoders' compute dtype; flows
 (GLOW, GLF's latent flow) and the toy MLP VAE stay float32.
+
+A user's own pretrained model is not a base: its config is USER_MODEL's
+(configs/generator.py) and its generator comes from a file
+(`config.generator.path`, generators/adapters.py) or, from Python, an
+object; it has no base stage. The rest of the code asks `is_user_model`,
+`from_file` and `model_name` rather than comparing names.
 """
+
+import os
 
 from tilt_tf.errors import UserError
 
-__all__ = ['BASES', 'make_generator', 'register']
+__all__ = ['BASES', 'USER_MODEL', 'make_generator', 'register',
+           'is_user_model', 'from_file', 'model_name']
+
+# The config (configs/generator.py) of a user's own pretrained model.
+USER_MODEL = 'generator'
 
 _FACTORIES = {}
 
@@ -48,6 +60,27 @@ def _glow(cfg, data_shape, precision):
 
 
 BASES = ('mlp_vae', 'vae', 'glf', 'glow')
+
+
+def is_user_model(config):
+  """Whether the run tilts a user's own pretrained model (nothing to train
+  before the tilt) rather than a built-in base."""
+  return config.get('base_name') == USER_MODEL
+
+
+def from_file(config):
+  """Whether the run's generator is loaded from a user's model file
+  (`config.generator.path`) rather than built from `config.base`."""
+  return bool(config.get('generator') and config.generator.path)
+
+
+def model_name(config):
+  """A short name of the run's model (run folders): the user's model
+  file's name, else the base's."""
+  if is_user_model(config):
+    return os.path.splitext(os.path.basename(
+        config.generator.path.rstrip('/')))[0]
+  return config.base_name
 
 
 def make_generator(name, cfg, data_shape, precision='float32'):

@@ -77,22 +77,21 @@ def identity(config, data_shape, generator=None, n_data=None):
 
 
 def data_shape_of(config):
-  if config.get('generator') and config.generator.path:
+  if registry.from_file(config):
     return tuple(config.generator.data_shape)
   return data_lib.data_shape(config.dataset)
 
 
 def uses_base_stage(config):
   """Whether the run trains its generator (a built-in base) first."""
-  return (method_class(config).has_latent and
-          not (config.get('generator') and config.generator.path))
+  return method_class(config).has_latent and not registry.from_file(config)
 
 
 def make_generator(config, data_shape, first_batch=None):
   """The run's generator, built (variables exist), or None (pixel EBM)."""
   if not method_class(config).has_latent:
     return None
-  if config.get('generator') and config.generator.path:
+  if registry.from_file(config):
     from tilt_tf.generators import adapters  # pylint: disable=g-import-not-at-top
     g = config.generator
     return adapters.generator_from_path(
@@ -157,7 +156,8 @@ def config_from_run(workdir):
   except (KeyError, TypeError, AttributeError) as e:
     raise UserError(f'{workdir}/run.json is malformed (missing {e}); it was '
                     'not written by this version of tilt_tf') from None
-  name = 'generator' if stored.get('generator', {}).get('path') else base_name
+  name = (registry.USER_MODEL if stored.get('generator', {}).get('path')
+          else base_name)
   config = configs.get_config(name, dataset or None, preset)
   return _apply_stored(config, stored)
 

@@ -59,6 +59,35 @@ def draw_distilled(generator, flow, n: int, seed: int, *,
                              n, batch_size, seed).arrays
 
 
+def _plan(run_dir, cfg):
+  """What the flow is fitted to (samples.json) and with (`cfg`); a flow
+  fitted to other tilted samples (another energy, another draw) or with
+  other settings is started over."""
+  plan = {'samples': io_utils.read_json(run_dir.path('samples.json')),
+          'distill': cfg.to_dict()}
+  stored = io_utils.read_json(run_dir.path('distill.json'))
+  if stored is not None and stored != io_utils.jsonable(plan):
+    logging.info('distill: the tilted samples or settings changed since the '
+                 'last fit; fitting a new flow')
+    for folder in ('distill', 'distill_best'):
+      shutil.rmtree(run_dir.path('checkpoints', folder), ignore_errors=True)
+  return plan
+
+
+def _write_figure(run_dir, grid, tilted, distilled):
+  """samples_distilled.png: base | tilted | distilled images (`grid` of
+  each), also to TensorBoard."""
+  with np.load(run_dir.path('samples_base.npz')) as f:
+    base = f['images'][:grid]
+  png = figures.grid_png(
+      [base / 255., tilted[:grid] / 255., distilled[:grid]],
+      titles=['base', 'tilted (Langevin)', 'distilled (no chain)'])
+  figures.write_png(run_dir.path('samples_distilled.png'), png)
+  with run_dir.writer.as_default(step=0):
+    tf.summary.image('samples/base_tilted_distilled',
+                     tf.io.decode_png(png)[None])
+
+
 def run_distill(run_dir, strategy, generator, *, cfg, sample_cfg, seed: int,
                 settings: loop_lib.LoopSettings):
   """Fits the flow and draws `sample_cfg.num` distilled samples.
@@ -84,16 +113,7 @@ def run_distill(run_dir, strategy, generator, *, cfg, sample_cfg, seed: int,
                       'to distill)')
     latents, tilted = f['latents'], f['images' if 'images' in f.files
                                           else 'samples']
-  # A flow fitted to other tilted samples (another energy, another draw)
-  # is started over.
-  plan = {'samples': io_utils.read_json(run_dir.path('samples.json')),
-          'distill': cfg.to_dict()}
-  stored = io_utils.read_json(run_dir.path('distill.json'))
-  if stored is not None and stored != io_utils.jsonable(plan):
-    logging.info('distill: the tilted samples or settings changed since the '
-                 'last fit; fitting a new flow')
-    for folder in ('distill', 'distill_best'):
-      shutil.rmtree(run_dir.path('checkpoints', folder), ignore_errors=True)
+  plan = _plan(run_dir, cfg)
   flow = make_flow(generator.latent_dim, cfg, seed, strategy)
   t0 = time.time()
   fitted = distill_lib.fit_flow(run_dir, strategy, flow, latents, cfg=cfg,
@@ -112,16 +132,7 @@ def run_distill(run_dir, strategy, generator, *, cfg, sample_cfg, seed: int,
   io_utils.savez(run_dir.path('samples_distilled.npz'),
                  **{key: x, 'latents': out['z']})
   if not is_points:
-    with np.load(run_dir.path('samples_base.npz')) as f:
-      base = f['images'][:sample_cfg.grid]
-    g = sample_cfg.grid
-    png = figures.grid_png(
-        [base / 255., tilted[:g] / 255., out['x'][:g]],
-        titles=['base', 'tilted (Langevin)', 'distilled (no chain)'])
-    figures.write_png(run_dir.path('samples_distilled.png'), png)
-    with run_dir.writer.as_default(step=0):
-      tf.summary.image('samples/base_tilted_distilled',
-                       tf.io.decode_png(png)[None])
+    _write_figure(run_dir, sample_cfg.grid, tilted, out['x'])
   io_utils.write_json(run_dir.path('distill.json'), plan)
   run_dir.record_time('distill', fit_seconds,
                       steps=fitted[1] if fitted else cfg.steps,

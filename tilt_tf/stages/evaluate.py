@@ -81,38 +81,71 @@ def evaluate(run_dir, dataset: str, seed: int, *, header: dict,
   base = np.load(run_dir.path('samples_base.npz'))
   tilted = np.load(run_dir.path('samples_tilted.npz'))
   metrics = dict(header)
-  extractor = None
-  if dataset in data_lib.IMAGE_DATASETS:
-    from tilt_tf import fid  # pylint: disable=g-import-not-at-top
-    extractor = fid.get_extractor(dataset, data_dir,
-                                  classifier_epochs=classifier_epochs)
-  elif (train_data is not None and test_data is not None and
-        dataset not in data_lib.TOY_DATASETS and
-        user_features.supports(np.shape(test_data)[1:])):
-    extractor = user_features.extractor(train_data, seed)
+  extractor = _extractor(dataset, seed, data_dir=data_dir,
+                         classifier_epochs=classifier_epochs,
+                         test_data=test_data, train_data=train_data)
+  score = lambda name, samples: _score(name, samples, dataset, seed, data_dir,
+                                       extractor, test_data)
   key = 'samples' if 'samples' in base.files else 'images'
   if dataset in data_lib.TOY_DATASETS:
     ref = data_lib.toy_samples(dataset, len(base[key]),
-                                  rng.stream(seed, rng.EVAL_TOY_REFERENCE))
+                               rng.stream(seed, rng.EVAL_TOY_REFERENCE))
     metrics['data'] = toy_metrics.toy_metrics(dataset, ref, seed)
   for name, arr in (('base', base), ('tilted', tilted)):
     if name == 'tilted' and not has_latent:
       metrics[name] = dict(metrics['base'])  # The same samples.
       continue
-    metrics[name] = _score(name, arr[key], dataset, seed, data_dir,
-                           extractor, test_data)
+    metrics[name] = score(name, arr[key])
+  metrics.update(_more_metrics(
+      run_dir, key, len(base[key]), score, dataset=dataset, seed=seed,
+      data_dir=data_dir, has_latent=has_latent, exact_tilted=exact_tilted,
+      base_model=base_model))
+  _count_diverged(metrics, base, tilted)
+  if tilt is not None:
+    metrics['tilt'] = tilt
+  io_utils.write_json(run_dir.path('metrics.json'), metrics)
+  run_dir.record_time('eval', time.time() - t0)
+  _report(run_dir, metrics, (tilt or {}).get('steps', 0))
+  return metrics
+
+
+def _extractor(dataset, seed, *, data_dir, classifier_epochs, test_data,
+               train_data):
+  """The feature extractor the samples are scored in: the data set's
+  classifier (FID), learned features of a user's images, or None."""
+  if dataset in data_lib.IMAGE_DATASETS:
+    from tilt_tf import fid  # pylint: disable=g-import-not-at-top
+    return fid.get_extractor(dataset, data_dir,
+                             classifier_epochs=classifier_epochs)
+  if (train_data is not None and test_data is not None and
+      dataset not in data_lib.TOY_DATASETS and
+      user_features.supports(np.shape(test_data)[1:])):
+    return user_features.extractor(train_data, seed)
+  return None
+
+
+def _more_metrics(run_dir, key, n, score, *, dataset, seed, data_dir,
+                  has_latent, exact_tilted, base_model):
+  """Where there are some: the distilled samples' scores, those of `n`
+  exact samples of the tilted density (toys) and the base model's own
+  test figures (GLOW's bits/dim)."""
+  out = {}
   distilled_path = run_dir.path('samples_distilled.npz')
   if has_latent and os.path.exists(distilled_path):
     with np.load(distilled_path) as distilled:
-      metrics['distilled'] = _score('distilled', distilled[key], dataset,
-                                    seed, data_dir, extractor, test_data)
+      out['distilled'] = score('distilled', distilled[key])
   if exact_tilted is not None and dataset in data_lib.TOY_DATASETS:
-    metrics['tilted_exact'] = toy_metrics.toy_metrics(
-        dataset, exact_tilted(len(base[key])), seed)
+    out['tilted_exact'] = toy_metrics.toy_metrics(dataset, exact_tilted(n),
+                                                  seed)
   if base_model is not None and hasattr(base_model, 'test_metrics'):
     test = data_lib.load_images(dataset, 'test', data_dir)
-    metrics['base_model'] = {k: round(v, 6) for k, v in
-                             base_model.test_metrics(test).items()}
+    out['base_model'] = {k: round(v, 6) for k, v in
+                         base_model.test_metrics(test).items()}
+  return out
+
+
+def _count_diverged(metrics, base, tilted):
+  """Counts the samples of diverged chains in metrics[name]."""
   for name, arr in (('base', base), ('tilted', tilted)):
     # A chain that diverged has a non-finite latent; its sample was stored
     # (images: black) and scored with the others. Counted, not hidden.
@@ -124,11 +157,12 @@ def evaluate(run_dir, dataset: str, seed: int, *, header: dict,
             'eval: %d of %d %s samples come from diverged chains (non-finite '
             'latents) and are scored as they were stored; a smaller '
             '--set=ebm.step_size avoids this', bad, len(arr['latents']), name)
-  if tilt is not None:
-    metrics['tilt'] = tilt
-  io_utils.write_json(run_dir.path('metrics.json'), metrics)
-  run_dir.record_time('eval', time.time() - t0)
-  with run_dir.writer.as_default(step=(tilt or {}).get('steps', 0)):
+
+
+def _report(run_dir, metrics, step):
+  """The metrics as TensorBoard scalars (at the tilt's `step`) and log
+  lines."""
+  with run_dir.writer.as_default(step=step):
     for name in ('base', 'tilted', 'distilled', 'tilted_exact', 'base_model'):
       for k, v in metrics.get(name, {}).items():
         if isinstance(v, (int, float)):
@@ -140,4 +174,3 @@ def evaluate(run_dir, dataset: str, seed: int, *, header: dict,
     logging.info('eval: distilled (no chain) %s', metrics['distilled'])
   if 'tilted_exact' in metrics:
     logging.info('eval: tilted density, exact %s', metrics['tilted_exact'])
-  return metrics

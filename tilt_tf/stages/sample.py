@@ -73,14 +73,7 @@ def draw_samples(run_dir, method, sample_cfg, *, num_steps: int,
       lambda m, s: sampler(m, s, tf.constant(num_steps)), n, bs, seed,
       keys=_KEYS, parts_dir=parts_dir, log=show)
   cat = drawn.arrays
-  is_points = cat['x_base'].ndim == 2
-  key = 'samples' if is_points else 'images'
-  conv = (lambda x: x) if is_points else figures.to_uint8
-  for name in ('base', 'tilted'):
-    arrays = {key: conv(cat[f'x_{name}'])}
-    if method.has_latent:  # A pixel EBM's chain starts are not latents.
-      arrays['latents'] = cat[f'z_{name}']
-    io_utils.savez(run_dir.path(f'samples_{name}.npz'), **arrays)
+  _save(run_dir, cat, method.has_latent)
   seconds = drawn.seconds + (time.time() - t0 - drawn.drawn_seconds)
   write_figures(run_dir, method, sampler, cat, sample_cfg=sample_cfg,
                 num_steps=num_steps, seed=seed, reference=reference,
@@ -93,6 +86,19 @@ def draw_samples(run_dir, method, sample_cfg, *, num_steps: int,
   shutil.rmtree(parts_dir)
   logging.info('sample: %d base + %d tilted samples in %.1fs -> %s', n, n,
                seconds, run_dir.workdir)
+
+
+def _save(run_dir, cat, has_latent):
+  """samples_base.npz and samples_tilted.npz: `samples` (points) or uint8
+  `images`, and `latents` where the method has them."""
+  is_points = cat['x_base'].ndim == 2
+  key = 'samples' if is_points else 'images'
+  conv = (lambda x: x) if is_points else figures.to_uint8
+  for name in ('base', 'tilted'):
+    arrays = {key: conv(cat[f'x_{name}'])}
+    if has_latent:  # A pixel EBM's chain starts are not latents.
+      arrays['latents'] = cat[f'z_{name}']
+    io_utils.savez(run_dir.path(f'samples_{name}.npz'), **arrays)
 
 
 def write_figures(run_dir, method, sampler: Callable,
