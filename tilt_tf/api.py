@@ -14,9 +14,7 @@ with the §5.3 monitor keeping the best energy, in a resumable run folder
 
 import contextlib
 import logging as py_logging
-import math
 import os
-import time
 from typing import Optional
 
 from absl import logging
