@@ -23,6 +23,8 @@ object at the end (also written to `<out_dir>/<name>.json`).
       --ebm=langevin_steps=20 --ebm=step_size=0.03 \
       --ebm=sample_langevin_steps=15 --ebm=sample_step_size=0.0667
 
+`--keras=tf_keras` trains and saves the same design with tf_keras
+(`tf_keras_decoder.keras`) instead of Keras 3.
 `--fid_monitor` passes `fid_dataset='fashion_mnist'` (the monitor scores by
 FID against the held-out images instead of the pixel-space energy distance);
 `--ebm=key=value` passes `key=value` to `tilt()`. Everything else is the
@@ -39,10 +41,18 @@ import numpy as np
 LATENT = 32
 
 
-def build_vae(latent_dim=LATENT):
-  """(encoder, decoder): Keras 3 functional models."""
+def keras_module(name):
+  """The Keras a user brings: 'keras' (Keras 3) or 'tf_keras'."""
+  if name == 'tf_keras':
+    import tf_keras  # pylint: disable=g-import-not-at-top
+    return tf_keras
   import keras  # pylint: disable=g-import-not-at-top
-  from keras import layers  # pylint: disable=g-import-not-at-top
+  return keras
+
+
+def build_vae(keras, latent_dim=LATENT):
+  """(encoder, decoder): functional models of `keras` (a module)."""
+  layers = keras.layers
   x = keras.Input((28, 28, 1))
   h = layers.Conv2D(32, 3, strides=2, padding='same', activation='relu')(x)
   h = layers.Conv2D(64, 3, strides=2, padding='same', activation='relu')(h)
@@ -60,13 +70,12 @@ def build_vae(latent_dim=LATENT):
   return encoder, decoder
 
 
-def train_vae(images, path, epochs=5, batch_size=128, learning_rate=1e-3,
-              seed=0):
+def train_vae(keras, images, path, epochs=5, batch_size=128,
+              learning_rate=1e-3, seed=0):
   """Trains the VAE (BCE + KL, Adam) on uint8 images; saves the decoder."""
-  import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   keras.utils.set_random_seed(seed)
-  encoder, decoder = build_vae()
+  encoder, decoder = build_vae(keras)
   optimizer = keras.optimizers.Adam(learning_rate)
   variables = encoder.trainable_variables + decoder.trainable_variables
   x_all = images.astype(np.float32) / 255.0
@@ -142,13 +151,15 @@ def main():
   p.add_argument('--epochs', type=int, default=5)
   p.add_argument('--num_samples', type=int, default=10_000)
   p.add_argument('--preset', default='small')
+  p.add_argument('--keras', default='keras', choices=('keras', 'tf_keras'),
+                 help='the Keras that trains and saves the decoder')
   p.add_argument('--fid_monitor', action='store_true',
                  help="tilt(..., fid_dataset='fashion_mnist')")
   p.add_argument('--ebm', action='append', default=[],
                  help='key=value passed to tilt() (repeatable)')
   args = p.parse_args()
 
-  import keras  # pylint: disable=g-import-not-at-top
+  keras = keras_module(args.keras)
   from absl import logging  # pylint: disable=g-import-not-at-top
   import tilt_tf  # pylint: disable=g-import-not-at-top
   from tilt_tf import data  # pylint: disable=g-import-not-at-top
@@ -157,15 +168,17 @@ def main():
   os.makedirs(args.out_dir, exist_ok=True)
   images = data.load_images('fashion_mnist', 'train')[:args.n_train]
   result = {'benchmark': 'user_decoder_gain', 'name': args.name,
-            'n_train': len(images), 'preset': args.preset}
+            'n_train': len(images), 'preset': args.preset,
+            'keras': f'{args.keras} {keras.__version__}'}
 
-  path = os.path.join(args.out_dir, 'decoder.keras')
+  prefix = '' if args.keras == 'keras' else 'tf_keras_'
+  path = os.path.join(args.out_dir, f'{prefix}decoder.keras')
+  vae_json = os.path.join(args.out_dir, f'{prefix}vae.json')
   if not os.path.exists(path):
-    result['vae'] = train_vae(images, path, epochs=args.epochs)
-    with open(os.path.join(args.out_dir, 'vae.json'), 'w') as f:
+    result['vae'] = train_vae(keras, images, path, epochs=args.epochs)
+    with open(vae_json, 'w') as f:
       json.dump(result['vae'], f, indent=1)
   else:
-    vae_json = os.path.join(args.out_dir, 'vae.json')
     if os.path.exists(vae_json):
       with open(vae_json) as f:
         result['vae'] = json.load(f)
@@ -195,6 +208,9 @@ def main():
       'sample_langevin_steps', 'sample_step_size', 'monitor_every',
       'monitor_samples', 'validation', 'channels', 'stem_stride')}
   result['energy_checkpoint'] = tilted.energy_checkpoint
+  result['tilt_plus_sample_minutes'] = round(
+      (result['tilt_seconds'] + result['sample_seconds']) / 60, 2)
+  result['monitor_best'] = tilted.monitor_best()
   with open(os.path.join(workdir, 'monitor.json')) as f:
     result['monitor'] = json.load(f)
   np.savez_compressed(

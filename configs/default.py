@@ -41,6 +41,11 @@ def get_config():
   c.ebm.langevin_steps = 60  # While training.
   c.ebm.sample_langevin_steps = 100  # When sampling.
   c.ebm.sample_step_size = 0.0  # Langevin epsilon when sampling; 0: ebm.step_size.
+  # beta of p0(z) exp(-beta E(G(z))) when sampling (1: the trained model), and
+  # the scales the monitor may choose from on held-out data after tilting
+  # (tilt_tf/runtime/energy_scale.py; () : none, keep sample_energy_scale).
+  c.ebm.sample_energy_scale = 1.0
+  c.ebm.energy_scale_grid = ()
   # Persistent training chains (tilt_tf/replay.py): latents kept from earlier
   # chains; 0: the paper's short-run chains, every one from the prior.
   c.ebm.replay_buffer = 0

@@ -5,13 +5,24 @@
 
 The energy follows the data's shape: images get the paper's ResNet energy
 (B.2; `small`: half width on half-resolution maps), vectors the MLP energy.
-EBM settings as the paper's GLF/GLOW runs (§5.4: 200 steps, eps 0.01, 60
-Langevin steps in training, 100 when sampling).
+`paper`: EBM settings as the paper's GLF/GLOW runs (§5.4: 200 steps, eps
+0.01, 60 Langevin steps in training, 100 when sampling). `small`: the short
+chains of the VAE/GLF `small` presets (configs/images.py) and 300 steps.
+Both choose the sampling energy scale beta (p0(z) exp(-beta E(G(z))), 1 = the
+trained model) on the held-out data after tilting
+(tilt_tf/runtime/energy_scale.py); measurements: docs/user_decoder_gain.md.
 """
 
 import ml_collections
 
 from configs import default
+from configs import images
+
+# Sampling energy scales the monitor may pick after tilting (1 is always a
+# candidate). A Keras VAE decoder tilt_tf did not train: FID 82.2 (base) ->
+# 68.0 / 56.5 / 45.3 / 42.4 / 45.7 at scales 1 / 2 / 4 / 8 / 16, recall
+# 0.038 -> 0.042 / 0.047 / 0.055 / 0.098 / 0.169 (docs/user_decoder_gain.md).
+ENERGY_SCALE_GRID = (2.0, 4.0, 8.0, 16.0)
 
 
 def get_config(preset='paper'):
@@ -35,11 +46,14 @@ def get_config(preset='paper'):
   c.log_every = 100
   c.steps_per_loop = 10
   c.checkpoint_every = 100
+  c.ebm.energy_scale_grid = ENERGY_SCALE_GRID
   if preset == 'small':
     c.ebm.channels = (32, 64)
     c.ebm.stem_stride = 2
     c.ebm.hidden = 256
     c.ebm.monitor_every = 50
+    images.set_short_chains(c)
+    c.ebm.steps = 300
   elif preset == 'test':
     c.ebm.channels = (8, 8)
     c.ebm.blocks = 1
@@ -49,6 +63,7 @@ def get_config(preset='paper'):
     c.ebm.langevin_steps = 3
     c.ebm.sample_langevin_steps = 3
     c.ebm.monitor_every = 2
+    c.ebm.energy_scale_grid = (2.0,)
     c.ebm.monitor_samples = 32
     c.ebm.validation = 32
     c.ebm.log_every = 2

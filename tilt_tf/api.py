@@ -32,6 +32,7 @@ from tilt_tf.errors import UserError
 from tilt_tf.generators import adapters
 from tilt_tf.methods import latent_tilt
 from tilt_tf.runtime import build
+from tilt_tf.runtime import energy_scale
 from tilt_tf.runtime import loop as loop_lib
 from tilt_tf.runtime import monitor as monitor_lib
 from tilt_tf.runtime import run_dir as run_dir_lib
@@ -155,10 +156,9 @@ class Tilted:
   def monitor_best(self):
     """The §5.3 monitor's best check ({'step', 'score', 'base_score'}: the
     tilted and the base generator's scores on held-out data, lower is
-    better), or None when the run has no monitor curve."""
-    curve = io_utils.read_json(os.path.join(self.workdir, 'monitor.json'), [])
-    scored = [m for m in curve if isinstance(m, dict) and 'score' in m]
-    return min(scored, key=lambda m: m['score']) if scored else None
+    better; with 'energy_scale' when one was chosen: `energy_scale.report`),
+    or None when the run has no monitor curve."""
+    return energy_scale.report(self.workdir)
 
   @property
   def energy(self):
@@ -314,13 +314,19 @@ def _tilt(generator, data, workdir, *, steps, preset, seed, config,
                 settings=loop_lib.LoopSettings.from_config(config,
                                                            e.log_every))
     which = trainer.restore_best()
+    energy_scale.choose(run, method, score, grid=e.energy_scale_grid,
+                        num_samples=e.monitor_samples,
+                        num_steps=e.sample_langevin_steps, seed=seed,
+                        energy_checkpoint=which)
   tilted = Tilted(generator, method, config, workdir, which)
   best = tilted.monitor_best()
   if best:
     logging.info('tilt: kept the energy of step %d: %s %.4g (the base '
-                 'generator %.4g; lower is better) on %d held-out examples',
+                 'generator %.4g; lower is better) on %d held-out examples%s',
                  best['step'], getattr(score, 'name', 'monitor score'),
-                 best['score'], best['base_score'], len(validation))
+                 best['score'], best['base_score'], len(validation),
+                 '' if 'energy_scale' not in best else
+                 f', sampled at energy scale {best["energy_scale"]:g}')
   return tilted
 
 

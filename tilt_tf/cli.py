@@ -322,16 +322,14 @@ def summary_table(metrics):
     lines.append(row)
   for k, v in metrics.get('base_model', {}).items():  # e.g. GLOW's bits/dim.
     lines.append(f'base model {k}'.ljust(26) + f'{v:14.4f}')
-  best = monitor_best(metrics.get('tilt', {}).get('monitor') or [])
+  from tilt_tf.runtime import energy_scale  # pylint: disable=g-import-not-at-top
+  tilt = metrics.get('tilt', {})
+  best = tilt.get('monitor_best') or energy_scale.best_check(
+      tilt.get('monitor'))
   if best:
+    scale = (f', energy scale {best["energy_scale"]:g}'
+             if 'energy_scale' in best else '')
     lines.append(f'monitor, held-out data: base {best["base_score"]:.4g} -> '
-                 f'tilted {best["score"]:.4g} (kept step {best["step"]}; '
-                 'lower is better)')
+                 f'tilted {best["score"]:.4g} (kept step {best["step"]}'
+                 f'{scale}; lower is better)')
   return '\n'.join(lines)
-
-
-def monitor_best(curve):
-  """The best check of a monitor curve (monitor.json), or None."""
-  scored = [m for m in curve if isinstance(m, dict) and 'score' in m
-            and 'base_score' in m]
-  return min(scored, key=lambda m: m['score']) if scored else None

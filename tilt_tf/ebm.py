@@ -153,20 +153,32 @@ class LatentEBM(tf.Module):
     self.generator = generator
     self.energy = energy
     self.alpha = float(alpha)
+    # beta of p0(z) exp(-beta E(G(z))) for sampling (1: the trained model;
+    # tilt_tf/runtime/energy_scale.py chooses it on held-out data).
+    self.sampling_scale = tf.Variable(1.0, trainable=False,
+                                      name='sampling_energy_scale')
 
-  def potential(self, z):
-    """U(z) = E(G(z)) - log p0(z) (+ const), shape [B]."""
-    return self.energy(self.generator.decode(z)) + self.generator.neg_log_prior(z)
+  def potential(self, z, energy_scale=None):
+    """U(z) = beta E(G(z)) - log p0(z) (+ const), shape [B]; beta =
+    `energy_scale`, None: 1 (training chains)."""
+    e = self.energy(self.generator.decode(z))
+    if energy_scale is not None:
+      e = tf.cast(energy_scale, e.dtype) * e
+    return e + self.generator.neg_log_prior(z)
 
   def sample_latents(self, n, seed, step_size, num_steps, *, temperature=1.0,
-                     record_every=0, z0=None):
+                     record_every=0, z0=None, energy_scale=None):
     """Langevin chain from z0, by default fresh prior draws z0 ~ p0
-    (short-run, non-persistent). Returns the `langevin` dict."""
+    (short-run, non-persistent), on `potential(z, energy_scale)`. Returns
+    the `langevin` dict."""
     seed_init, seed_chain = tf.unstack(
         tf.random.experimental.stateless_split(seed, 2))
     if z0 is None:
       z0 = self.generator.prior_sample(n, seed_init, temperature)
-    return langevin_lib.langevin(self.potential, z0, seed_chain,
+    potential = self.potential
+    if energy_scale is not None:
+      potential = lambda z: self.potential(z, energy_scale)
+    return langevin_lib.langevin(potential, z0, seed_chain,
                                  step_size=step_size, num_steps=num_steps,
                                  record_every=record_every)
 

@@ -40,6 +40,7 @@ from tilt_tf import toy_metrics
 from tilt_tf import user_features
 from tilt_tf.errors import UserError
 from tilt_tf.runtime import build
+from tilt_tf.runtime import energy_scale
 from tilt_tf.runtime import loop as loop_lib
 from tilt_tf.runtime import monitor as monitor_lib
 from tilt_tf.runtime import run_dir as run_dir_lib
@@ -202,6 +203,12 @@ class Pipeline:
                      data_seed=rng.stream(self.seed, rng.TILT_DATA),
                      loop_seed=rng.stream(self.seed, rng.TILT_STEPS),
                      settings=self._loop(e.log_every))
+    if self.trainer.monitor is not None and e.energy_scale_grid:
+      energy_scale.choose(self.run, self.method, self.trainer.monitor.score_fn,
+                          grid=e.energy_scale_grid,
+                          num_samples=e.monitor_samples,
+                          num_steps=e.sample_langevin_steps, seed=self.seed,
+                          energy_checkpoint=self.trainer.restore_best())
 
   def sample(self):
     self.restore_base()
@@ -242,6 +249,10 @@ class Pipeline:
       if self.trainer.monitor is not None:
         self.trainer.monitor.resume(self.trainer.step)
         tilt['monitor'] = self.trainer.monitor.curve
+      tilt['monitor_best'] = energy_scale.report(self.run.workdir)
+      if hasattr(self.method, 'latent_ebm'):
+        tilt['energy_scale'] = float(
+            self.method.latent_ebm.sampling_scale.numpy())
     dataset = 'user_data' if cfg.get('data_path') else cfg.dataset
     exact = None
     if self.method.has_latent and self.generator.latent_dim == 2:

@@ -108,13 +108,19 @@ class LatentTilt(base.Method):
     out['energy_grad_norm'] = tf.linalg.global_norm(grads) / replicas
     return out
 
-  def sample(self, n, seed, num_steps, record_every=0, temperature=1.0):
-    """Base and tilted samples from the same z0 (see Method)."""
+  def sample(self, n, seed, num_steps, record_every=0, temperature=1.0,
+             energy_scale=None):
+    """Base and tilted samples from the same z0 (see Method); the chain
+    samples p0(z) exp(-beta E(G(z))), beta = `energy_scale` or, when None,
+    the run's chosen scale (`latent_ebm.sampling_scale`, 1 unless
+    tilt_tf/runtime/energy_scale.py chose another)."""
     seed_init, _ = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     z0 = self.generator.prior_sample(n, seed_init, temperature)
+    if energy_scale is None:
+      energy_scale = self.latent_ebm.sampling_scale
     chain = self.latent_ebm.sample_latents(
         n, seed, self.sample_step_size, num_steps, temperature=temperature,
-        record_every=record_every)
+        record_every=record_every, energy_scale=energy_scale)
     out = {'z_base': z0, 'x_base': self.generator.decode(z0),
            'z_tilted': chain['z'],
            'x_tilted': self.generator.decode(chain['z']),

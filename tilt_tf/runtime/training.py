@@ -16,6 +16,7 @@ import tensorflow as tf
 from tilt_tf import data as data_lib
 from tilt_tf.errors import UserError
 from tilt_tf.runtime import checkpoints
+from tilt_tf.runtime import energy_scale
 from tilt_tf.runtime import loop as loop_lib
 from tilt_tf.runtime import monitor as monitor_lib
 
@@ -172,6 +173,10 @@ class MethodTrainer:
     if latest is None and best is None:
       raise UserError(f'no {stage} checkpoint in {self.run_dir.workdir}; run '
                       f'the {stage} stage first')
+    # The sampling energy scale chosen for this energy, if any.
+    energy_scale.apply(self.run_dir.workdir, self.method, best or latest,
+                       default=getattr(self.method, 'cfg', {}).get(
+                           'sample_energy_scale', 1.0))
     return best or latest
 
 

@@ -141,8 +141,9 @@ class Sampler(tf.Module):
 
   def _tilted(self, num_samples, seed, langevin_steps, temperature):
     n, steps, temp = self._check(num_samples, langevin_steps, temperature)
-    chain = self.latent_ebm.sample_latents(n, seed, self._step_size, steps,
-                                           temperature=temp)
+    chain = self.latent_ebm.sample_latents(
+        n, seed, self._step_size, steps, temperature=temp,
+        energy_scale=self.latent_ebm.sampling_scale)
     return self._outputs(chain['z'])
 
   # ---------------------------------------------------------- signatures

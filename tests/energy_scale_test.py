@@ -1,0 +1,112 @@
+"""The sampling energy scale (tilt_tf/runtime/energy_scale.py): beta in
+p0(z) exp(-beta E(G(z))) changes the chains, is chosen on a score, stored
+for one energy checkpoint, reused and applied."""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from tilt_tf import io_utils
+from tilt_tf.runtime import energy_scale
+from tilt_tf.runtime import run_dir as run_dir_lib
+from tests import latent_tilt_test
+
+
+def _score_by_mean(target):
+  """A scorer that prefers samples whose mean is close to `target`."""
+  def score(samples):
+    return float(abs(np.mean(samples) - target))
+  score.name = 'mean_gap'
+  return score
+
+
+class EnergyScaleTest(tf.test.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.method, self.gen = latent_tilt_test.make(sample_step_size=0.3)
+    self.run = run_dir_lib.RunDir(self.get_temp_dir(), {})
+
+  def test_scale_changes_the_chain_and_one_is_the_model(self):
+    seed = tf.constant([3, 1])
+    plain = self.method.sample(16, seed, 5)
+    one = self.method.sample(16, seed, 5, energy_scale=tf.constant(1.0))
+    self.assertAllEqual(plain['z_tilted'], one['z_tilted'])
+    four = self.method.sample(16, seed, 5, energy_scale=tf.constant(4.0))
+    self.assertNotAllClose(four['z_tilted'], one['z_tilted'])
+    self.assertAllEqual(four['z_base'], one['z_base'])  # Same chain starts.
+    # The method's own scale is what sample() uses by default.
+    self.method.latent_ebm.sampling_scale.assign(4.0)
+    self.assertAllEqual(self.method.sample(16, seed, 5)['z_tilted'],
+                        four['z_tilted'])
+
+  def test_choose_keeps_the_best_scored_scale_and_stores_it(self):
+    seed = tf.constant([0, 7])  # rng.MONITOR of seed 0.
+    means = {s: float(np.mean(self.method.sample(
+        64, seed, 5, energy_scale=tf.constant(s))['x_tilted']))
+             for s in (1.0, 3.0, 9.0)}
+    target = means[3.0]
+    chosen = energy_scale.choose(
+        self.run, self.method, _score_by_mean(target), grid=(3.0, 9.0),
+        num_samples=64, num_steps=5, seed=0,
+        energy_checkpoint='/x/checkpoints/tilt_best/ckpt-40')
+    self.assertEqual(chosen, 3.0)
+    self.assertEqual(float(self.method.latent_ebm.sampling_scale.numpy()), 3.0)
+    stored = io_utils.read_json(self.run.path(energy_scale.FILE))
+    self.assertEqual([r['scale'] for r in stored['scores']], [1.0, 3.0, 9.0])
+    self.assertEqual(stored['score_name'], 'mean_gap')
+    # Applied to the same energy (another folder prefix, same checkpoint).
+    self.method.latent_ebm.sampling_scale.assign(1.0)
+    self.assertEqual(energy_scale.apply(
+        self.run.workdir, self.method, 'elsewhere/tilt_best/ckpt-40'), 3.0)
+    # Another energy gets the config's default, not this choice.
+    self.assertEqual(energy_scale.apply(
+        self.run.workdir, self.method, 'x/tilt_best/ckpt-60', default=2.0),
+                     2.0)
+
+  def test_a_choice_made_is_reused_without_sampling(self):
+    ckpt = 'c/tilt_best/ckpt-10'
+    energy_scale.choose(self.run, self.method, _score_by_mean(0.0),
+                        grid=(2.0,), num_samples=16, num_steps=2, seed=0,
+                        energy_checkpoint=ckpt)
+    first = io_utils.read_json(self.run.path(energy_scale.FILE))
+
+    def fail(samples):
+      raise AssertionError('scored again')
+    again = energy_scale.choose(self.run, self.method, fail, grid=(2.0,),
+                                num_samples=16, num_steps=2, seed=0,
+                                energy_checkpoint=ckpt)
+    self.assertEqual(again, first['energy_scale'])
+
+  def test_diverged_scale_scores_inf_and_is_not_kept(self):
+    calls = []
+
+    def score(samples):
+      calls.append(len(samples))
+      return 1.0
+    method, _ = latent_tilt_test.make(
+        fn=lambda z: tf.tanh(z @ latent_tilt_test.W), sample_step_size=0.3)
+    real_sample = method.sample
+
+    def sample(n, seed, steps, energy_scale=None, **kw):
+      out = dict(real_sample(n, seed, steps, energy_scale=energy_scale, **kw))
+      if energy_scale is not None and float(energy_scale) > 1.5:
+        out['x_tilted'] = out['x_tilted'] * np.nan
+      return out
+    method.sample = sample
+    chosen = energy_scale.choose(self.run, method, score, grid=(5.0,),
+                                 num_samples=8, num_steps=2, seed=0,
+                                 energy_checkpoint='a/ckpt-1')
+    self.assertEqual(chosen, 1.0)
+    self.assertEqual(len(calls), 2)  # Scale 1 and the base; not the NaNs.
+
+  def test_no_grid_no_choice(self):
+    self.assertIsNone(energy_scale.choose(
+        self.run, self.method, _score_by_mean(0.0), grid=(), num_samples=8,
+        num_steps=2, seed=0, energy_checkpoint='a/ckpt-1'))
+    self.assertFalse(os.path.exists(self.run.path(energy_scale.FILE)))
+
+
+if __name__ == '__main__':
+  tf.test.main()
