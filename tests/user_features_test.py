@@ -138,7 +138,8 @@ class UserFeaturesTest(tf.test.TestCase):
 
   def test_cli_monitors_user_images_by_learned_features(self):
     cfg = ml_collections.ConfigDict({
-        'data_path': 'images.npz', 'dataset': '', 'sample': {'grid': 16},
+        'data_path': 'images.npz', 'dataset': '', 'data_dir': '',
+        'eval': {'classifier_epochs': 0}, 'sample': {'grid': 16},
         'ebm': {'monitor_every': 2, 'monitor_samples': 8, 'patience': 0,
                 'sample_langevin_steps': 3, 'steps': 4}})
     for shape, name in ((SHAPE, 'fd_learned'), ((2,), 'energy_distance')):
@@ -147,7 +148,7 @@ class UserFeaturesTest(tf.test.TestCase):
           config=cfg, method=types.SimpleNamespace(stage='tilt'),
           data_shape=shape, train=data[:32], validation=data[32:], seed=0,
           run=None, strategy=None)
-      with mock.patch.object(train_lib.training, 'MethodTrainer') as trainer:
+      with mock.patch.object(train_lib.tilting, 'TiltTrainer') as trainer:
         train_lib.Pipeline._make_trainer(pipeline, keep=1)  # pylint: disable=protected-access
       self.assertEqual(trainer.call_args.kwargs['score_fn'].name, name)
 

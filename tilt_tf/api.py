@@ -25,19 +25,16 @@ import tf_keras
 import configs
 from tilt_tf import io_utils
 from tilt_tf import precision as precision_lib
-from tilt_tf import rng
 from tilt_tf import user_data
-from tilt_tf import user_features
 from tilt_tf.errors import UserError
 from tilt_tf.generators import adapters
 from tilt_tf.methods import latent_tilt
 from tilt_tf.runtime import build
 from tilt_tf.runtime import energy_scale
 from tilt_tf.runtime import loop as loop_lib
-from tilt_tf.runtime import monitor as monitor_lib
 from tilt_tf.runtime import run_dir as run_dir_lib
 from tilt_tf.runtime import strategy as strategy_lib
-from tilt_tf.runtime import training
+from tilt_tf.runtime import tilting
 
 __all__ = ['tilt', 'load', 'Tilted', 'tilt_config']
 
@@ -285,14 +282,10 @@ def _tilt(generator, data, workdir, *, steps, preset, seed, config,
   adapters.check_outputs(generator, array.shape[1:])
   array = array[np.random.default_rng(seed).permutation(len(array))]
   train, validation = build.split_validation(array, config.ebm.validation)
-  e = config.ebm
-  if fid_dataset:
-    score = monitor_lib.fid_scorer(validation, fid_dataset)
-  elif user_features.supports(array.shape[1:]):  # docs/user_monitor.md
-    score = user_features.feature_scorer(train, validation, seed)
-  else:
-    score = monitor_lib.energy_distance_scorer(validation, seed)
   shape = array.shape[1:]
+  score = tilting.monitor_scorer(train=train, validation=validation,
+                                 data_shape=shape, seed=seed,
+                                 dataset=fid_dataset or None)
   extra = {'monitor_reference': f'{len(validation)} of the {len(array)} '
                                 'examples given, held out of the energy\'s '
                                 'training'}
@@ -302,22 +295,12 @@ def _tilt(generator, data, workdir, *, steps, preset, seed, config,
                           extra=extra) as run:
     tf_keras.utils.set_random_seed(seed)  # The energy's initial weights.
     with strategy.scope():
-      method = latent_tilt.LatentTilt(generator, e, shape, seed=seed,
+      method = latent_tilt.LatentTilt(generator, config.ebm, shape, seed=seed,
                                       precision=config.precision)
-    trainer = training.MethodTrainer(
-        run, strategy, method, e.steps, keep=config.keep_checkpoints,
-        score_fn=score, seed=seed, retry_hint='ebm learning_rate=...',
-        monitor=monitor_lib.MonitorSettings.from_config(config, train))
-    trainer.fit(train, min(e.batch_size, len(train)),
-                data_seed=rng.stream(seed, rng.TILT_DATA),
-                loop_seed=rng.stream(seed, rng.TILT_STEPS),
-                settings=loop_lib.LoopSettings.from_config(config,
-                                                           e.log_every))
-    which = trainer.restore_best()
-    energy_scale.choose(run, method, score, grid=e.energy_scale_grid,
-                        num_samples=e.monitor_samples,
-                        num_steps=e.sample_langevin_steps, seed=seed,
-                        energy_checkpoint=which)
+    trainer = tilting.TiltTrainer(run, strategy, method, config, train=train,
+                                  score_fn=score, seed=seed,
+                                  retry_hint='ebm learning_rate=...')
+    which = trainer.tilt(batch_size=min(config.ebm.batch_size, len(train)))
   tilted = Tilted(generator, method, config, workdir, which)
   best = tilted.monitor_best()
   if best:

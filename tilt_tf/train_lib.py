@@ -37,14 +37,13 @@ import tf_keras
 from tilt_tf import data as data_lib
 from tilt_tf import rng
 from tilt_tf import toy_metrics
-from tilt_tf import user_features
 from tilt_tf.errors import UserError
 from tilt_tf.runtime import build
 from tilt_tf.runtime import energy_scale
 from tilt_tf.runtime import loop as loop_lib
-from tilt_tf.runtime import monitor as monitor_lib
 from tilt_tf.runtime import run_dir as run_dir_lib
 from tilt_tf.runtime import strategy as strategy_lib
+from tilt_tf.runtime import tilting
 from tilt_tf.runtime import training
 from tilt_tf.stages import distill as distill_lib
 from tilt_tf.stages import evaluate as evaluate_lib
@@ -121,25 +120,15 @@ class Pipeline:
       return training.MethodTrainer(
           self.run, self.strategy, self.method, cfg.base.steps, keep=keep,
           seed=self.seed, retry_hint='--set=base.learning_rate=...')
-    e = cfg.ebm
-    if not cfg.get('data_path') and data_lib.is_toy(cfg.dataset):
-      score = monitor_lib.energy_distance_scorer(
-          data_lib.toy_samples(cfg.dataset, 2000, rng.stream(
-              self.seed, rng.MONITOR_TOY_REFERENCE)))
-    elif cfg.dataset in data_lib.IMAGE_DATASETS and not cfg.get('data_path'):
-      score = monitor_lib.fid_scorer(
-          self.validation, cfg.dataset, cfg.data_dir or None,
-          cfg.eval.classifier_epochs or None)
-    elif user_features.supports(self.data_shape):  # docs/user_monitor.md
-      score = user_features.feature_scorer(self.train, self.validation,
-                                           self.seed)
-    else:
-      score = monitor_lib.energy_distance_scorer(self.validation, self.seed)
-    return training.MethodTrainer(
-        self.run, self.strategy, self.method, e.steps, keep=keep,
-        score_fn=score,
-        monitor=monitor_lib.MonitorSettings.from_config(cfg, self.train),
-        seed=self.seed,
+    score = tilting.monitor_scorer(
+        train=self.train, validation=self.validation,
+        data_shape=self.data_shape, seed=self.seed,
+        dataset=None if cfg.get('data_path') else cfg.dataset,
+        data_dir=cfg.data_dir or None,
+        classifier_epochs=cfg.eval.classifier_epochs or None)
+    return tilting.TiltTrainer(
+        self.run, self.strategy, self.method, cfg, train=self.train,
+        score_fn=score, seed=self.seed,
         retry_hint='--set=ebm.learning_rate=...')
 
   def _loop(self, log_every):
@@ -198,17 +187,7 @@ class Pipeline:
                    self.config.base_name)
       return
     self.restore_base()
-    e = self.config.ebm
-    self.trainer.fit(self.train, e.batch_size,
-                     data_seed=rng.stream(self.seed, rng.TILT_DATA),
-                     loop_seed=rng.stream(self.seed, rng.TILT_STEPS),
-                     settings=self._loop(e.log_every))
-    if self.trainer.monitor is not None and e.energy_scale_grid:
-      energy_scale.choose(self.run, self.method, self.trainer.monitor.score_fn,
-                          grid=e.energy_scale_grid,
-                          num_samples=e.monitor_samples,
-                          num_steps=e.sample_langevin_steps, seed=self.seed,
-                          energy_checkpoint=self.trainer.restore_best())
+    self.trainer.tilt()
 
   def sample(self):
     self.restore_base()
