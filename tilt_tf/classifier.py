@@ -5,19 +5,17 @@ accuracy; features are its 128-unit penultimate layer ("pool")."""
 
 import json
 import os
-import shutil
-import tempfile
 import time
 
 from absl import logging
 import tensorflow as tf
 
 from tilt_tf import data
-from tilt_tf import io_utils
 from tilt_tf import rng
 from tilt_tf.features import FeatureExtractor
 from tilt_tf.features import cache_root
 from tilt_tf.features import fingerprint as _fingerprint
+from tilt_tf.features import save_cached_model
 
 __all__ = ['CLASSIFIER_VERSION', 'DEFAULT_CLASSIFIER_EPOCHS', 'POOL_UNITS',
            'progress_line', 'train_classifier', 'classifier_extractor']
@@ -173,24 +171,6 @@ def _load_cached_classifier(folder, test_fingerprint):
     return None
 
 
-def _save_classifier(folder, model, meta):
-  """Writes weights + meta.json to a temp folder, then renames it in place."""
-  parent = os.path.dirname(folder)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=parent, prefix='.tmp-' + os.path.basename(folder))
-  try:
-    model.save_weights(os.path.join(tmp, 'weights.h5'))
-    io_utils.write_json(os.path.join(tmp, 'meta.json'), meta)
-    if os.path.exists(folder):  # A stale or corrupt copy: replace it.
-      old = tmp + '.old'
-      os.replace(folder, old)
-      shutil.rmtree(old, ignore_errors=True)
-    os.replace(tmp, folder)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
-
-
 def classifier_extractor(dataset, data_dir=None, cache_dir=None, *,
                          epochs=None, retrain=False):
   """The project's domain classifier for `dataset`: cached, or trained now.
@@ -220,7 +200,7 @@ def classifier_extractor(dataset, data_dir=None, cache_dir=None, *,
     model, features, meta = train_classifier(train_x, train_y, test_x, test_y,
                                              epochs=epochs)
     meta.update(dataset=dataset, test_fingerprint=test_fp)
-    _save_classifier(folder, model, meta)
+    save_cached_model(folder, model, meta)
     logging.info('classifier %s: test accuracy %.4f after %.0f s', tag,
                  meta['test_accuracy'], meta['seconds'])
   else:

@@ -5,15 +5,19 @@ is in tilt_tf/classifier.py."""
 
 import hashlib
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import tensorflow as tf
 
 from tilt_tf import data
+from tilt_tf import io_utils
 from tilt_tf.errors import UserError
 
 __all__ = ['INCEPTION_SIZE', 'FeatureExtractor', 'validate_images',
-           'activations', 'cache_root', 'fingerprint', 'inception_extractor']
+           'activations', 'cache_root', 'fingerprint', 'inception_extractor',
+           'save_cached_model']
 
 INCEPTION_SIZE = 299
 
@@ -106,6 +110,26 @@ def cache_root(cache_dir=None):
   root = (cache_dir or os.environ.get('TILT_TF_CACHE') or
           os.path.join('~', '.cache', 'tilt_tf'))
   return os.path.abspath(os.path.expanduser(root))
+
+
+def save_cached_model(folder, model, meta):
+  """A feature network's weights + meta.json into the cache `folder`,
+  written to a temp folder and renamed into place (a stale or corrupt copy
+  is replaced; a crash leaves no half-written folder)."""
+  parent = os.path.dirname(folder)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(dir=parent, prefix='.tmp-' + os.path.basename(folder))
+  try:
+    model.save_weights(os.path.join(tmp, 'weights.h5'))
+    io_utils.write_json(os.path.join(tmp, 'meta.json'), meta)
+    if os.path.exists(folder):
+      old = tmp + '.old'
+      os.replace(folder, old)
+      shutil.rmtree(old, ignore_errors=True)
+    os.replace(tmp, folder)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
 
 
 def fingerprint(images):

@@ -48,8 +48,8 @@ from tilt_tf.features import validate_images
 __all__ = [
     'CLASSIFIER_VERSION', 'FeatureExtractor', 'tfgan', 'cache_root',
     'validate_images', 'activations', 'fid_from_activations',
-    'precision_recall', 'train_classifier', 'classifier_extractor',
-    'inception_extractor', 'get_extractor', 'reference_activations',
+    'precision_recall', 'frechet_scorer', 'train_classifier',
+    'classifier_extractor', 'inception_extractor', 'get_extractor', 'reference_activations',
     'evaluate_images', 'progress_line', 'INCEPTION_SIZE', 'POOL_UNITS',
     'DEFAULT_CLASSIFIER_EPOCHS',
 ]
@@ -157,6 +157,25 @@ def _coverage(manifold, radii, queries, block):
     d = _pairwise_distances(queries[s:s + block], manifold)
     inside += int(np.sum(np.any(d <= radii[None, :], axis=1)))
   return inside / len(queries)
+
+
+def frechet_scorer(make_extractor, reference_images, name):
+  """Samples -> Fréchet distance to `reference_images` in the features of
+  `make_extractor()` (called, and the reference's activations computed, on
+  first use); lower is better. `score.name` = `name` (the monitor logs it).
+  """
+  state = {}
+
+  def score(samples):
+    if not state:
+      state['extractor'] = make_extractor()
+      state['real'] = reference_activations(state['extractor'],
+                                            reference_images)
+    return fid_from_activations(state['real'],
+                                activations(samples, state['extractor']))
+
+  score.name = name
+  return score
 
 
 def precision_recall(real_act, fake_act, k=3, block=1000):

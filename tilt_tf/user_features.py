@@ -29,19 +29,17 @@ returned as a `features.FeatureExtractor`, so `fid.activations`,
 import concurrent.futures
 import json
 import os
-import shutil
-import tempfile
 import time
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from tilt_tf import io_utils
 from tilt_tf.errors import UserError
 from tilt_tf.features import cache_root
 from tilt_tf.features import FeatureExtractor
 from tilt_tf.features import fingerprint
+from tilt_tf.features import save_cached_model
 from tilt_tf.features import validate_images
 
 __all__ = ['VERSION', 'OBJECTIVES', 'DEFAULT_OBJECTIVE', 'FEATURES',
@@ -205,24 +203,6 @@ def _outside_strategy(fn, *args):
     return pool.submit(fn, *args).result()
 
 
-def _save(folder, model, meta):
-  """Weights + meta.json into a temp folder, then renamed into place."""
-  parent = os.path.dirname(folder)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=parent, prefix='.tmp-' + os.path.basename(folder))
-  try:
-    model.save_weights(os.path.join(tmp, 'weights.h5'))
-    io_utils.write_json(os.path.join(tmp, 'meta.json'), meta)
-    if os.path.exists(folder):  # A corrupt copy: replace it.
-      old = tmp + '.old'
-      os.replace(folder, old)
-      shutil.rmtree(old, ignore_errors=True)
-    os.replace(tmp, folder)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
-
-
 def _load(folder, objective, seed):
   """(features model, meta) from a cache folder, or None with a warning."""
   if not os.path.isdir(folder):
@@ -273,7 +253,7 @@ def extractor(train_images, seed=0, objective=DEFAULT_OBJECTIVE,
     logging.info('fitting the %s feature network on %d training images '
                  '(once; cached in %s)', objective, len(images), folder)
     features, _, meta = _outside_strategy(fit, images, objective, seed, steps)
-    _save(folder, features, meta)
+    save_cached_model(folder, features, meta)
     logging.info('user features %s: fitted in %.1f s', tag, meta['seconds'])
     loaded = False
   else:
@@ -295,20 +275,10 @@ def feature_scorer(train_images, reference_images, seed=0,
   """Samples -> Fréchet distance to `reference_images` in the features
   fitted to `train_images` (fitted or loaded on first use); lower is
   better. The same interface as `monitor_lib.fid_scorer`."""
-  state = {}
-
-  def score(samples):
-    from tilt_tf import fid  # pylint: disable=g-import-not-at-top
-    if not state:
-      state['extractor'] = extractor(train_images, seed, objective, cache_dir,
-                                     steps)
-      state['real'] = fid.reference_activations(state['extractor'],
-                                                reference_images)
-    return fid.fid_from_activations(
-        state['real'], fid.activations(samples, state['extractor']))
-
-  score.name = 'fd_learned'
-  return score
+  from tilt_tf import fid  # pylint: disable=g-import-not-at-top
+  return fid.frechet_scorer(
+      lambda: extractor(train_images, seed, objective, cache_dir, steps),
+      reference_images, 'fd_learned')
 
 
 def evaluate_images(samples, feature_extractor, reference_images, k=3):

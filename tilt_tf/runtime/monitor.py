@@ -74,20 +74,11 @@ def energy_distance_scorer(reference, seed=0):
 def fid_scorer(reference_images, dataset, data_dir=None, classifier_epochs=None):
   """Samples -> FID against `reference_images` in the data set's classifier
   feature space (built, or loaded from cache, on first use)."""
-  state = {}
-
-  def score(samples):
-    from tilt_tf import fid  # pylint: disable=g-import-not-at-top
-    if not state:
-      state['extractor'] = fid.get_extractor(
-          dataset, data_dir, classifier_epochs=classifier_epochs)
-      state['real'] = fid.reference_activations(state['extractor'],
-                                                reference_images)
-    return fid.fid_from_activations(
-        state['real'], fid.activations(samples, state['extractor']))
-
-  score.name = 'fid'
-  return score
+  from tilt_tf import fid  # pylint: disable=g-import-not-at-top
+  return fid.frechet_scorer(
+      lambda: fid.get_extractor(dataset, data_dir,
+                                classifier_epochs=classifier_epochs),
+      reference_images, 'fid')
 
 
 class Monitor:
