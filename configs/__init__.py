@@ -158,8 +158,9 @@ MODULES = {
 }
 
 
-def _parse(text, current, where):
-  """`text` as the type of the field's `current` value."""
+def _parse(text, current, where, said):
+  """`text` as the type of the field's `current` value (`where`: the
+  field; `said`: the override as the user gave it, for messages)."""
   try:
     if isinstance(current, bool):
       lowered = text.strip().lower()
@@ -178,12 +179,11 @@ def _parse(text, current, where):
   except ValueError:
     kind = ('a comma-separated list' if isinstance(current, tuple)
             else type(current).__name__)
-    raise UserError(f'--set {where!r}: the field is {kind} (now {current!r}); '
+    raise UserError(f'{said}: the field is {kind} (now {current!r}); '
                     f'{text!r} does not parse as one') from None
   for v in (value if isinstance(value, tuple) else (value,)):
     if isinstance(v, float) and not math.isfinite(v):
-      raise UserError(f'--set {where!r}: {where.partition("=")[0].strip()} '
-                      f'must be a finite number, not {v}')
+      raise UserError(f'{said}: {where} must be a finite number, not {v}')
   return value
 
 
@@ -226,32 +226,40 @@ def preset_announcement(base, preset, source):
 
 
 def apply_overrides(config, overrides):
-  """Sets 'a.b=value' fields of `config` in place; unknown fields refused."""
-  for item in overrides:
+  """Sets 'a.b=value' fields of `config` in place; unknown fields refused.
+
+  An override is 'a.b=value' (the train binary's --set, named so in
+  messages) or a pair (flag, 'a.b=value') named as `flag` (its
+  --config.a.b flag).
+  """
+  for entry in overrides:
+    flag, item = entry if isinstance(entry, tuple) else (None, entry)
     path, sep, text = item.partition('=')
     keys = path.strip().split('.')
+    said = f'{flag}={text}' if flag else f'--set {item!r}'
     if not sep or not all(keys):
-      raise UserError(f'--set {item!r}: expected field=value, e.g. '
+      raise UserError(f'{said}: expected field=value, e.g. '
                       '--set=ebm.step_size=0.3')
     if path.strip() in _NOT_OVERRIDABLE:
-      raise UserError(f'--set {item!r}: {path} is chosen by '
-                      f'{_NOT_OVERRIDABLE[path.strip()]}, not --set')
+      raise UserError(f'{said}: {path} is chosen by '
+                      f'{_NOT_OVERRIDABLE[path.strip()]}, not '
+                      f'{flag or "--set"}')
     node = config
     for i, key in enumerate(keys):
       scope = '.'.join(keys[:i]) or 'the config'
       if not isinstance(node, ml_collections.ConfigDict):
-        raise UserError(f'--set {item!r}: {scope} is a field, not a section')
+        raise UserError(f'{said}: {scope} is a field, not a section')
       if key not in node:
-        raise UserError(f'--set {item!r}: {scope} has no field {key!r}; it '
+        raise UserError(f'{said}: {scope} has no field {key!r}; it '
                         f'has {", ".join(sorted(node.keys()))}')
       if i + 1 < len(keys):
         node = node[key]
     current = node[keys[-1]]
     if isinstance(current, ml_collections.ConfigDict):
-      raise UserError(f'--set {item!r}: {path} is a section; set one of its '
+      raise UserError(f'{said}: {path} is a section; set one of its '
                       f'fields ({", ".join(sorted(current.keys()))})')
-    value = _parse(text, current, item)
-    check_bounds(path.strip(), value, f'--set {path.strip()}')
+    value = _parse(text, current, path.strip(), said)
+    check_bounds(path.strip(), value, flag or f'--set {path.strip()}')
     node[keys[-1]] = value
   return config
 
@@ -259,7 +267,8 @@ def apply_overrides(config, overrides):
 def get_config(base, dataset=None, preset='paper', overrides=()):
   """Returns the ConfigDict for a base model, data set and preset.
 
-  `overrides` ('section.field=value') are applied before the data set's
+  `overrides` ('section.field=value', or (flag, 'section.field=value')
+  pairs: `apply_overrides`) are applied before the data set's
   adaptation (so e.g. base.epochs still sets base.steps) and again after it
   (so a field it derives, such as base.steps, can be set explicitly).
   """

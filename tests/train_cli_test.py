@@ -122,6 +122,8 @@ class TrainCLITest(tf.test.TestCase):
          "--set 'ebm.stepsize=1': ebm has no field 'stepsize'; it has "),
         (['--base=mlp_vae', '--set=ebm.steps=ten'],
          "--set 'ebm.steps=ten': the field is int"),
+        (['--base=mlp_vae', '--config.ebm.steps=-3'],
+         '--config.ebm.steps=-3 is out of range; it must be >= 0'),
         (['--base=pixel_ebm', '--tilt_steps=5'],
          '--tilt_steps does not apply to --base=pixel_ebm'),
         (['--base=pixel_ebm', '--num_cpu_devices=2'],

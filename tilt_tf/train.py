@@ -11,8 +11,9 @@
 
 Stages: base -> tilt -> sample -> eval (`--stage=tilt` runs one; rerunning the
 same command resumes from the last checkpoint in --workdir). Any config field
-can be set with `--set=section.field=value` (repeatable), e.g.
-`--set=ebm.step_size=0.3 --set=ebm.alpha=0.01`.
+can be set with `--config.section.field=value` (ml_collections config_flags)
+or its alias `--set=section.field=value` (repeatable), e.g.
+`--config.ebm.step_size=0.3 --set=ebm.alpha=0.01`.
 
 Errors end in one line `error: ...` and exit code 2; `--traceback` (or
 TILT_TF_TRACEBACK=1) shows the full traceback.
@@ -20,9 +21,13 @@ TILT_TF_TRACEBACK=1) shows the full traceback.
 
 from tilt_tf import quiet  # pylint: disable=unused-import  # First: hides TF's start-up lines.
 import os
+import re
+import sys
 
 from absl import flags
 from absl import logging
+import ml_collections
+from ml_collections import config_flags
 import tensorflow as tf
 
 import configs
@@ -61,6 +66,52 @@ flags.DEFINE_integer('latent_dim', None, 'Latent size of --generator (default: r
 flags.DEFINE_string('signature', None, 'SavedModel signature of --generator (default: its only one, or serving_default).')
 flags.DEFINE_string('data', None, 'Your data for --generator: a .npz/.npy file of images [N, H, W, C] (uint8 or floats in [0, 1]) or vectors [N, D] (instead of --dataset).')
 flags.DEFINE_bool('allow_unsafe_model', False, 'Load a Keras --generator file even if it holds Lambda layers (arbitrary Python code): only for files you trust.')
+
+# --config.section.field=value: ml_collections defines one flag per such
+# override on the command line (at import) and parses its value as a Python
+# literal; build_config() applies them, after --set, to the config that
+# --base/--dataset/--preset choose (configs.apply_overrides: the field's
+# type, bounds and choices). The config flag's own value is only the
+# skeleton of sections those flags need.
+_CONFIG_OVERRIDE = re.compile(
+    r'^--?(?:no)?config\.([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)(?:=|$)')
+
+
+def _config_skeleton(argv):
+  """(sections the --config.* overrides of argv name, the overrides that
+  are well formed: others stay unknown flags)."""
+  # Not type safe: a value is stored in it as parsed (a later --config.x=0.5
+  # may follow --config.x=1); build_config() types them.
+  skeleton = ml_collections.ConfigDict(type_safe=False)
+  kept = []
+  for arg in argv:
+    match = _CONFIG_OVERRIDE.match(arg)
+    if re.match(r'^--?(?:no)?config\.', arg) and not match:
+      continue
+    kept.append(arg)
+    node = skeleton
+    for key in match.group(1).split('.')[:-1] if match else ():
+      if not isinstance(node.get(key), ml_collections.ConfigDict):
+        node[key] = ml_collections.ConfigDict(type_safe=False)
+      node = node[key]
+  return skeleton, kept
+
+
+def _command_line():
+  """sys.argv with --flagfile contents in (as config_flags reads it)."""
+  try:
+    return FLAGS.read_flags_from_files(sys.argv, force_gnu=False)
+  except Exception:  # pylint: disable=broad-except  # absl reports it later.
+    return list(sys.argv)
+
+
+_SKELETON, _ARGV = _config_skeleton(_command_line())
+config_flags.DEFINE_config_dict(
+    'config', _SKELETON, 'Not set itself: --config.section.field=value '
+    'overrides one field of configs/<base>.py (as --set does; applied after '
+    'the --set ones), e.g. --config.ebm.step_size=0.3 '
+    '--config.ebm.channels=64,128.', lock_config=False,
+    accept_new_attributes=True, sys_argv=_ARGV)
 
 
 # flag -> config path (its range: configs.BOUNDS).
@@ -125,6 +176,20 @@ def _fill_generator(config, spec):
   config.generator.fingerprint = generator.fingerprint()
 
 
+def config_overrides():
+  """The --config.a.b=value flags given, as configs.apply_overrides pairs
+  ('--config.a.b', 'a.b=value'), in command-line order."""
+  out = []
+  for name in FLAGS:
+    value = FLAGS[name].value
+    if not name.startswith('config.') or value is None:
+      continue
+    if isinstance(value, (tuple, list)):  # 64,128 parses as a tuple.
+      value = ','.join(str(v) for v in value)
+    out.append((f'--{name}', f'{name[len("config."):]}={value}'))
+  return out
+
+
 def choose_preset():
   """(preset, source): --preset, else paper with a GPU and small without."""
   if warning := strategy_lib.gpu_warning():  # A driver but no GPU for TF.
@@ -139,7 +204,7 @@ def build_config():
   base = registry.USER_MODEL if spec else FLAGS.base
   preset, source = choose_preset()
   config = configs.get_config(base, FLAGS.dataset, preset,
-                              overrides=FLAGS.set)
+                              overrides=FLAGS.set + config_overrides())
   if source != 'flag':  # One line says so; run.json records it.
     logging.info('%s', configs.preset_announcement(base, preset, source))
     with config.unlocked():
