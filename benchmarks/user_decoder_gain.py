@@ -153,6 +153,8 @@ def main():
   p.add_argument('--preset', default='small')
   p.add_argument('--keras', default='keras', choices=('keras', 'tf_keras'),
                  help='the Keras that trains and saves the decoder')
+  p.add_argument('--record', action='store_true',
+                 help='append the result to RESULTS_user_decoder_gain.jsonl')
   p.add_argument('--fid_monitor', action='store_true',
                  help="tilt(..., fid_dataset='fashion_mnist')")
   p.add_argument('--ebm', action='append', default=[],
@@ -238,6 +240,11 @@ def main():
       'tilted': round(ed(out['samples']), 5)}
   with open(os.path.join(args.out_dir, f'{args.name}.json'), 'w') as f:
     json.dump(result, f, indent=1)
+  if args.record:  # The regression record (issue #36), without the curves.
+    row = {k: v for k, v in result.items() if k not in ('vae', 'monitor')}
+    with open(os.path.join(os.path.dirname(__file__),
+                           'RESULTS_user_decoder_gain.jsonl'), 'a') as f:
+      f.write(json.dumps(row) + '\n')
   print(json.dumps(result))
 
 
