@@ -88,7 +88,8 @@ _HARD_BOUNDS = {'seed': 'seeds are unsigned 32-bit integers',
 
 # Float fields that must be > 0 (step sizes, learning rates) or >= 0.
 POSITIVE = ('ebm.step_size', 'base.step_size', 'ebm.learning_rate',
-            'base.learning_rate')
+            'base.learning_rate', 'ebm.sample_energy_scale',
+            'ebm.energy_scale_grid')
 NON_NEGATIVE = {'ebm.sample_step_size': ' (0: ebm.step_size)',
                 'ebm.alpha': '', 'base.alpha': '',
                 'base.param_clip': ' (0: no parameter-gradient clip)'}
@@ -99,8 +100,10 @@ def check_bounds(field, value, name):
   """Raises UserError if `value` of config `field` ('ebm.steps') is outside
   BOUNDS (or POSITIVE / NON_NEGATIVE for floats); `name` is how the user gave
   it (e.g. '--tilt_steps' or the field itself), named in the message."""
-  if isinstance(value, float) and field in POSITIVE and not value > 0:
-    raise UserError(f'{name}={value} is out of range; it must be > 0')
+  if field in POSITIVE and any(
+      isinstance(v, (int, float)) and not v > 0
+      for v in (value if isinstance(value, tuple) else (value,))):
+    raise UserError(f'{name}={_show(value)} is out of range; it must be > 0')
   if isinstance(value, float) and field in NON_NEGATIVE and value < 0:
     raise UserError(f'{name}={value} is out of range; it must be >= 0'
                     f'{NON_NEGATIVE[field]}')
@@ -158,6 +161,15 @@ MODULES = {
 }
 
 
+def _number(text):
+  """An item of an empty tuple field: an int if it reads as one, else a
+  float (e.g. ebm.energy_scale_grid=2.5,4)."""
+  try:
+    return int(text)
+  except ValueError:
+    return float(text)
+
+
 def _parse(text, current, where, said):
   """`text` as the type of the field's `current` value (`where`: the
   field; `said`: the override as the user gave it, for messages)."""
@@ -168,7 +180,7 @@ def _parse(text, current, where, said):
         raise ValueError(text)
       return lowered in ('true', '1')
     if isinstance(current, tuple):
-      kind = type(current[0]) if current else int
+      kind = type(current[0]) if current else _number
       value = tuple(kind(t) for t in text.split(',') if t.strip())
     elif isinstance(current, int):
       value = int(text)

@@ -42,6 +42,18 @@ class OverridesTest(tf.test.TestCase):
     with self.assertRaisesRegex(UserError, 'is bool'):
       configs.apply_overrides(c, ['flag=yes please'])
 
+  def test_empty_tuple_field_takes_numbers(self):
+    c = configs.get_config('glf', 'fashion_mnist', 'test')
+    self.assertEqual(c.ebm.energy_scale_grid, ())
+    configs.apply_overrides(c, ['ebm.energy_scale_grid=2.5,4'])
+    self.assertEqual(c.ebm.energy_scale_grid, (2.5, 4))
+    with self.assertRaisesRegex(UserError, 'comma-separated list'):
+      configs.apply_overrides(c, ['ebm.energy_scale_grid=two'])
+    with self.assertRaisesRegex(UserError, r'energy_scale_grid=2.0,0.0 is out of range.*> 0'):
+      configs.apply_overrides(c, ['ebm.energy_scale_grid=2,0'])
+    with self.assertRaisesRegex(UserError, 'must be > 0'):
+      configs.apply_overrides(c, ['ebm.sample_energy_scale=-1'])
+
   def test_derived_fields(self):
     # base.epochs still sets base.steps (applied before the adaptation) ...
     self.assertEqual(_glow('base.epochs=1').base.steps, 60_000 // 64)
