@@ -308,6 +308,17 @@ class LibraryUserTest(tf.test.TestCase):
         self.assertEqual(api.tilt_config().preset, preset)
     self.assertEqual(api.tilt_config('test').preset, 'test')
 
+  def test_settings_are_checked_as_on_the_command_line(self):
+    from tilt_tf import api  # pylint: disable=g-import-not-at-top
+    for bad, message in (({'monitor_every': 0}, 'must be >= 1'),
+                         ({'energy_scale_grid': (2, 0)}, 'must be > 0'),
+                         ({'step_size': -1.0}, 'must be > 0'),
+                         ({'langevin_step': 3}, 'unknown EBM setting')):
+      with self.assertRaisesRegex(UserError, message):
+        api.tilt_config('test', **bad)
+    self.assertEqual(api.tilt_config('test', energy_scale_grid=[2, 4])
+                     .ebm.energy_scale_grid, (2, 4))
+
 
 if __name__ == '__main__':
   tf.test.main()

@@ -93,6 +93,9 @@ def tilt_config(preset=None, **ebm):
     if k not in config.ebm:
       raise UserError(f'unknown EBM setting {k!r}; choose from '
                       f'{", ".join(sorted(config.ebm.keys()))}')
+    if isinstance(v, list):
+      v = tuple(v)
+    configs.check_bounds(f'ebm.{k}', v, k)  # As the command line checks.
     config.ebm[k] = v
   return config
 
