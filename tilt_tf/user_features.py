@@ -118,6 +118,35 @@ def _build(input_shape, objective, seed):
   return features, head
 
 
+def _train_step(objective, head, x_all, optimizer):
+  """The compiled step of `fit`: (batch indices, noise seed) -> (loss,
+  metric): rotation (4-way cross-entropy, accuracy) or denoising (MSE)."""
+
+  @tf.function
+  def step(idx, noise_seed):
+    x = tf.gather(x_all, idx)
+    with tf.GradientTape() as tape:
+      if objective == 'rotation':
+        x4 = tf.concat([tf.image.rot90(x, k) for k in range(4)], 0)
+        labels = tf.repeat(tf.range(4), tf.shape(x)[0])
+        logits = head(x4, training=True)
+        loss = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        metric = tf.reduce_mean(tf.cast(
+            tf.equal(tf.argmax(logits, -1, tf.int32), labels), tf.float32))
+      else:  # A denoising autoencoder: reconstruct x from x + noise.
+        noisy = tf.clip_by_value(x + 0.1 * tf.random.stateless_normal(
+            tf.shape(x), noise_seed), 0.0, 1.0)
+        recon, _ = head(noisy, training=True)
+        _, clean = head(x, training=True)
+        loss = metric = tf.reduce_mean(tf.square(recon - clean))
+    variables = head.trainable_variables
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return loss, metric
+
+  return step
+
+
 def fit(images, objective=DEFAULT_OBJECTIVE, seed=0, steps=DEFAULT_STEPS,
         batch_size=BATCH, log_every_seconds=10):
   """Fits the feature network to `images` (no caching; see `extractor`).
@@ -146,27 +175,7 @@ def fit(images, objective=DEFAULT_OBJECTIVE, seed=0, steps=DEFAULT_STEPS,
   steps = 0 if objective == 'random' else int(steps)
   optimizer = keras.optimizers.Adam(1e-3)
 
-  @tf.function
-  def step(idx, noise_seed):
-    x = tf.gather(x_all, idx)
-    with tf.GradientTape() as tape:
-      if objective == 'rotation':
-        x4 = tf.concat([tf.image.rot90(x, k) for k in range(4)], 0)
-        labels = tf.repeat(tf.range(4), tf.shape(x)[0])
-        logits = head(x4, training=True)
-        loss = tf.reduce_mean(
-            tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-        metric = tf.reduce_mean(tf.cast(
-            tf.equal(tf.argmax(logits, -1, tf.int32), labels), tf.float32))
-      else:  # A denoising autoencoder: reconstruct x from x + noise.
-        noisy = tf.clip_by_value(x + 0.1 * tf.random.stateless_normal(
-            tf.shape(x), noise_seed), 0.0, 1.0)
-        recon, _ = head(noisy, training=True)
-        _, clean = head(x, training=True)
-        loss = metric = tf.reduce_mean(tf.square(recon - clean))
-    variables = head.trainable_variables
-    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-    return loss, metric
+  step = _train_step(objective, head, x_all, optimizer)
 
   order, last = np.array([], np.int64), time.time()
   for i in range(steps):
