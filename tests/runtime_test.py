@@ -34,7 +34,8 @@ class RunDirTest(tf.test.TestCase):
     with run_dir_lib.RunDir(workdir, {'base_name': 'a', 'ebm': {'c': 1}}):
       os.makedirs(os.path.join(workdir, 'checkpoints', 'base'))
     with self.assertRaisesRegex(UserError, 'differs in ebm; to tilt its '
-                                'trained base .*checkpoints/base into a new'):
+                                'trained base .*pass a new --workdir and '
+                                '--base_from='):
       with run_dir_lib.RunDir(workdir, {'base_name': 'a', 'ebm': {'c': 2}}):
         pass
 

@@ -37,6 +37,7 @@ from tilt_tf import precision as precision_lib
 from tilt_tf import train_lib
 from tilt_tf.errors import UserError
 from tilt_tf.generators import registry
+from tilt_tf.runtime import base_reuse
 from tilt_tf.runtime import build
 from tilt_tf.runtime import strategy as strategy_lib
 from tilt_tf.stages import export as export_lib
@@ -65,6 +66,7 @@ flags.DEFINE_string('generator', None, 'Tilt your own pretrained generator inste
 flags.DEFINE_integer('latent_dim', None, 'Latent size of --generator (default: read from the model).')
 flags.DEFINE_string('signature', None, 'SavedModel signature of --generator (default: its only one, or serving_default).')
 flags.DEFINE_string('data', None, 'Your data for --generator: a .npz/.npy file of images [N, H, W, C] (uint8 or floats in [0, 1]) or vectors [N, D] (instead of --dataset).')
+flags.DEFINE_string('base_from', None, 'Another run\'s workdir whose finished base to reuse: its checkpoints/base is copied into --workdir before the base stage (same base, data set and base settings; the seed may differ); nothing happens if --workdir already has a base.')
 flags.DEFINE_bool('allow_unsafe_model', False, 'Load a Keras --generator file even if it holds Lambda layers (arbitrary Python code): only for files you trust.')
 
 # --config.section.field=value: ml_collections defines one flag per such
@@ -262,6 +264,8 @@ def main(argv):
   logging.info('run %s on %s, preset %s -> %s', config.base_name,
                config.dataset, config.preset, workdir)
   strategy = strategy_lib.make_strategy(FLAGS.num_cpu_devices)
+  if FLAGS.base_from:
+    _reuse_base(config, strategy_lib.worker_workdir(workdir, strategy))
   metrics = train_lib.run(config, workdir,
                           tuple(s for s in stages if s != 'export'), strategy)
   if metrics:
@@ -277,6 +281,17 @@ def main(argv):
                    export_dir)
     else:
       print('exported', export_lib.export_run(workdir, export_dir))
+
+
+def _reuse_base(config, workdir):
+  """--base_from: the other run's finished base copied into `workdir`
+  (tilt_tf/runtime/base_reuse.py), or one line saying why not."""
+  if not build.uses_base_stage(config):
+    raise UserError(f'--base_from: {registry.model_name(config)} has no base '
+                    'stage (nothing to reuse); drop --base_from')
+  base_reuse.copy_base(cli.resolve_path(FLAGS.base_from), workdir,
+                       build.identity(config, build.data_shape_of(config)),
+                       config.base.steps)
 
 
 def _exported_already(workdir, export_dir):

@@ -87,9 +87,9 @@ class RunDir:
                     if self.identity.get(k) != other.get(k))
       hint = 'pass another --workdir or delete that folder'
       if diff == ['ebm'] and os.path.isdir(self.path('checkpoints', 'base')):
-        hint = ('to tilt its trained base with this energy, copy '
-                f'{self.path("checkpoints", "base")} into a new --workdir\'s '
-                'checkpoints/ folder and run there')
+        hint = ('to tilt its trained base with this energy, pass a new '
+                f'--workdir and --base_from={self.workdir} (its '
+                'checkpoints/base is copied there)')
       raise UserError(
           f'--workdir {self.workdir} holds a run of {describe(other)} that '
           f'differs in {", ".join(diff)}; {hint}')
