@@ -243,8 +243,17 @@ def load(name, split='train', data_dir=None, *, n=None, seed=0):
   return images[:n] if n else images
 
 
+def as_float(array):
+  """uint8 images -> float32 in [0, 1] (numpy); floats pass through."""
+  array = np.asarray(array)
+  if array.dtype == np.uint8:
+    return array.astype(np.float32) / 255.0
+  return array.astype(np.float32)
+
+
 def to_float(x):
-  """uint8 images -> float32 in [0, 1]; float data passes through."""
+  """uint8 images -> float32 in [0, 1] (a tensor); float data passes
+  through."""
   if x.dtype == tf.uint8:
     return tf.cast(x, tf.float32) / 255.0
   return tf.cast(x, tf.float32)

@@ -35,6 +35,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from tilt_tf import data
 from tilt_tf.errors import UserError
 from tilt_tf.features import cache_root
 from tilt_tf.features import FeatureExtractor
@@ -64,13 +65,6 @@ def supports(shape):
   [H, W, C] with H, W >= MIN_SIDE."""
   shape = tuple(shape)
   return len(shape) == 3 and min(shape[:2]) >= MIN_SIDE and shape[2] >= 1
-
-
-def _as_float(images):
-  images = np.asarray(images)
-  if images.dtype == np.uint8:
-    return images.astype(np.float32) / 255.0
-  return images.astype(np.float32)
 
 
 def _build(input_shape, objective, seed):
@@ -169,7 +163,7 @@ def fit(images, objective=DEFAULT_OBJECTIVE, seed=0, steps=DEFAULT_STEPS,
   images = np.asarray(images)
   if len(images) > MAX_IMAGES:
     images = images[np.sort(rng.choice(len(images), MAX_IMAGES, False))]
-  x_all = tf.constant(_as_float(images))
+  x_all = tf.constant(data.as_float(images))
   features, head = _build(images.shape[1:], objective, seed)
   start, cpu = time.time(), time.process_time()
   steps = 0 if objective == 'random' else int(steps)

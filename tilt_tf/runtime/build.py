@@ -12,7 +12,6 @@ import os
 
 from absl import logging
 import ml_collections
-import numpy as np
 import tensorflow as tf
 
 import configs
@@ -230,9 +229,4 @@ def split_validation(array, size):
   return array[:-size], array[-size:]
 
 
-def as_float(array):
-  """uint8 images -> float32 in [0, 1]; floats pass through."""
-  array = np.asarray(array)
-  if array.dtype == np.uint8:
-    return array.astype(np.float32) / 255.0
-  return array.astype(np.float32)
+as_float = data_lib.as_float  # Kept for callers that import it from here.

@@ -17,6 +17,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from tilt_tf import data as data_lib
 from tilt_tf import toy_metrics
 from tilt_tf import rng
 from tilt_tf.runtime import monitor_actions as actions_lib
@@ -43,12 +44,11 @@ class MonitorSettings:
   def from_config(cls, config, train) -> 'MonitorSettings':
     """A run config's monitor (its `ebm` section and sample.grid), with
     the first ebm.monitor_samples examples of `train` for the histograms."""
-    from tilt_tf.runtime import build  # pylint: disable=g-import-not-at-top
     e = config.ebm
     return cls(every=e.monitor_every, num_samples=e.monitor_samples,
                num_steps=e.sample_langevin_steps, patience=e.patience,
                grid=config.sample.grid,
-               data=build.as_float(train[:e.monitor_samples]))
+               data=data_lib.as_float(train[:e.monitor_samples]))
 
 
 def finite_rows(samples):
