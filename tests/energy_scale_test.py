@@ -101,6 +101,22 @@ class EnergyScaleTest(tf.test.TestCase):
     self.assertEqual(chosen, 1.0)
     self.assertEqual(len(calls), 2)  # Scale 1 and the base; not the NaNs.
 
+  def test_tilted_sample_takes_a_scale_for_one_call(self):
+    import configs  # pylint: disable=g-import-not-at-top
+    from tilt_tf import api  # pylint: disable=g-import-not-at-top
+    from tilt_tf.errors import UserError  # pylint: disable=g-import-not-at-top
+    config = configs.get_config('generator', None, 'test')
+    tilted = api.Tilted(self.gen, self.method, config, self.run.workdir, 'x')
+    one = tilted.sample(8, seed=1, verbose=False)
+    four = tilted.sample(8, seed=1, verbose=False, energy_scale=4.0)
+    self.assertAllEqual(four['base_latents'], one['base_latents'])
+    self.assertNotAllClose(four['latents'], one['latents'])
+    self.method.latent_ebm.sampling_scale.assign(4.0)  # The run's choice.
+    self.assertAllEqual(tilted.sample(8, seed=1, verbose=False)['latents'],
+                        four['latents'])
+    with self.assertRaisesRegex(UserError, 'energy_scale=0.0 .* > 0'):
+      tilted.sample(8, energy_scale=0.0)
+
   def test_no_grid_no_choice(self):
     self.assertIsNone(energy_scale.choose(
         self.run, self.method, _score_by_mean(0.0), grid=(), num_samples=8,

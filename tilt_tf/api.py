@@ -168,7 +168,7 @@ class Tilted:
   def sample(self, n: int, seed: int = 0, *,
              langevin_steps: Optional[int] = None, batch_size: int = 500,
              temperature: float = 1.0, verbose: Optional[bool] = None,
-             method: str = 'langevin'):
+             method: str = 'langevin', energy_scale: Optional[float] = None):
     """n tilted samples and, from the same starting latents, n base ones.
 
     Returns a dict of numpy arrays: 'samples' and 'latents' (tilted),
@@ -176,7 +176,9 @@ class Tilted:
     Batch i is drawn from seed [seed, 1000 + i], as the sample stage does.
     Progress (samples/s, ETA) is logged as `progress(verbose)` says.
     method='distilled': z ~ the distilled flow (after `distill`), no chain;
-    returns 'samples' and 'latents' only.
+    returns 'samples' and 'latents' only. energy_scale: beta of
+    p0(z) exp(-beta E(G(z))) for this call (default: the run's chosen
+    scale, tilt_tf/runtime/energy_scale.py).
     """
     if method == 'distilled':
       if self.flow is None:
@@ -189,14 +191,19 @@ class Tilted:
     if method != 'langevin':
       raise UserError(f"method must be 'langevin' or 'distilled', got "
                       f'{method!r}')
+    if energy_scale is not None:
+      configs.check_bounds('ebm.sample_energy_scale', float(energy_scale),
+                           'energy_scale')
     with progress(verbose):
       return self._sample_batches(n, seed, langevin_steps=langevin_steps,
                                   batch_size=batch_size,
-                                  temperature=temperature)
+                                  temperature=temperature,
+                                  energy_scale=energy_scale)
 
   def _sample_batches(self, n: int, seed: int, *,
                       langevin_steps: Optional[int], batch_size: int,
-                      temperature: float):
+                      temperature: float,
+                      energy_scale: Optional[float] = None):
     steps = (self.config.ebm.sample_langevin_steps if langevin_steps is None
              else int(langevin_steps))
     if n < 1:
@@ -208,8 +215,10 @@ class Tilted:
                    p.done, p.n, p.rate, loop_lib.fmt_eta(p.eta))
 
     cat = batches.draw_batches(
-        lambda m, s: self._sample(m, s, tf.constant(steps),
-                                  temperature=temperature),
+        lambda m, s: self._sample(
+            m, s, tf.constant(steps), temperature=temperature,
+            energy_scale=(None if energy_scale is None else
+                          tf.constant(energy_scale, tf.float32))),
         n, batch_size, seed, keys=('x_tilted', 'z_tilted', 'x_base', 'z_base'),
         log=show, log_seconds=5).arrays
     return {'samples': cat['x_tilted'], 'latents': cat['z_tilted'],
