@@ -264,6 +264,10 @@ w = np.random.default_rng(2).normal(0, 0.5, (4, 64)).astype(np.float32)
 gen = tilt_tf.generator_from_function(
     lambda z: tf.reshape(tf.sigmoid(z @ w), [-1, 8, 8, 1]), 4)
 verbose = {'default': None, 'quiet': False}[sys.argv[2]]
+if verbose is None:
+  # A SavedModel saved earlier in the process: TensorFlow leaves the absl
+  # logger at WARNING, which must not hide the progress lines.
+  tf.saved_model.save(tf.Module(), sys.argv[1] + '_module')
 data = (np.random.default_rng(0).random((300, 8, 8, 1)) * 255).astype(np.uint8)
 tilted = tilt_tf.tilt(gen, data, workdir=sys.argv[1], steps=4, preset='test',
                       verbose=verbose)

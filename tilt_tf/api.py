@@ -45,13 +45,17 @@ def progress(verbose=None):
   caller for the duration of a call.
 
   Outside `absl.app.run` absl shows only warnings, so a library user would
-  see nothing for minutes. verbose=None shows INFO unless the caller set
-  the 'absl' logger's level; True shows it; False shows warnings only.
+  see nothing for minutes. verbose=None shows INFO unless the 'absl'
+  logger's level is above WARNING (ERROR, CRITICAL); True shows it; False
+  shows warnings only. WARNING counts as unset: TensorFlow writes it there
+  itself (`tf.saved_model.save` of any tf.Module restores the absl
+  verbosity to WARNING, from unset), so a user who saved a model earlier
+  in the process would otherwise see nothing.
   """
   logger = py_logging.getLogger('absl')
   before = logger.level
   if verbose is None:
-    verbose = True if before == py_logging.NOTSET else None
+    verbose = True if before <= py_logging.WARNING else None
   if verbose is not None:
     logger.setLevel(py_logging.INFO if verbose else py_logging.WARNING)
   logger.addFilter(_only_ours)
@@ -265,8 +269,8 @@ def tilt(generator, data, workdir: str, *, steps: Optional[int] = None,
     precision: the energy's compute precision, 'float32' (default) or
       'bf16' (bfloat16 hardware only; tilt_tf/precision.py).
     verbose: progress lines (rate, ETA) on stderr through Python logging:
-      None (default) unless the 'absl' logger's level was set, True, or
-      False (warnings only); see `progress`.
+      None (default) unless the 'absl' logger's level is ERROR or above,
+      True, or False (warnings only); see `progress`.
     **ebm: EBM settings (configs/default.py `ebm`), e.g. step_size=0.3.
 
   Returns:
