@@ -213,16 +213,20 @@ class Tilted:
     if n < 1:
       raise UserError(f'n must be >= 1, got {n}')
     from tilt_tf.stages import batches  # pylint: disable=g-import-not-at-top
+    # Always a tensor (the run's scale, or this call's): one trace of
+    # `_sample` whichever the caller picks.
+    scale = tf.constant(
+        float(self.method.latent_ebm.sampling_scale.numpy())
+        if energy_scale is None else float(energy_scale), tf.float32)
 
     def show(p):
       logging.info('sample: %d/%d tilted samples | %.1f samples/s ETA %s',
                    p.done, p.n, p.rate, loop_lib.fmt_eta(p.eta))
 
     cat = batches.draw_batches(
-        lambda m, s: self._sample(
-            m, s, tf.constant(steps), temperature=temperature,
-            energy_scale=(None if energy_scale is None else
-                          tf.constant(energy_scale, tf.float32))),
+        lambda m, s: self._sample(m, s, tf.constant(steps),
+                                  temperature=temperature,
+                                  energy_scale=scale),
         n, batch_size, seed, keys=('x_tilted', 'z_tilted', 'x_base', 'z_base'),
         log=show, log_seconds=5).arrays
     return {'samples': cat['x_tilted'], 'latents': cat['z_tilted'],
