@@ -1,6 +1,5 @@
 """--base_from: a finished base copied into a new workdir, or one line."""
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -9,6 +8,7 @@ import sys
 import tensorflow as tf
 
 import configs
+from tests.folder_testutil import snapshot
 from tilt_tf import train_lib
 from tilt_tf.errors import UserError
 from tilt_tf.runtime import base_reuse
@@ -19,29 +19,12 @@ _TOY = ['--base=mlp_vae', '--dataset=25gaussians', '--preset=test']
 
 def _config(**overrides):
   c = configs.get_config('mlp_vae', '25gaussians', 'test')
-  for key, value in overrides.items():
-    *path, last = key.split('.')
-    node = c
-    for part in path:
-      node = node[part]
-    node[last] = value
+  c.update_from_flattened_dict(overrides)
   return c
 
 
 def _identity(config):
   return build.identity(config, build.data_shape_of(config))
-
-
-def _snapshot(folder):
-  """{relative path: sha256} of every file under folder ({} if absent)."""
-  out = {}
-  for root, _, files in os.walk(folder):
-    for name in files:
-      path = os.path.join(root, name)
-      with open(path, 'rb') as f:
-        out[os.path.relpath(path, folder)] = hashlib.sha256(
-            f.read()).hexdigest()
-  return out
 
 
 class BaseReuseTest(tf.test.TestCase):
@@ -60,14 +43,14 @@ class BaseReuseTest(tf.test.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.before = _snapshot(self.source)
+    self.before = snapshot(self.source)
 
   def tearDown(self):
-    self.assertEqual(_snapshot(self.source), self.before)  # A unchanged.
+    self.assertEqual(snapshot(self.source), self.before)  # A unchanged.
     super().tearDown()
 
   def _base(self, workdir):
-    return _snapshot(os.path.join(workdir, 'checkpoints', 'base'))
+    return snapshot(os.path.join(workdir, 'checkpoints', 'base'))
 
   def test_copies_the_base_then_the_tilt_runs_on_it(self):
     workdir = os.path.join(self.create_tempdir().full_path, 'b')
@@ -85,12 +68,12 @@ class BaseReuseTest(tf.test.TestCase):
     self.assertTrue(tf.train.latest_checkpoint(
         os.path.join(workdir, 'checkpoints', 'tilt')))
     # Again: it keeps this workdir's base, one log line, nothing copied.
-    before = _snapshot(workdir)
+    before = snapshot(workdir)
     with self.assertLogs(level='INFO') as logs:
       self.assertFalse(base_reuse.copy_base(self.source, workdir,
                                             _identity(config), steps))
     self.assertRegex(logs.output[0], 'already holds a base checkpoint')
-    self.assertEqual(_snapshot(workdir), before)
+    self.assertEqual(snapshot(workdir), before)
 
   def test_refusals_are_one_line_and_write_nothing(self):
     root = self.create_tempdir().full_path

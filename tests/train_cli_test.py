@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tests import privileges_testutil
+from tests.folder_testutil import snapshot
 from tilt_tf import cli
 
 _TOY = ['--base=mlp_vae', '--dataset=25gaussians', '--preset=test']
@@ -45,18 +46,6 @@ def _run(args, cwd=None, env_extra=None, inject=None, prefix=()):
     command = [sys.executable, '-m', 'tilt_tf.train']
   return subprocess.run(list(prefix) + command + args, capture_output=True,
                         text=True, cwd=cwd, env=env, timeout=300, check=False)
-
-
-def _snapshot(folder):
-  """{relative path: sha256} of every file under folder."""
-  out = {}
-  for root, _, files in os.walk(folder):
-    for name in files:
-      path = os.path.join(root, name)
-      with open(path, 'rb') as f:
-        out[os.path.relpath(path, folder)] = hashlib.sha256(
-            f.read()).hexdigest()
-  return out
 
 
 def _write_idx(path, array):
@@ -180,7 +169,7 @@ class TrainCLITest(tf.test.TestCase):
     self._assert_user_error(proc, re.escape(
         f'--workdir {notes}/run: {notes} is a file, not a folder; choose '
         'another --workdir'))
-    self.assertEqual(_snapshot(tmp), {'notes.txt': hashlib.sha256(
+    self.assertEqual(snapshot(tmp), {'notes.txt': hashlib.sha256(
         b'keep me').hexdigest()})
 
   def test_read_only_workdir(self):
@@ -199,13 +188,13 @@ class TrainCLITest(tf.test.TestCase):
     # The base stage is done; the disk fills up during the tilt stage, at
     # the first Python write (monitor.json after EBM step 10).
     workdir = self._trained_workdir()
-    before = _snapshot(workdir)
+    before = snapshot(workdir)
     proc = _run(_TOY + ['--stage=tilt', f'--workdir={workdir}'],
                 inject=_DISK_FULL)
     self._assert_user_error(proc, re.escape(
         os.path.join(workdir, 'monitor.json') + ': No space left on device; '
         'free some space'))
-    after = _snapshot(workdir)
+    after = snapshot(workdir)
     for name, digest in before.items():  # What was there is intact.
       self.assertEqual(after.get(name), digest, name)
     self.assertFalse([n for n in os.listdir(workdir) if n.startswith('.tmp')])
@@ -226,14 +215,14 @@ class TrainCLITest(tf.test.TestCase):
       raw = f.read()
     with open(path, 'wb') as f:
       f.write(raw[:len(raw) // 2])
-    before = _snapshot(data_dir)
+    before = snapshot(data_dir)
     tmp = self.create_tempdir().full_path
     proc = _run(['--base=vae', '--dataset=mnist', '--preset=test',
                  f'--data_dir={data_dir}', '--workdir=run'], cwd=tmp)
     self._assert_user_error(proc, 'corrupt data file ' + re.escape(path) +
                             r' \(.*\); re-download it')
     self.assertEqual(os.listdir(tmp), [])
-    self.assertEqual(_snapshot(data_dir), before)
+    self.assertEqual(snapshot(data_dir), before)
 
   def test_damaged_run_json(self):
     workdir = os.path.join(self.create_tempdir().full_path, 'run')
@@ -289,13 +278,13 @@ class TrainCLITest(tf.test.TestCase):
 
   def test_workdir_of_another_base(self):
     workdir = self._trained_workdir()
-    before = _snapshot(workdir)
+    before = snapshot(workdir)
     proc = _run(['--base=vae', '--dataset=fashion_mnist', '--preset=test',
                  f'--workdir={workdir}'])
     self._assert_user_error(proc, re.escape(
         f'--workdir {workdir} holds a run of base=mlp_vae '
         'dataset=25gaussians that differs in ') + '.*another --workdir')
-    self.assertEqual(_snapshot(workdir), before)
+    self.assertEqual(snapshot(workdir), before)
 
   def test_file_system_error_messages(self):
     """TensorFlow's and Python's errors for the same conditions."""

@@ -22,12 +22,7 @@ from tilt_tf.stages import sample as sample_lib
 
 def _config(dataset='25gaussians', **overrides):
   c = configs.get_config('mlp_vae', dataset, 'test')
-  for k, v in overrides.items():
-    node = c
-    *path, last = k.split('.')
-    for p in path:
-      node = node[p]
-    node[last] = v
+  c.update_from_flattened_dict(overrides)
   return c
 
 

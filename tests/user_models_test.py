@@ -17,7 +17,6 @@ The matrix (docs/your_model.md has it as a table):
   Python function                tilt/load/serve (Python only)
 """
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import tf_keras
 
 import tilt_tf
 from tests import serving_testutil
+from tests.folder_testutil import snapshot
 from tilt_tf.errors import UserError
 
 tfb, tfd = tfp.bijectors, tfp.distributions
@@ -105,18 +105,6 @@ def _export(model, folder):
   return path
 
 
-def tree_digest(folder):
-  """sha256 over every file's relative path and bytes."""
-  h = hashlib.sha256()
-  for root, dirs, files in os.walk(folder):
-    dirs.sort()
-    for name in sorted(files):
-      path = os.path.join(root, name)
-      with open(path, 'rb') as f:
-        h.update(os.path.relpath(path, folder).encode() + f.read())
-  return h.hexdigest()
-
-
 def tf1_serve(path, signature, **feeds):
   """Runs a signature through the TF1 SavedModel loader (what
   `saved_model_cli run` and TF Serving use), in-process."""
@@ -173,14 +161,14 @@ class PythonApiTest(parameterized.TestCase, tf.test.TestCase):
     # The same file written again with other weights: refused, untouched.
     other = self.create_tempdir().full_path
     retrained = tilt_tf.generator_from_path(WRITERS[fmt](other, 1))
-    before = tree_digest(workdir)
+    before = snapshot(workdir)
     with self.assertRaisesRegex(UserError, 'holds a tilt of another '
                                 'generator') as caught:
       tilt_quietly(retrained, self.data, workdir)
     self.assertNotIn('\n', str(caught.exception))
     with self.assertRaisesRegex(UserError, 'another generator'):
       tilt_tf.load(workdir, generator=retrained)
-    self.assertEqual(tree_digest(workdir), before)
+    self.assertEqual(snapshot(workdir), before)
 
   def test_tfp_flow_with_a_custom_prior(self):
     def flow():
@@ -241,7 +229,7 @@ class CliTest(parameterized.TestCase, tf.test.TestCase):
     if fmt != 'keras3_keras':
       return
     # The file overwritten by a retrained model: refused in one line.
-    before = tree_digest(workdir)
+    before = snapshot(workdir)
     os.remove(path)
     WRITERS[fmt](root, 1)
     proc = _train_cli(path, data_path, workdir)
@@ -250,7 +238,7 @@ class CliTest(parameterized.TestCase, tf.test.TestCase):
     self.assertLen(errors, 1, proc.stderr[-3000:])
     self.assertIn('holds a tilt of another generator', errors[0])
     self.assertNotIn('Traceback', proc.stderr)
-    self.assertEqual(tree_digest(workdir), before)
+    self.assertEqual(snapshot(workdir), before)
     with self.assertRaisesRegex(UserError, 'another generator'):
       tilt_tf.load(workdir)
 
