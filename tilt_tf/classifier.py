@@ -3,7 +3,6 @@ a small convnet trained once per data set on its train split and cached in
 `<cache>/classifiers/<dataset>_v<CLASSIFIER_VERSION>/` with its test
 accuracy; features are its 128-unit penultimate layer ("pool")."""
 
-import json
 import os
 import time
 
@@ -15,6 +14,7 @@ from tilt_tf import rng
 from tilt_tf.features import FeatureExtractor
 from tilt_tf.features import cache_root
 from tilt_tf.features import fingerprint as _fingerprint
+from tilt_tf.features import load_cached_model
 from tilt_tf.features import save_cached_model
 
 __all__ = ['CLASSIFIER_VERSION', 'DEFAULT_CLASSIFIER_EPOCHS', 'POOL_UNITS',
@@ -151,24 +151,16 @@ def train_classifier(train_x, train_y, test_x, test_y, *, epochs=None,
 
 def _load_cached_classifier(folder, test_fingerprint):
   """(features model, meta) from a cache folder, or None with a warning."""
-  meta_path = os.path.join(folder, 'meta.json')
-  if not os.path.isdir(folder):
-    return None
-  try:
-    with open(meta_path) as f:
-      meta = json.load(f)
+
+  def build(meta):
     if meta.get('test_fingerprint') != test_fingerprint:
       logging.warning('classifier cache %s was trained for other %s data; '
                       'retraining', folder, meta.get('dataset'))
       return None
-    model, features = _build_classifier(meta['input_shape'],
-                                        meta['num_classes'])
-    model.load_weights(os.path.join(folder, 'weights.h5'))
-    return features, meta
-  except Exception as e:  # pylint: disable=broad-except
-    logging.warning('classifier cache %s is corrupt (%s: %s); retraining',
-                    folder, type(e).__name__, e)
-    return None
+    return _build_classifier(meta['input_shape'], meta['num_classes'])
+
+  return load_cached_model(folder, build, what='classifier',
+                           redo='retraining')
 
 
 def classifier_extractor(dataset, data_dir=None, cache_dir=None, *,

@@ -4,10 +4,12 @@ weights (TF-Hub is not reachable everywhere). The project's own classifier
 is in tilt_tf/classifier.py."""
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -17,7 +19,7 @@ from tilt_tf.errors import UserError
 
 __all__ = ['INCEPTION_SIZE', 'FeatureExtractor', 'validate_images',
            'activations', 'cache_root', 'fingerprint', 'inception_extractor',
-           'save_cached_model']
+           'save_cached_model', 'load_cached_model']
 
 INCEPTION_SIZE = 299
 
@@ -130,6 +132,31 @@ def save_cached_model(folder, model, meta):
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
+
+
+def load_cached_model(folder, build, *, what, redo):
+  """(features model, meta) from a cache folder `save_cached_model` wrote,
+  or None: absent, refused by `build`, or damaged (a warning naming `what`
+  and what happens instead, `redo`).
+
+  build(meta) -> (the model whose weights were saved, its features model),
+  or None to refuse this cache (it says why itself).
+  """
+  if not os.path.isdir(folder):
+    return None
+  try:
+    with open(os.path.join(folder, 'meta.json')) as f:
+      meta = json.load(f)
+    built = build(meta)
+    if built is None:
+      return None
+    model, features = built
+    model.load_weights(os.path.join(folder, 'weights.h5'))
+    return features, meta
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning('%s cache %s is corrupt (%s: %s); %s', what, folder,
+                    type(e).__name__, e, redo)
+    return None
 
 
 def fingerprint(images):

@@ -27,7 +27,6 @@ returned as a `features.FeatureExtractor`, so `fid.activations`,
 """
 
 import concurrent.futures
-import json
 import os
 import time
 
@@ -40,6 +39,7 @@ from tilt_tf.errors import UserError
 from tilt_tf.features import cache_root
 from tilt_tf.features import FeatureExtractor
 from tilt_tf.features import fingerprint
+from tilt_tf.features import load_cached_model
 from tilt_tf.features import save_cached_model
 from tilt_tf.features import validate_images
 
@@ -208,18 +208,13 @@ def _outside_strategy(fn, *args):
 
 def _load(folder, objective, seed):
   """(features model, meta) from a cache folder, or None with a warning."""
-  if not os.path.isdir(folder):
-    return None
-  try:
-    with open(os.path.join(folder, 'meta.json')) as f:
-      meta = json.load(f)
+
+  def build(meta):
     features, _ = _build(tuple(meta['input_shape']), 'random', seed)
-    features.load_weights(os.path.join(folder, 'weights.h5'))
-    return features, meta
-  except Exception as e:  # pylint: disable=broad-except
-    logging.warning('user feature cache %s is corrupt (%s: %s); refitting',
-                    folder, type(e).__name__, e)
-    return None
+    return features, features  # The features net's weights were saved.
+
+  return load_cached_model(folder, build, what='user feature',
+                           redo='refitting')
 
 
 def extractor(train_images, seed=0, objective=DEFAULT_OBJECTIVE,
