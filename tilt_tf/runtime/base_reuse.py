@@ -64,13 +64,9 @@ def _differences(theirs, ours):
 
 def _source_identity(source):
   """The identity in `source`/run.json, or one UserError line."""
-  if not os.path.isdir(source):
-    raise UserError(f'--base_from {source} does not exist; pass the workdir '
-                    'of a run whose base stage finished')
-  run = io_utils.read_run_json(os.path.join(source, 'run.json'))
-  if run is None:
-    raise UserError(f'--base_from {source} holds no run (no run.json); pass '
-                    'the workdir of a run whose base stage finished')
+  hint = 'pass the workdir of a run whose base stage finished'
+  run = run_dir_lib.read_run(source, '--base_from', missing=hint,
+                             no_run=hint)
   ident = run.get('identity') if isinstance(run, dict) else None
   if not isinstance(ident, dict):
     raise UserError(f'{source}/run.json has no identity; it was not written '

@@ -140,13 +140,10 @@ def _apply_stored(config, stored):
 
 def config_from_run(workdir):
   """The config of a run's latest invocation, from its run.json."""
-  if not os.path.isdir(workdir):
-    raise UserError(f'--workdir {workdir} does not exist; pass the folder of '
-                    'a training run (the one holding run.json)')
-  run = io_utils.read_run_json(os.path.join(workdir, 'run.json'))
-  if run is None:
-    raise UserError(f'--workdir {workdir} holds no run (no run.json); train '
-                    'one first with //tilt_tf:train')
+  run = run_dir_lib.read_run(
+      workdir, '--workdir',
+      missing='pass the folder of a training run (the one holding run.json)',
+      no_run='train one first with //tilt_tf:train')
   try:
     stored = run['config']
     base_name = run['identity']['base_name']

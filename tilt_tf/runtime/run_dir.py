@@ -34,6 +34,18 @@ def describe(identity):
                   if identity.get(k))
 
 
+def read_run(workdir, flag, *, missing, no_run):
+  """The run.json of the run in `workdir` (a flag's value), or one
+  UserError line: '<flag> <workdir> does not exist; <missing>' or
+  '... holds no run (no run.json); <no_run>'."""
+  if not os.path.isdir(workdir):
+    raise UserError(f'{flag} {workdir} does not exist; {missing}')
+  run = io_utils.read_run_json(os.path.join(workdir, 'run.json'))
+  if run is None:
+    raise UserError(f'{flag} {workdir} holds no run (no run.json); {no_run}')
+  return run
+
+
 def check_generator(workdir, theirs, ours, hint):
   """Refuses a generator whose fingerprint (tilt_tf/generators/adapters.py)
   differs from the one the run in `workdir` tilted; None on either side
