@@ -64,10 +64,10 @@ class MonitorTest(tf.test.TestCase):
     self.assertEqual(float(monitor.best_score.numpy()), 1.0)
     self.assertEqual(int(monitor.best_step.numpy()), 20)
     self.assertEqual(curve, [
-        {'step': 10, 'score': 3.0, 'base_score': 9.0},
-        {'step': 20, 'score': 1.0, 'base_score': 9.0},
-        {'step': 30, 'score': 2.0, 'base_score': 9.0},
-        {'step': 40, 'score': 1.5, 'base_score': 9.0}])
+        {'step': 10, 'metric': 'fake', 'score': 3.0, 'base_score': 9.0},
+        {'step': 20, 'metric': 'fake', 'score': 1.0, 'base_score': 9.0},
+        {'step': 30, 'metric': 'fake', 'score': 2.0, 'base_score': 9.0},
+        {'step': 40, 'metric': 'fake', 'score': 1.5, 'base_score': 9.0}])
     self.assertIn('tilt monitor step 40: fake 1.50000 (base 9.00000; best '
                   '1.00000 at step 20)', '\n'.join(logs.output))
 
@@ -127,10 +127,10 @@ class NewBestMetricTest(tf.test.TestCase):
     self.assertEqual(judged, [True, False, True, False])
     self.assertEqual(int(best.best_step.numpy()), 3)
     self.assertEqual(int(best.checks_since_best.numpy()), 1)
-    self.assertFalse(best.test({'step': 5, 'score': 1.0}))
+    self.assertFalse(best.test({'step': 5, 'metric': 'fake', 'score': 1.0}))
     stop = monitor_actions.EarlyStopping(best, patience=2)
     self.assertFalse(stop({}))
-    best({'step': 5, 'score': 1.0})
+    best({'step': 5, 'metric': 'fake', 'score': 1.0})
     self.assertTrue(stop({}))
     self.assertFalse(monitor_actions.EarlyStopping(best, patience=0)({}))
 

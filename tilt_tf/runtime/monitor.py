@@ -108,7 +108,8 @@ class Monitor:
     self.condition = actions_lib.NewBestMetric('score')
     self.early_stopping = actions_lib.EarlyStopping(self.condition,
                                                     settings.patience)
-    self.curve_writer = actions_lib.CurveWriter(run_dir)
+    self.curve_writer = actions_lib.CurveWriter(
+        run_dir, getattr(score_fn, 'name', 'score'))
     self.actions = [
         actions_lib.SampleSummaries(run_dir, method, settings.data,
                                     settings.grid),
@@ -171,7 +172,7 @@ class Monitor:
     for action in self.actions:
       action(output)
     logging.info('tilt monitor step %d: %s %.5f (base %.5f; best %.5f at '
-                 'step %d)', step, getattr(self.score_fn, 'name', 'score'),
+                 'step %d)', step, self.curve_writer.metric,
                  output['score'], output['base_score'],
                  float(self.best_score.numpy()), int(self.best_step.numpy()))
     return self.early_stopping(output)

@@ -88,10 +88,12 @@ class EarlyStopping:
 
 class CurveWriter:
   """The scores as TensorBoard scalars (`monitor/score`, `base_score`) and
-  the curve of all checks in monitor.json."""
+  the curve of all checks in monitor.json, each entry naming its score
+  (`metric`, e.g. 'fd_learned'; lower is better)."""
 
-  def __init__(self, run_dir):
+  def __init__(self, run_dir, metric='score'):
     self.run_dir = run_dir
+    self.metric = metric
     self.curve = []
 
   def resume(self, restored_step):
@@ -104,8 +106,8 @@ class CurveWriter:
     step, score, base = output['step'], output['score'], output['base_score']
     self.run_dir.scalars('monitor', step, {'score': score,
                                            'base_score': base})
-    self.curve.append({'step': step, 'score': round(score, 6),
-                       'base_score': round(base, 6)})
+    self.curve.append({'step': step, 'metric': self.metric,
+                       'score': round(score, 6), 'base_score': round(base, 6)})
     io_utils.write_json(self.run_dir.path('monitor.json'), self.curve)
 
 
