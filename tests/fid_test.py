@@ -217,15 +217,19 @@ class InceptionTest(tf.test.TestCase):
     net.save_weights(h5)
 
     class Pool3(tf.Module):  # TF-GAN's Inception module: a dict with pool_3.
+      """A plain tf.Module, as TF-GAN's: its one function and the network's
+      weights are saved, not the Keras layers (tracing each of the ~300
+      layers' calls for a Keras SavedModel took 45 of this test's 75 s)."""
 
       def __init__(self, model):
         super().__init__()
-        self.model = model
+        self.weights = list(model.weights)  # Tracked: what the graph reads.
+        self._forward = lambda x: model(x, training=False)  # Not tracked.
 
       @tf.function(input_signature=[tf.TensorSpec(
           [None, fid.INCEPTION_SIZE, fid.INCEPTION_SIZE, 3], tf.float32)])
       def __call__(self, x):
-        return {'pool_3': self.model(x, training=False)}
+        return {'pool_3': self._forward(x)}
 
     saved = os.path.join(folder, 'inception_saved_model')
     tf.saved_model.save(Pool3(net), saved)
