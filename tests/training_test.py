@@ -49,7 +49,9 @@ class MethodTrainerTest(tf.test.TestCase):
     workdir = self.create_tempdir().full_path
     _, w10, _ = self.train(workdir, 10)  # "Killed" at step 10.
     self.assertGreater(w10, 0.5)
-    (_, steps), resumed, trainer = self.train(workdir, 20)
+    with self.assertLogs('absl', level='INFO') as logs:
+      (_, steps), resumed, trainer = self.train(workdir, 20)
+    self.assertIn('tilt: restored step 10 from ', '\n'.join(logs.output))
     self.assertEqual((steps, trainer.step), (20, 20))
     self.assertEqual(resumed, straight)  # Same batches, same steps.
     self.assertNotEqual(resumed, w10)

@@ -47,8 +47,12 @@ class TrainingStage:
 
     Damaged checkpoints are moved aside with a warning and older ones tried
     (runtime/checkpoints.py); UserError if none is readable."""
-    return checkpoints.restore_readable(self.checkpoint, self.manager,
+    path = checkpoints.restore_readable(self.checkpoint, self.manager,
                                         self.name, partial=False)
+    if path is not None:
+      logging.info('%s: restored step %d from %s', self.name,
+                   int(self.step.numpy()), path)
+    return path
 
   def fit(self, strategy, step_fn: Callable, array: np.ndarray,
           batch_size: int, *, total: int, data_seed: int, loop_seed: int,
