@@ -10,6 +10,7 @@ from unittest import mock
 
 import tensorflow as tf
 
+from tests import forkrun_testutil
 from tests import privileges_testutil
 from tilt_tf import cli
 from tilt_tf.errors import UserError
@@ -34,6 +35,28 @@ _SUMMARY_DISK_FULL = (
     'replica:0/task:0/device:CPU:0}} {path}; No space left on device\n'
     '\tFailed to flush 3 events to {path}\n'
     '\tCould not flush events file. [Op:FlushSummaryWriter]')
+
+
+_SERVER = None  # setUpModule: the binaries' runs fork from it.
+
+
+def _env():
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+             TF_CPP_MIN_LOG_LEVEL='3')
+  env.pop('TILT_TF_TRACEBACK', None)
+  return env
+
+
+def setUpModule():
+  # Each run of a binary below is a fork of one process that imported
+  # TensorFlow (forkrun_testutil: ~5 s of CPU less each); a bug's traceback
+  # is checked in a plain process, where the interpreter itself prints it.
+  global _SERVER  # pylint: disable=global-statement
+  _SERVER = forkrun_testutil.ForkServer(_env())
+
+
+def tearDownModule():
+  _SERVER.close()
 
 
 class PathChecksTest(tf.test.TestCase):
@@ -151,16 +174,15 @@ class PathChecksTest(tf.test.TestCase):
 
 class ErrorBoundaryTest(tf.test.TestCase):
 
-  def _run(self, body, args=(), env_extra=None):
+  def _run(self, body, args=(), env_extra=None, fork=True):
     workdir = os.path.join(self.create_tempdir().full_path, 'run')
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-               TF_CPP_MIN_LOG_LEVEL='3', WORKDIR=workdir)
-    env.pop('TILT_TF_TRACEBACK', None)
-    env.update(env_extra or {})
+    env = dict(env_extra or {}, WORKDIR=workdir)
     code = _BINARY.format(body=textwrap.indent(textwrap.dedent(body), '  '))
+    if fork:
+      return _SERVER.run(None, args, env_extra=env, code=code), workdir
     proc = subprocess.run([sys.executable, '-c', code, *args],
-                          capture_output=True, text=True, env=env,
-                          timeout=300, check=False)
+                          capture_output=True, text=True,
+                          env=dict(_env(), **env), timeout=300, check=False)
     return proc, workdir
 
   def _one_line(self, proc, pattern):
@@ -229,7 +251,7 @@ class ErrorBoundaryTest(tf.test.TestCase):
   def test_bugs_keep_their_traceback(self):
     proc, _ = self._run("""
         raise ZeroDivisionError('a bug')
-        """)
+        """, fork=False)
     self.assertEqual(proc.returncode, 1)
     self.assertIn('Traceback', proc.stderr)
     self.assertNotIn('error: ', proc.stderr)
@@ -286,13 +308,9 @@ class BinariesCheckPathsTest(tf.test.TestCase):
         ('evaluate', [f'--samples={notes}', f'--data_dir={notes}'],
          f'--data_dir {notes} is a file, not a folder'),
     ]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-               TF_CPP_MIN_LOG_LEVEL='3')
     for binary, args, message in cases:
       with self.subTest(args=args):
-        proc = subprocess.run([sys.executable, '-m', f'tilt_tf.{binary}',
-                               *args], capture_output=True, text=True,
-                              cwd=tmp, env=env, timeout=300, check=False)
+        proc = _SERVER.run(f'tilt_tf.{binary}', args, cwd=tmp)
         self.assertEqual(proc.returncode, 2, proc.stderr[-2000:])
         self.assertNotIn('Traceback', proc.stderr)
         self.assertStartsWith(proc.stderr.strip().splitlines()[-1],

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from tests import privileges_testutil
 from tests.folder_testutil import snapshot
+from tests.forkrun_testutil import ForkServer
 from tilt_tf import cli
 
 _TOY = ['--base=mlp_vae', '--dataset=25gaussians', '--preset=test']
@@ -31,11 +32,15 @@ os.fsync = _fsync
 """
 
 
+def _env():
+  return dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+              TF_CPP_MIN_LOG_LEVEL='3')
+
+
 def _run(args, cwd=None, env_extra=None, inject=None, prefix=()):
   """Runs the train binary; `inject`: Python code to run in its process
   first (fault injection); `prefix`: a command that runs it (setpriv)."""
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-             TF_CPP_MIN_LOG_LEVEL='3')
+  env = _env()
   env.update(env_extra or {})
   if inject:
     command = [sys.executable, '-c', inject + (
@@ -60,10 +65,24 @@ class TrainCLITest(tf.test.TestCase):
   _trained = None  # A workdir whose base stage is done (made once).
 
   @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    # The refusals run in forks of one process that imported TensorFlow
+    # (forkrun_testutil): ~5 s of CPU less each. The cases that train, and
+    # a few refusals (a file in the path, a read-only folder), stay plain
+    # processes, as a user starts them.
+    cls.server = ForkServer(_env())
+
+  @classmethod
   def tearDownClass(cls):
+    cls.server.close()
     if cls._trained:
       shutil.rmtree(os.path.dirname(cls._trained), ignore_errors=True)
     super().tearDownClass()
+
+  def _refusal(self, args, cwd=None):
+    """The train binary with `args`, in a fork of the warm server."""
+    return self.server.run('tilt_tf.train', args, cwd=cwd)
 
   def _trained_workdir(self):
     """A fresh copy of a workdir holding a finished toy base stage."""
@@ -123,12 +142,12 @@ class TrainCLITest(tf.test.TestCase):
     for args, pattern in cases:
       with self.subTest(args=args):
         cwd = self.create_tempdir().full_path
-        self._assert_user_error(_run(args, cwd=cwd), pattern)
+        self._assert_user_error(self._refusal(args, cwd=cwd), pattern)
         self.assertEqual(os.listdir(cwd), [])  # Nothing written.
 
   def test_bad_values_and_paths(self):
     # Refused before any work: nothing is written anywhere. (configs_test
-    # covers every bound; one process per case costs ~10 s.)
+    # covers every bound.)
     tmp = self.create_tempdir().full_path
     notes = os.path.join(tmp, 'notes.txt')
     with open(notes, 'w') as f:
@@ -155,7 +174,7 @@ class TrainCLITest(tf.test.TestCase):
     for args, pattern in cases:
       with self.subTest(args=args):
         cwd = self.create_tempdir().full_path
-        self._assert_user_error(_run(_TOY + args, cwd=cwd), pattern)
+        self._assert_user_error(self._refusal(_TOY + args, cwd=cwd), pattern)
         self.assertEqual(os.listdir(cwd), [])
     self.assertEqual(os.listdir(tmp), ['notes.txt'])
 
@@ -217,8 +236,8 @@ class TrainCLITest(tf.test.TestCase):
       f.write(raw[:len(raw) // 2])
     before = snapshot(data_dir)
     tmp = self.create_tempdir().full_path
-    proc = _run(['--base=vae', '--dataset=mnist', '--preset=test',
-                 f'--data_dir={data_dir}', '--workdir=run'], cwd=tmp)
+    proc = self._refusal(['--base=vae', '--dataset=mnist', '--preset=test',
+                          f'--data_dir={data_dir}', '--workdir=run'], cwd=tmp)
     self._assert_user_error(proc, 'corrupt data file ' + re.escape(path) +
                             r' \(.*\); re-download it')
     self.assertEqual(os.listdir(tmp), [])
@@ -229,7 +248,7 @@ class TrainCLITest(tf.test.TestCase):
     os.makedirs(workdir)
     with open(os.path.join(workdir, 'run.json'), 'w') as f:
       f.write('{"identity": ')  # Cut short.
-    proc = _run(_TOY + [f'--workdir={workdir}'])
+    proc = self._refusal(_TOY + [f'--workdir={workdir}'])
     self._assert_user_error(proc, re.escape(
         os.path.join(workdir, 'run.json') + ' is damaged (not valid JSON); '
         'move it away and rerun'))
@@ -279,8 +298,8 @@ class TrainCLITest(tf.test.TestCase):
   def test_workdir_of_another_base(self):
     workdir = self._trained_workdir()
     before = snapshot(workdir)
-    proc = _run(['--base=vae', '--dataset=fashion_mnist', '--preset=test',
-                 f'--workdir={workdir}'])
+    proc = self._refusal(['--base=vae', '--dataset=fashion_mnist',
+                          '--preset=test', f'--workdir={workdir}'])
     self._assert_user_error(proc, re.escape(
         f'--workdir {workdir} holds a run of base=mlp_vae '
         'dataset=25gaussians that differs in ') + '.*another --workdir')
