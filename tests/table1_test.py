@@ -3,7 +3,6 @@
 All of the paper's rows are built: GLOW, GLOW + EBM and EBM on data included.
 """
 
-import fcntl
 import glob
 import json
 import math
@@ -11,8 +10,6 @@ import os
 import subprocess
 import sys
 import time
-
-from unittest import mock
 
 # Bazel ends the whole target at TEST_TIMEOUT seconds (tests/BUILD: size
 # "large", 900 s) and the tests here start table1 over a dozen times: each
@@ -22,10 +19,13 @@ _DEADLINE = time.monotonic() + float(os.environ.get('TEST_TIMEOUT', 900)) - 30
 
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
+from tests import forkrun_testutil
 from tests import image_data_testutil
 from tilt_tf import table1
-from tilt_tf.errors import UserError
 
+_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+            TF_CPP_MIN_LOG_LEVEL='3')
+_SERVER = None  # setUpModule: runs of table1 that train nothing fork from it.
 BUILT = ('GLOW', 'GLOW + EBM', 'VAE', 'Two-stage VAE', 'VAE + flow',
          'VAE + EBM', 'GLF', 'GLF + EBM', 'EBM on data', 'VAE (T=0.7)',
          'VAE (T=0.85)', 'GLF (T=0.7)', 'GLF (T=0.85)', 'GLOW (T=0.7)',
@@ -41,22 +41,34 @@ BASELINE_ROWS = {'Two-stage VAE': 'vae', 'VAE + flow': 'vae',
                  'GLOW (T=0.7)': 'glow', 'GLOW (T=0.85)': 'glow'}
 
 
-def _run(args, cwd, env_extra=None):
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-             TF_CPP_MIN_LOG_LEVEL='3')
-  env.update(env_extra or {})
+def _run(args, cwd, env_extra=None, server=None):
+  """table1 in a new process, or in a fork of `server` (a
+  forkrun_testutil.ForkServer: for the runs that train nothing)."""
   left = _DEADLINE - time.monotonic()
   if left <= 1:
     raise AssertionError(f'no time left in the test target for table1 {args}')
+  if server:
+    return server.run('tilt_tf.table1', args, cwd=cwd, env_extra=env_extra,
+                      timeout=min(800, left))
   return subprocess.run([sys.executable, '-m', 'tilt_tf.table1'] + args,
-                        capture_output=True, text=True, cwd=cwd, env=env,
+                        capture_output=True, text=True, cwd=cwd,
+                        env=dict(_ENV, **(env_extra or {})),
                         timeout=min(800, left), check=False)
+
+
+def setUpModule():
+  global _SERVER  # pylint: disable=global-statement
+  _SERVER = forkrun_testutil.ForkServer(_ENV)
+
+
+def tearDownModule():
+  _SERVER.close()
 
 
 def _assert_one_line_error(test, flags, message, work):
   """table1 with `flags` exits 2 with one 'error:' line holding `message`
   and creates no workdir."""
-  result = _run(flags + ['--workdir=w'], work)
+  result = _run(flags + ['--workdir=w'], work, server=_SERVER)
   test.assertEqual(result.returncode, 2, result.stderr[-2000:])
   lines = [l for l in result.stderr.splitlines() if l.startswith('error:')]
   test.assertLen(lines, 1, result.stderr[-2000:])
@@ -128,7 +140,7 @@ class Table1Test(tf.test.TestCase):
 
     # A second invocation reuses every run and row: nothing is rewritten.
     before = _mtimes(workdir)
-    second = _run(args, work, env)
+    second = _run(args, work, env, server=_SERVER)
     self.assertEqual(second.returncode, 0, second.stderr[-3000:])
     self.assertEqual(_mtimes(workdir), before)
     self.assertNotIn('fitting', second.stderr)
@@ -211,13 +223,14 @@ class JobsTest(tf.test.TestCase):
     for model in ('GLOW', 'GLOW + EBM', 'GLOW (T=0.7)'):
       self.assertEqual(rows[model]['status'], 'done', model)
     # The train process's config is the table's: a rerun reuses its run.
-    again = _run(args[:-1] + ['--jobs=1', '--workdir=table'], work, env)
+    again = _run(args[:-1] + ['--jobs=1', '--workdir=table'], work, env,
+                 server=_SERVER)
     self.assertEqual(again.returncode, 0, again.stderr[-3000:])
     self.assertIn('GLOW: reusing the finished run', again.stderr)
 
     # A train process that fails makes its rows fail with its error line.
     os.remove(os.path.join(data_dir, 'train-images-idx3-ubyte.gz'))
-    failed = _run(args[:-1] + ['--workdir=table2'], work, env)
+    failed = _run(args[:-1] + ['--workdir=table2'], work, env, server=_SERVER)
     self.assertEqual(failed.returncode, 0, failed.stderr[-3000:])
     with open(os.path.join(work, 'table2', 'table1.json')) as f:
       rows = {r['model']: r for r in json.load(f)['rows']}
@@ -225,109 +238,8 @@ class JobsTest(tf.test.TestCase):
                      r'^failed: its train process exited with 2: error: .*'
                      r'train-images.*\(log: .*train.log\)$')
 
-  def test_a_workdir_in_use_is_refused(self):
-    workdir = self.create_tempdir().full_path
-    table = table1.Table1('fashion_mnist', 'test', workdir, bases=['glow'])
-    os.makedirs(os.path.join(workdir, 'glow'))
-    with open(os.path.join(workdir, 'glow', '.lock'), 'a') as other:
-      fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # Another process's.
-      rows = table.compute()
-    by_model = {r['model']: r for r in rows}
-    self.assertRegex(by_model['GLOW']['status'],
-                     r'^failed: .*glow is in use by another process')
-
-  def test_bad_jobs(self):
-    with self.assertRaisesRegex(UserError, '--jobs=0: it must be 1 or more'):
-      table1.Table1('fashion_mnist', 'test', self.create_tempdir().full_path,
-                    jobs=0)
-
-
-class FailedBaseTest(tf.test.TestCase):
-
-  def test_a_failing_base_is_a_row_status_not_a_lost_table(self):
-    workdir = self.create_tempdir().full_path
-    table = table1.Table1('fashion_mnist', 'test', workdir,
-                          bases=['glow', 'pixel_ebm'])
-    error = UserError('glow decodes 9 of 256 prior latents to non-finite '
-                      'samples')
-    with mock.patch.object(table, '_run_base', side_effect=error):
-      rows = table.compute()
-    md = table.write(rows)
-    by_model = {r['model']: r for r in rows}
-    self.assertStartsWith(by_model['GLOW + EBM']['status'], 'failed: glow '
-                          'decodes 9 of 256')
-    self.assertStartsWith(by_model['EBM on data']['status'], 'failed: ')
-    self.assertEqual(by_model['VAE']['status'], 'not run (--bases without vae)')
-    self.assertEqual(by_model['GLOW']['paper_fid'], 58.7)
-    self.assertIn('| GLOW + EBM | failed: glow decodes 9 of 256', md)
-    with open(os.path.join(workdir, 'table1.json')) as f:
-      self.assertLen(json.load(f)['rows'], len(rows))
-
-
-class StaleRunTest(tf.test.TestCase):
-
-  def test_a_finished_run_is_reused_only_with_the_same_settings(self):
-    workdir = self.create_tempdir().full_path
-    table = table1.Table1('fashion_mnist', 'test', workdir, bases=['glow'])
-    run_dir = os.path.join(workdir, 'glow')
-    os.makedirs(run_dir)
-    metrics = {'preset': 'test', 'dataset': 'fashion_mnist',
-               'base': {'fid': 2.0}, 'tilted': {'fid': 1.0}}
-    stored = json.loads(json.dumps(table.configs['glow'].to_dict()))
-
-    def write(config):
-      for name, doc in (('metrics.json', metrics),
-                        ('run.json', {'config': config})):
-        with open(os.path.join(run_dir, name), 'w') as f:
-          json.dump(doc, f)
-
-    write(stored)
-    with mock.patch.object(table1.train_lib, 'run',
-                           side_effect=AssertionError('must not rerun')):
-      self.assertEqual(table._run_base('glow')[0], metrics)
-      stored['ebm']['step_size'] = 0.5  # The preset changed since the run.
-      write(stored)
-      with self.assertRaisesRegex(
-          UserError, r'finished glow run in .* other settings \(ebm.step_size: '
-          r'0.5 there, 0.01 now\); move that folder away'):
-        table._run_base('glow')
-
-  def test_a_baseline_row_depends_on_its_bases_settings(self):
-    table = table1.Table1('fashion_mnist', 'test',
-                          self.create_tempdir().full_path, bases=['glow'])
-    row = next(r for r in table.rows if r.kind == 'temperature')
-    before = json.loads(json.dumps(table._settings(row)))  # As stored.
-    self.assertEqual(table._settings(row), before)
-    table.configs['glow'].base.width += 1  # Another base model.
-    self.assertNotEqual(table._settings(row), before)
-
 
 class OverridesTest(tf.test.TestCase):
-
-  def test_set_changes_one_bases_run_and_its_train_process(self):
-    workdir = self.create_tempdir().full_path
-    table = table1.Table1('fashion_mnist', 'test', workdir,
-                          bases=['vae', 'glow'],
-                          overrides=['glow:base.width=5', 'glow:ebm.steps=3'],
-                          temperatures=['1.04'])
-    self.assertEqual(table.configs['glow'].base.width, 5)
-    self.assertEqual(table.configs['glow'].ebm.steps, 3)
-    plain = table1.Table1('fashion_mnist', 'test', workdir, bases=['vae'])
-    self.assertEqual(table.configs['vae'].to_dict(),
-                     plain.configs['vae'].to_dict())
-    self.assertEqual(
-        [r.model for r in table.rows if r.kind == 'temperature'],
-        ['VAE (T=1.04)', 'GLOW (T=1.04)'])
-    with mock.patch.object(table1.subprocess, 'run') as run:
-      run.return_value.returncode = 0
-      table._train_process('glow')
-    cmd = run.call_args[0][0]
-    self.assertIn('--set=base.width=5', cmd)
-    self.assertIn('--set=ebm.steps=3', cmd)
-    with mock.patch.object(table1.subprocess, 'run') as run:
-      run.return_value.returncode = 0
-      table._train_process('vae')
-    self.assertFalse([a for a in run.call_args[0][0] if a.startswith('--set')])
 
   def test_bad_overrides_and_temperatures_are_one_line(self):
     work = self.create_tempdir().full_path

@@ -2,6 +2,8 @@
 
 import json
 import os
+import shutil
+import tempfile
 from unittest import mock
 
 import numpy as np
@@ -15,7 +17,6 @@ from tilt_tf import train_lib
 from tilt_tf.errors import UserError
 from tilt_tf.methods import latent_tilt
 from tilt_tf.runtime import build
-from tilt_tf.runtime import loop as loop_lib
 from tilt_tf.runtime import monitor as monitor_lib
 from tilt_tf.stages import sample as sample_lib
 
@@ -33,9 +34,39 @@ def _metrics(workdir):
 
 class TrainLibTest(tf.test.TestCase):
 
+  # Runs of the default config that several tests start from, made once and
+  # copied: stages -> (workdir, what train_lib.run returned).
+  _made = {}
+
+  @classmethod
+  def tearDownClass(cls):
+    for workdir, _ in cls._made.values():
+      shutil.rmtree(os.path.dirname(workdir), ignore_errors=True)
+    cls._made.clear()
+    super().tearDownClass()
+
+  def _ran(self, stages=None):
+    """(a fresh copy of a workdir where train_lib.run(_config(), workdir,
+    stages) ran, its return value). `stages=None`: one straight call, all
+    stages; ('base', 'tilt'): the tilt stage run on a copy of ('base',)."""
+    made = type(self)._made
+    if stages not in made:
+      workdir = os.path.join(
+          tempfile.mkdtemp(dir=os.environ.get('TEST_TMPDIR')), 'run')
+      if stages == ('base', 'tilt'):
+        shutil.copytree(self._ran(('base',))[0], workdir)
+        result = train_lib.run(_config(), workdir, stages=('tilt',))
+      else:
+        result = train_lib.run(_config(), workdir,
+                               **({'stages': stages} if stages else {}))
+      made[stages] = (workdir, result)
+    workdir, result = made[stages]
+    copy = os.path.join(self.create_tempdir().full_path, 'run')
+    shutil.copytree(workdir, copy)
+    return copy, result
+
   def test_end_to_end_outputs(self):
-    workdir = self.create_tempdir().full_path
-    metrics = train_lib.run(_config(), workdir)
+    workdir, metrics = self._ran()
     for name in ('samples_base.npz', 'samples_tilted.npz', 'samples.png',
                  'metrics.json', 'timings.json', 'run.json'):
       self.assertTrue(os.path.exists(os.path.join(workdir, name)), name)
@@ -53,8 +84,7 @@ class TrainLibTest(tf.test.TestCase):
     self.assertTrue(os.listdir(os.path.join(workdir, 'tensorboard')))
 
   def test_same_seed_same_metrics_and_resume_matches(self):
-    straight = self.create_tempdir().full_path
-    train_lib.run(_config(), straight)
+    straight, _ = self._ran()
     # Same config, run in pieces: base stops at step 20 (as if killed after
     # its checkpoint), then the full command resumes.
     pieces = self.create_tempdir().full_path
@@ -76,10 +106,8 @@ class TrainLibTest(tf.test.TestCase):
     self.assertGreater(timings['base']['seconds'], seconds_of_first)
 
   def test_killed_sample_stage_resumes_at_its_batch(self):
-    straight = self.create_tempdir().full_path
-    train_lib.run(_config(), straight)
-    pieces = self.create_tempdir().full_path
-    train_lib.run(_config(), pieces, stages=('base', 'tilt'))
+    straight, _ = self._ran()
+    pieces, _ = self._ran(('base', 'tilt'))
     real_savez, calls, drawn_seconds = io_utils.savez, [], []
 
     def dies_on_second_batch(path, **arrays):
@@ -109,8 +137,7 @@ class TrainLibTest(tf.test.TestCase):
     self.assertGreaterEqual(sample_seconds, sum(drawn_seconds) - 0.01)
 
   def test_sample_parts_drawn_with_another_step_size_are_redrawn(self):
-    workdir = self.create_tempdir().full_path
-    train_lib.run(_config(), workdir, stages=('base', 'tilt'))
+    workdir, _ = self._ran(('base', 'tilt'))
     real_savez, calls, kill = io_utils.savez, [], [True]
 
     def record(path, **arrays):
@@ -135,8 +162,8 @@ class TrainLibTest(tf.test.TestCase):
     self.assertEqual(plan['step_size'], config.ebm.step_size / 2)
 
   def test_finished_samples_are_reused_until_the_plan_changes(self):
-    workdir = self.create_tempdir().full_path
-    train_lib.run(_config(), workdir, stages=('base', 'tilt', 'sample'))
+    workdir, _ = self._ran(('base', 'tilt'))
+    train_lib.run(_config(), workdir, stages=('sample',))
     path = os.path.join(workdir, 'samples_tilted.npz')
     before = np.load(path)['samples']
     real_savez, calls = io_utils.savez, []
@@ -154,8 +181,7 @@ class TrainLibTest(tf.test.TestCase):
     self.assertNotAllClose(np.load(path)['samples'], before)
 
   def test_diverged_chains_are_counted_in_the_metrics(self):
-    workdir = self.create_tempdir().full_path
-    clean = train_lib.run(_config(), workdir)
+    workdir, clean = self._ran()
     self.assertNotIn('non_finite_latents', clean['tilted'])
     path = os.path.join(workdir, 'samples_tilted.npz')
     with np.load(path) as f:
@@ -168,9 +194,8 @@ class TrainLibTest(tf.test.TestCase):
     self.assertEqual(_metrics(workdir)['tilted']['non_finite_latents'], 1)
 
   def test_non_finite_monitor_samples_fail_the_check_not_the_run(self):
-    workdir = self.create_tempdir().full_path
+    workdir, _ = self._ran(('base',))
     config = _config()
-    train_lib.run(config, workdir, stages=('base',))
     real = latent_tilt.LatentTilt.sample
 
     def diverging(self, *args, **kwargs):  # One chain of every check blows up.
@@ -218,9 +243,8 @@ class TrainLibTest(tf.test.TestCase):
         os.path.join(workdir, 'checkpoints', 'tilt', 'ckpt-20'))
 
   def test_other_seed_other_samples(self):
-    a = self.create_tempdir().full_path
+    a, _ = self._ran(('base',))
     b = self.create_tempdir().full_path
-    train_lib.run(_config(), a, stages=('base',))
     train_lib.run(_config(seed=1), b, stages=('base',))
     train_lib.run(_config(), a, stages=('tilt', 'sample'))
     train_lib.run(_config(seed=1), b, stages=('tilt', 'sample'))
@@ -229,8 +253,7 @@ class TrainLibTest(tf.test.TestCase):
         np.load(os.path.join(b, 'samples_base.npz'))['samples'])
 
   def test_refuses_workdir_of_another_run(self):
-    workdir = self.create_tempdir().full_path
-    train_lib.run(_config(), workdir, stages=('base',))
+    workdir, _ = self._ran(('base',))
     before = sorted(os.listdir(workdir))
     with self.assertRaisesRegex(UserError, 'holds a run of base=mlp_vae '
                                 'dataset=25gaussians .*another --workdir'):
@@ -283,148 +306,6 @@ class SamplingStepSizeTest(tf.test.TestCase):
     # 0 (the default) samples with the training chains' step size.
     self.assertEqual(latent_tilt.sampling_step_size(_config().ebm),
                      config.ebm.step_size)
-
-
-class DivergenceTest(tf.test.TestCase):
-  """A NaN in training rolls back to the last checkpoint with a lower rate.
-
-  The poison multiplies the loss by NaN, so the gradients and then the
-  weights themselves become NaN: without a rollback they stay NaN."""
-
-  def _poisoned(self, pipeline, at_step, transient, halvings=1):
-    stage = pipeline.base_stage
-    lr0 = float(stage.optimizer.learning_rate.numpy())
-    clean = pipeline.generator.per_example_loss
-
-    def poisoned(x, seed, training=True):
-      loss, metrics = clean(x, seed, training)
-      bad = tf.equal(stage.step, at_step)
-      if transient:  # Goes away once the rate has been halved `halvings` times.
-        bad = tf.logical_and(bad, stage.optimizer.learning_rate >
-                             0.9 * lr0 * 0.5**(halvings - 1))
-      return loss * tf.where(bad, np.nan, 1.0), metrics
-
-    pipeline.generator.per_example_loss = poisoned
-    return lr0
-
-  def _config(self):
-    return _config(**{'base.steps': 40, 'checkpoint_every': 20,
-                      'steps_per_loop': 5, 'log_every': 5})
-
-  def _weights(self, pipeline):
-    return [v.numpy() for v in pipeline.generator.trainable_variables]
-
-  def test_transient_nan_is_rolled_back_to_the_checkpoints_weights(self):
-    workdir = self.create_tempdir().full_path
-    with train_lib.open_pipeline(self._config(), workdir) as pipeline:
-      lr0 = self._poisoned(pipeline, 25, transient=True)
-      seen = {}
-      real_roll_back = loop_lib.Controller._roll_back
-
-      def roll_back(controller, state, *args):
-        real_roll_back(controller, state, *args)
-        seen['after'] = self._weights(pipeline)  # Right after the restore.
-
-      with mock.patch.object(loop_lib.Controller,
-                             '_roll_back', roll_back):
-        with self.assertLogs(level='WARNING') as logs:
-          pipeline.train_base()
-      self.assertIn('non-finite metrics', '\n'.join(logs.output))
-      self.assertEqual(int(pipeline.base_stage.step.numpy()), 40)
-      self.assertAllClose(pipeline.base_stage.optimizer.learning_rate.numpy(),
-                          lr0 / 2)
-      for v in pipeline.generator.trainable_variables:
-        self.assertTrue(np.all(np.isfinite(v.numpy())))
-    # The weights right after the rollback are step 20's checkpoint's.
-    with train_lib.open_pipeline(self._config(), workdir) as fresh:
-      tf.train.Checkpoint(generator=fresh.generator).read(
-          os.path.join(workdir, 'checkpoints', 'base', 'ckpt-20')
-      ).expect_partial()
-      for got, want in zip(seen['after'], self._weights(fresh)):
-        self.assertAllEqual(got, want)
-
-  def test_divergence_before_the_first_checkpoint_restores_the_start(self):
-    workdir = self.create_tempdir().full_path
-    with train_lib.open_pipeline(self._config(), workdir) as pipeline:
-      start = self._weights(pipeline)
-      self._poisoned(pipeline, 2, transient=True)
-      seen = {}
-      real_roll_back = loop_lib.Controller._roll_back
-
-      def roll_back(controller, state, *args):
-        seen['poisoned'] = self._weights(pipeline)
-        real_roll_back(controller, state, *args)
-        seen['after'] = self._weights(pipeline)
-
-      with mock.patch.object(loop_lib.Controller,
-                             '_roll_back', roll_back):
-        pipeline.train_base()
-      self.assertFalse(all(np.isfinite(w).all() for w in seen['poisoned']))
-      for got, want in zip(seen['after'], start):
-        self.assertAllEqual(got, want)
-      self.assertEqual(int(pipeline.base_stage.step.numpy()), 40)
-
-  def test_each_retry_halves_the_learning_rate_again(self):
-    # Restoring the checkpoint restores its learning rate too; each retry
-    # must still go lower than the last, or it repeats the same steps.
-    workdir = self.create_tempdir().full_path
-    with train_lib.open_pipeline(self._config(), workdir) as pipeline:
-      lr0 = self._poisoned(pipeline, 25, transient=True, halvings=3)
-      with self.assertLogs(level='WARNING') as logs:
-        pipeline.train_base()
-      self.assertLen([l for l in logs.output if 'non-finite metrics' in l], 3)
-      self.assertEqual(int(pipeline.base_stage.step.numpy()), 40)
-      self.assertAllClose(pipeline.base_stage.optimizer.learning_rate.numpy(),
-                          lr0 / 8)
-
-  def test_tilt_stage_divergence_is_rolled_back(self):
-    workdir = self.create_tempdir().full_path
-    config = _config(**{'checkpoint_every': 10, 'steps_per_loop': 5})
-    train_lib.run(config, workdir, stages=('base',))
-    with train_lib.open_pipeline(config, workdir) as pipeline:
-      trainer = pipeline.trainer
-      real = pipeline.method.latent_ebm.per_example_loss
-
-      def poisoned(x, z):
-        loss, metrics = real(x, z)
-        bad = tf.logical_and(tf.equal(trainer.stage.step, 12),
-                             trainer.stage.optimizer.learning_rate >
-                             0.9 * config.ebm.learning_rate)
-        return loss * tf.where(bad, np.nan, 1.0), metrics
-
-      pipeline.method.latent_ebm.per_example_loss = poisoned
-      with self.assertLogs(level='WARNING') as logs:
-        pipeline.train_tilt()
-      self.assertIn('tilt: non-finite metrics', '\n'.join(logs.output))
-      self.assertEqual(trainer.step, config.ebm.steps)
-      for v in pipeline.method.energy.trainable_variables:
-        self.assertTrue(np.all(np.isfinite(v.numpy())))
-
-  def test_base_decoding_nan_is_refused_before_tilting(self):
-    workdir = self.create_tempdir().full_path
-    config = _config()
-    train_lib.run(config, workdir, stages=('base',))
-    with train_lib.open_pipeline(config, workdir) as pipeline:
-      clean = pipeline.generator.decode
-
-      def overflowing(z, training=False):  # An undertrained flow's forward.
-        x = clean(z, training)
-        return tf.where(tf.abs(z[:, :1]) > 2.5, np.inf, x)
-
-      pipeline.generator.decode = overflowing
-      with self.assertRaisesRegex(
-          UserError, r'the generator decodes \d+ of 256 prior latents .* to '
-          'non-finite samples.*--base_steps'):
-        pipeline.train_tilt()
-    self.assertIsNone(tf.train.latest_checkpoint(
-        os.path.join(workdir, 'checkpoints', 'tilt')))
-
-  def test_persistent_nan_gives_up_with_a_clear_error(self):
-    workdir = self.create_tempdir().full_path
-    with train_lib.open_pipeline(self._config(), workdir) as pipeline:
-      self._poisoned(pipeline, 25, transient=False)
-      with self.assertRaisesRegex(UserError, 'base training diverged'):
-        pipeline.train_base()
 
 
 if __name__ == '__main__':
