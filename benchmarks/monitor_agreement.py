@@ -61,19 +61,32 @@ flags.DEFINE_string('results', 'benchmarks/RESULTS_monitor_agreement.jsonl',
 
 ENERGIES = (('a150', 'ed', 150), ('a200', 'ed', 200), ('b150', 'fid', 150),
             ('b200', 'fid', 200))
+# Sampling energy scales of one energy (runs/issue36/preset1's): the choice
+# the monitor makes after tilting (tilt_tf/runtime/energy_scale.py).
+BETAS = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 def _energy_samples(n):
-  """{name: [n, 28, 28, 1] float32}: base + the four energies' samples."""
+  """{name: [n, 28, 28, 1] float32}: base + the four energies' samples +
+  the `preset1` energy's at each sampling energy scale of BETAS."""
+  out = {}
   if os.path.exists(FLAGS.sets_cache):
     with np.load(FLAGS.sets_cache) as f:
-      if all(k in f.files for k in ('base',) + tuple(e[0] for e in ENERGIES)):
-        logging.info('Langevin samples from %s', FLAGS.sets_cache)
-        return {k: f[k] for k in f.files}
+      out = {k: f[k] for k in f.files}
+  names = ('base',) + tuple(e[0] for e in ENERGIES) + tuple(
+      f'beta{b:g}' for b in BETAS)
+  if all(k in out for k in names):
+    logging.info('Langevin samples from %s', FLAGS.sets_cache)
+    return out
   import keras  # pylint: disable=g-import-not-at-top
   import tilt_tf  # pylint: disable=g-import-not-at-top
   gen = tilt_tf.generator_from_keras(keras.saving.load_model(FLAGS.decoder))
-  out = {}
+  t = tilt_tf.load(os.path.join(FLAGS.runs, 'preset1'), generator=gen)
+  for b in BETAS:  # One energy, the monitor's chains, at each scale.
+    out[f'beta{b:g}'] = t.method.sample(
+        tf.constant(n), tf.constant([0, 7], tf.int32),
+        tf.constant(t.config.ebm.sample_langevin_steps),
+        energy_scale=tf.constant(b))['x_tilted'].numpy()
   for name, run, step in ENERGIES:
     workdir = os.path.join(FLAGS.runs, run)
     t = tilt_tf.load(workdir, generator=gen)
@@ -128,6 +141,7 @@ def _sets(n):
       ('base_blur_1.0', _blur(base, 1.0)), ('base_noise_0.1', noise(base, 0.1)),
   ]
   sets += [(name, e[name]) for name, _, _ in ENERGIES]
+  sets += [(f'beta{b:g}', e[f'beta{b:g}']) for b in BETAS]
   for r, name in (('ed', 'a200_other_draw'), ('fid', 'b200_other_draw')):
     sets.append((name, build.as_float(users[r]['tilted'][:n])))
   return [(k, np.asarray(v, np.float32)) for k, v in sets]
@@ -136,7 +150,7 @@ def _sets(n):
 def _decoder_set(name):
   """Whether a set holds the decoder's samples (base, energies and their
   corruptions): what a monitor compares during one tilt."""
-  return name.startswith(('base', 'a1', 'a2', 'b1', 'b2'))
+  return name.startswith(('base', 'a1', 'a2', 'b1', 'b2', 'beta'))
 
 
 def _agreement(fid, scores, names):
@@ -195,6 +209,9 @@ def main(argv):
         'energies_as_fid': _energy_order(scores) == _energy_order(fid),
         'b200_beats_b150': scores['b200'] < scores['b150'],
         'a150_beats_base': scores['a150'] < scores['base'],
+        'beta_chosen': min(BETAS, key=lambda b: scores[f'beta{b:g}']),
+        'beta_order': ' < '.join(f'{b:g}' for b in sorted(
+            BETAS, key=lambda b: scores[f'beta{b:g}'])),
     }
   record = {'benchmark': 'monitor_agreement', 'n_per_set': FLAGS.n,
             'n_sets': len(sets), 'n_decoder_sets': len(decoder),

@@ -58,7 +58,7 @@ class UserFeaturesTest(tf.test.TestCase):
     first = user_features.extractor(self.train, cache_dir=self.cache,
                                     steps=STEPS)
     self.assertFalse(first.info['feature_loaded_from_cache'])
-    self.assertStartsWith(first.name, 'learned:rotation_v')
+    self.assertStartsWith(first.name, 'learned:contrastive_v')
     self.assertEqual(first.input_shape, SHAPE)
     self.assertLen(os.listdir(os.path.join(self.cache, 'user_features')), 1)
     user_features._MEMO.clear()  # pylint: disable=protected-access
@@ -71,6 +71,25 @@ class UserFeaturesTest(tf.test.TestCase):
     self.assertAllClose(self.features(first), self.features(second),
                         atol=1e-6)
     self.assertEqual(self.features(first).shape, (128, user_features.FEATURES))
+
+  def test_contrastive_views_and_loss(self):
+    x = tf.constant(self.train[:8].astype(np.float32) / 255.0)
+    a = user_features._view(x, tf.constant([0, 1]))  # pylint: disable=protected-access
+    b = user_features._view(x, tf.constant([0, 2]))  # pylint: disable=protected-access
+    self.assertEqual(a.shape, x.shape)
+    self.assertAllInRange(a, 0.0, 1.0)
+    self.assertAllEqual(a, user_features._view(x, tf.constant([0, 1])))  # pylint: disable=protected-access
+    self.assertGreater(float(tf.reduce_max(tf.abs(a - b))), 0.1)
+    z = tf.math.l2_normalize(tf.random.stateless_normal([8, 16], [1, 2]), -1)
+    noise = 0.05 * tf.random.stateless_normal([8, 16], [3, 4])
+    matched, hits = user_features._nt_xent(z, tf.math.l2_normalize(z + noise, -1))  # pylint: disable=protected-access
+    shuffled, _ = user_features._nt_xent(z, tf.roll(z, 1, 0))  # pylint: disable=protected-access
+    self.assertEqual(float(hits), 1.0)  # Every view finds its partner.
+    self.assertLess(float(matched), float(shuffled) - 1.0)
+    _, head, meta = user_features.fit(self.train, objective='contrastive',
+                                      steps=30)
+    self.assertEqual(head.output_shape, (None, 64))
+    self.assertLess(meta['final_loss'], np.log(2 * user_features.BATCH - 1))
 
   def test_deterministic_for_a_seed(self):
     other_cache = self.create_tempdir().full_path

@@ -6,12 +6,18 @@ A pixel-space energy distance mostly measures overall brightness and ranks
 energies unlike the FID (docs/user_decoder_gain.md). Measured against the
 Fashion-MNIST classifier FID on a user's decoder
 (benchmarks/monitor_agreement.py, docs/user_monitor.md), the Fréchet distance
-in the rotation net's features ranks that decoder's sample sets much as the
-FID does, where the energy distance, the autoencoder's and a random net's
-features do not. Objectives (`OBJECTIVES`):
+in the contrastive net's features ranks that decoder's sample sets, and one
+energy's sampling scales, most like the FID; the rotation net's less, the
+energy distance, the autoencoder's and a random net's features least.
+Objectives (`OBJECTIVES`):
 
-  * 'rotation' (the default): predict which of 4 rotations (0/90/180/270
-    degrees) an image went through (Gidaris et al., ICLR 2018); no labels.
+  * 'contrastive' (the default): two random views of an image (a resized
+    crop of 50-100 % of it, flipped or not, contrast and brightness
+    jittered) are matched among the other images' views (SimCLR's NT-Xent
+    loss, Chen et al., ICML 2020); no labels. It ranks sample sets (and the
+    sampling energy scales) most like the FID.
+  * 'rotation': predict which of 4 rotations (0/90/180/270 degrees) an
+    image went through (Gidaris et al., ICLR 2018).
   * 'autoencoder': the encoder of a denoising autoencoder.
   * 'random': the same convnet, randomly initialised (no fitting).
 
@@ -49,8 +55,8 @@ __all__ = ['VERSION', 'OBJECTIVES', 'DEFAULT_OBJECTIVE', 'FEATURES',
 
 # Bump when the network or its fitting changes: a new cache folder and name.
 VERSION = 1
-OBJECTIVES = ('rotation', 'autoencoder', 'random')
-DEFAULT_OBJECTIVE = 'rotation'
+OBJECTIVES = ('rotation', 'contrastive', 'autoencoder', 'random')
+DEFAULT_OBJECTIVE = 'contrastive'
 FEATURES = 128
 MIN_SIDE = 16   # Smaller images (and vectors) keep the energy distance.
 MAX_SIDE = 64   # Larger images are resized down to this inside the net.
@@ -107,6 +113,10 @@ def _build(input_shape, objective, seed):
                                kernel_initializer=init(15))(h)
     h = layers.Resizing(side, side)(h)
     head = keras.Model(inputs, [h, square])
+  elif objective == 'contrastive':  # A projection head on the features.
+    h = layers.Dense(FEATURES, activation='relu',
+                     kernel_initializer=init(16))(feats)
+    head = keras.Model(inputs, layers.Dense(64, kernel_initializer=init(17))(h))
   else:
     head = None
   return features, head
@@ -128,6 +138,11 @@ def _train_step(objective, head, x_all, optimizer):
             tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
         metric = tf.reduce_mean(tf.cast(
             tf.equal(tf.argmax(logits, -1, tf.int32), labels), tf.float32))
+      elif objective == 'contrastive':
+        seeds = tf.random.experimental.stateless_split(noise_seed, 2)
+        z = [tf.math.l2_normalize(head(_view(x, seeds[i]), training=True), -1)
+             for i in range(2)]
+        loss, metric = _nt_xent(z[0], z[1])
       else:  # A denoising autoencoder: reconstruct x from x + noise.
         noisy = tf.clip_by_value(x + 0.1 * tf.random.stateless_normal(
             tf.shape(x), noise_seed), 0.0, 1.0)
@@ -139,6 +154,39 @@ def _train_step(objective, head, x_all, optimizer):
     return loss, metric
 
   return step
+
+
+def _view(x, seed, min_side=0.7):
+  """A random view of each image: a resized crop (side 70-100 %, i.e.
+  50-100 % of the area), flipped half the time, contrast and brightness
+  jittered."""
+  n = tf.shape(x)[0]
+  u = tf.random.stateless_uniform([n, 6], seed)
+  side = min_side + (1.0 - min_side) * u[:, 0]
+  y0, x0 = u[:, 1] * (1.0 - side), u[:, 2] * (1.0 - side)
+  x1 = x0 + side
+  flip = u[:, 3] < 0.5
+  boxes = tf.stack([y0, tf.where(flip, x1, x0), y0 + side,
+                    tf.where(flip, x0, x1)], -1)
+  v = tf.image.crop_and_resize(x, boxes, tf.range(n), tf.shape(x)[1:3])
+  mean = tf.reduce_mean(v, [1, 2, 3], keepdims=True)
+  contrast = tf.reshape(0.6 + 0.8 * u[:, 4], [-1, 1, 1, 1])
+  bright = tf.reshape(0.4 * u[:, 5] - 0.2, [-1, 1, 1, 1])
+  return tf.clip_by_value((v - mean) * contrast + mean + bright, 0.0, 1.0)
+
+
+def _nt_xent(z1, z2, temperature=0.5):
+  """SimCLR's loss for unit vectors z1[i] ~ z2[i]; (loss, top-1 accuracy of
+  finding each view's partner among the other 2n - 1)."""
+  z = tf.concat([z1, z2], 0)
+  n = tf.shape(z1)[0]
+  logits = tf.matmul(z, z, transpose_b=True) / temperature
+  logits -= 1e9 * tf.eye(2 * n)
+  labels = tf.concat([tf.range(n, 2 * n), tf.range(n)], 0)
+  loss = tf.reduce_mean(
+      tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+  hit = tf.equal(tf.argmax(logits, -1, tf.int32), labels)
+  return loss, tf.reduce_mean(tf.cast(hit, tf.float32))
 
 
 def fit(images, objective=DEFAULT_OBJECTIVE, seed=0, steps=DEFAULT_STEPS,
@@ -182,8 +230,8 @@ def fit(images, objective=DEFAULT_OBJECTIVE, seed=0, steps=DEFAULT_STEPS,
       rate = (i + 1) / max(last - start, 1e-9)
       logging.info('user features (%s) step %d/%d | loss=%.4g %s=%.4g | '
                    '%.1f steps/s ETA %.0f s', objective, i + 1, steps,
-                   float(loss), 'accuracy' if objective == 'rotation' else
-                   'mse', float(metric), rate, (steps - i - 1) / rate)
+                   float(loss), 'mse' if objective == 'autoencoder' else
+                   'accuracy', float(metric), rate, (steps - i - 1) / rate)
   meta = {'objective': objective, 'seed': int(seed), 'steps': steps,
           'batch_size': int(batch_size), 'version': VERSION,
           'input_shape': [int(s) for s in images.shape[1:]],
