@@ -25,9 +25,14 @@ Presets:
     base's; eps = 0.1 with 60-step chains reached 61.4 vs 65.1 (62.48 -> 60.91
     on 10,000 samples); eps = 0.3 with 20-step chains (a third of the cost)
     scored 60.5 / 60.2 / 76.4 / 60.0 at EBM steps 50 / 100 / 150 / 200 (the
-    monitor keeps the best; README, "GLOW"). The flow's decoder is the
-    expensive part of every Langevin step here (~3x GLF's), so tilting and
-    sampling cost more than base training.
+    monitor keeps the best; docs/results.md, "GLOW"). Sampling (monitor,
+    sample stage, export) uses 20-step chains as training does, not 100,
+    and the sampling energy scale is chosen on the held-out monitor from
+    1, 2, 4, 8, 16 (tilt_tf/runtime/energy_scale.py): a tilt experiment on a
+    trained base took 38 min on a busy CPU instead of ~2 h, FID 68.67 ->
+    59.64 (recall 0.199 -> 0.288; scale 2 chosen), where a base of the same
+    preset with 100-step chains at scale 1 gave 68.90 -> 61.85
+    (docs/results.md, "GLOW: short sampling chains").
   * test: 2 blocks x 2 couplings of 8 channels, 8 steps (seconds).
 """
 
@@ -62,6 +67,8 @@ def get_config(preset='paper'):
     c.ebm.step_size = 0.3
     c.ebm.langevin_steps = 20
     c.ebm.learning_rate = 1e-3
+    c.ebm.sample_langevin_steps = 20  # As in training: eps 0.3 mixes in ~7.
+    c.ebm.energy_scale_grid = (2.0, 4.0, 8.0, 16.0)
   elif preset == 'test':
     c.base.epochs = 0
     c.base.steps = 8
