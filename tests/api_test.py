@@ -5,7 +5,6 @@ exports must serve through `saved_model_cli run`."""
 
 import json
 import os
-import subprocess
 import sys
 from unittest import mock
 
@@ -16,6 +15,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tilt_tf
+from tests import forkrun_testutil
 from tests import serving_testutil
 from tilt_tf import data as data_lib
 from tilt_tf import figures
@@ -24,6 +24,9 @@ from tilt_tf.errors import UserError
 from tilt_tf.methods import latent_tilt
 
 tfb, tfd = tfp.bijectors, tfp.distributions
+# The train binary's and saved_model_cli's runs fork from it (setUpModule):
+# forkrun_testutil, ~5 s of CPU less each than a new process.
+_SERVER = None
 LATENT = 8
 # Enough EBM for a measurable gain in seconds: a small energy, 20-step chains.
 EBM = dict(channels=(16, 32), blocks=1, stem_stride=1, batch_size=64,
@@ -86,6 +89,17 @@ def energy_distance(samples, reference):
       np.asarray(reference).reshape(len(reference), -1))
 
 
+def setUpModule():
+  global _SERVER  # pylint: disable=global-statement
+  _SERVER = forkrun_testutil.ForkServer(
+      dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+      preload=('tensorflow', 'tf_keras', 'keras'))
+
+
+def tearDownModule():
+  _SERVER.close()
+
+
 class KerasDecoderTest(tf.test.TestCase):
 
   @classmethod
@@ -142,7 +156,7 @@ class KerasDecoderTest(tf.test.TestCase):
     seed = f'[{s},1000]'
     outdir = self.create_tempdir().full_path
     result = serving_testutil.saved_model_cli_run(
-        path, f'num_samples={n};seed={seed}', outdir=outdir)
+        path, f'num_samples={n};seed={seed}', outdir=outdir, server=_SERVER)
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     self.assertIn('Result for output key images', result.stdout)
     cli = serving_testutil.saved_outputs(outdir)
@@ -187,12 +201,12 @@ class KerasDecoderTest(tf.test.TestCase):
     workdir = os.path.join(root, 'run')
     sets = [f'--set=ebm.{k}={",".join(map(str, v)) if isinstance(v, tuple) else v}'
             for k, v in EBM.items()]
-    proc = subprocess.run(
-        [sys.executable, '-m', 'tilt_tf.train', f'--generator={model_path}',
-         f'--data={data_path}', '--preset=test', f'--workdir={workdir}',
-         '--tilt_steps=100', '--num_samples=500', '--set=sample.batch_size=250',
-         '--set=ebm.step_size=0.01'] + sets,
-        capture_output=True, text=True, check=False, timeout=600)
+    proc = _SERVER.run(
+        'tilt_tf.train',
+        [f'--generator={model_path}', f'--data={data_path}', '--preset=test',
+         f'--workdir={workdir}', '--tilt_steps=100', '--num_samples=500',
+         '--set=sample.batch_size=250', '--set=ebm.step_size=0.01'] + sets,
+        timeout=600)
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
     with open(os.path.join(workdir, 'metrics.json')) as f:
       metrics = json.load(f)
@@ -218,10 +232,10 @@ class KerasDecoderTest(tf.test.TestCase):
     data_path = os.path.join(root, 'digits.npz')
     np.savez(data_path, images=(self.train * 255).round().astype(np.uint8))
     workdir = os.path.join(root, 'run')
-    proc = subprocess.run(
-        [sys.executable, '-m', 'tilt_tf.train', f'--generator={path}',
-         f'--data={data_path}', '--preset=test', f'--workdir={workdir}'],
-        capture_output=True, text=True, check=False, timeout=300)
+    proc = _SERVER.run(
+        'tilt_tf.train', [f'--generator={path}', f'--data={data_path}',
+                          '--preset=test', f'--workdir={workdir}'],
+        timeout=300)
     self.assertEqual(proc.returncode, 2, proc.stderr[-3000:])
     self.assertNotIn('Traceback', proc.stderr)
     errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
@@ -296,7 +310,7 @@ class FlowTest(tf.test.TestCase):
     want = tilted.sample(5, seed=3)
     outdir = self.create_tempdir().full_path
     result = serving_testutil.saved_model_cli_run(
-        path, 'num_samples=5;seed=[3,1000]', outdir=outdir)
+        path, 'num_samples=5;seed=[3,1000]', outdir=outdir, server=_SERVER)
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     self.assertIn('Result for output key samples', result.stdout)
     cli = serving_testutil.saved_outputs(outdir)

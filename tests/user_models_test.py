@@ -33,6 +33,7 @@ import tf_keras
 import tilt_tf
 from tests import serving_testutil
 from tests.folder_testutil import snapshot
+from tests.forkrun_testutil import ForkServer
 from tilt_tf.errors import UserError
 
 tfb, tfd = tfp.bijectors, tfp.distributions
@@ -192,15 +193,30 @@ class PythonApiTest(parameterized.TestCase, tf.test.TestCase):
         lambda: tilt_tf.generator_from_function(fn, LATENT))
 
 
-def _train_cli(path, data_path, workdir):
-  return subprocess.run(
-      [sys.executable, '-m', 'tilt_tf.train', f'--generator={path}',
-       f'--data={data_path}', '--preset=test', f'--workdir={workdir}',
-       '--stage=tilt,export'],
-      capture_output=True, text=True, check=False, timeout=240)
+def _train_cli(server, path, data_path, workdir):
+  """`python -m tilt_tf.train --generator=path ...`, forked from `server`."""
+  return server.run(
+      'tilt_tf.train', [f'--generator={path}', f'--data={data_path}',
+                        '--preset=test', f'--workdir={workdir}',
+                        '--stage=tilt,export'], timeout=240)
 
 
 class CliTest(parameterized.TestCase, tf.test.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    # Each run of the train binary is a fork of one process that imported
+    # TensorFlow and both Kerases (forkrun_testutil): ~5 s of CPU less per
+    # format. (train_cli_test and LibraryUserTest below start plain ones.)
+    cls.server = ForkServer(
+        dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+        preload=('tensorflow', 'tf_keras', 'keras'))
+
+  @classmethod
+  def tearDownClass(cls):
+    cls.server.close()
+    super().tearDownClass()
 
   @parameterized.named_parameters(*[(k, k) for k in WRITERS])
   def test_file_format(self, fmt):
@@ -209,7 +225,7 @@ class CliTest(parameterized.TestCase, tf.test.TestCase):
     data_path = os.path.join(root, 'digits.npz')
     np.savez(data_path, images=digits())
     workdir = os.path.join(root, 'run')
-    proc = _train_cli(path, data_path, workdir)
+    proc = _train_cli(self.server, path, data_path, workdir)
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
     # A later process loads it again (from the run folder alone) and it
     # serves through saved_model_cli, decoding its latents as this G does.
@@ -232,7 +248,7 @@ class CliTest(parameterized.TestCase, tf.test.TestCase):
     before = snapshot(workdir)
     os.remove(path)
     WRITERS[fmt](root, 1)
-    proc = _train_cli(path, data_path, workdir)
+    proc = _train_cli(self.server, path, data_path, workdir)
     self.assertEqual(proc.returncode, 2, proc.stderr[-3000:])
     errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
     self.assertLen(errors, 1, proc.stderr[-3000:])
