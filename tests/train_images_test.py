@@ -4,6 +4,7 @@ files: VAE, GLF, GLOW, and the pixel EBM (no tilt stage)."""
 import json
 import os
 import shutil
+import tempfile
 from unittest import mock
 
 from absl.testing import parameterized
@@ -21,11 +22,25 @@ from tilt_tf.stages import export as export_lib
 
 class TrainImagesTest(tf.test.TestCase, parameterized.TestCase):
 
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    # One FID classifier for the four runs (the same fake data): the first
+    # run trains and caches it, the others load it (fid_test covers both).
+    cls._cache = tempfile.mkdtemp(dir=os.environ.get('TEST_TMPDIR'))
+    cls._env = mock.patch.dict(os.environ, {'TILT_TF_CACHE': cls._cache})
+    cls._env.start()
+
+  @classmethod
+  def tearDownClass(cls):
+    cls._env.stop()
+    shutil.rmtree(cls._cache, ignore_errors=True)
+    super().tearDownClass()
+
   @parameterized.parameters('vae', 'glf', 'glow', 'pixel_ebm')
   def test_dry_run(self, base):
     data_dir = self.create_tempdir().full_path
     image_data_testutil.fake_fashion(data_dir)
-    os.environ['TILT_TF_CACHE'] = self.create_tempdir().full_path
     config = configs.get_config(base, 'fashion_mnist', 'test')
     config.data_dir = data_dir
     workdir = self.create_tempdir().full_path
