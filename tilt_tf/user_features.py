@@ -254,7 +254,7 @@ def _outside_strategy(fn, *args):
     return pool.submit(fn, *args).result()
 
 
-def _load(folder, objective, seed):
+def _load(folder, seed):
   """(features model, meta) from a cache folder, or None with a warning."""
 
   def build(meta):
@@ -294,7 +294,7 @@ def extractor(train_images, seed=0, objective=DEFAULT_OBJECTIVE,
   folder = os.path.join(cache_root(cache_dir), 'user_features', tag)
   if folder in _MEMO:
     return _MEMO[folder]
-  cached = _outside_strategy(_load, folder, objective, seed)
+  cached = _outside_strategy(_load, folder, seed)
   if cached is None:
     logging.info('fitting the %s feature network on %d training images '
                  '(once; cached in %s)', objective, len(images), folder)

@@ -140,6 +140,11 @@ def _apply_stored(config, stored):
 
 def config_from_run(workdir):
   """The config of a run's latest invocation, from its run.json."""
+  return _read_run_config(workdir)[1]
+
+
+def _read_run_config(workdir):
+  """(run.json's contents, the config of the run's latest invocation)."""
   run = run_dir_lib.read_run(
       workdir, '--workdir',
       missing='pass the folder of a training run (the one holding run.json)',
@@ -155,7 +160,7 @@ def config_from_run(workdir):
   name = (registry.USER_MODEL if stored.get('generator', {}).get('path')
           else base_name)
   config = configs.get_config(name, dataset or None, preset)
-  return _apply_stored(config, stored)
+  return run, _apply_stored(config, stored)
 
 
 @dataclasses.dataclass
@@ -181,7 +186,7 @@ def restore(workdir, generator=None):
       Python (a model object cannot be rebuilt from a file name); None to
       rebuild it from the run's config.
   """
-  config = config_from_run(workdir)
+  run, config = _read_run_config(workdir)
   if (config.get('precision') == 'bf16' and
       not precision_lib.bf16_support()[0]):
     # The weights are float32 whatever the precision: a bf16 run restores
@@ -190,8 +195,7 @@ def restore(workdir, generator=None):
                     'does not compute natively; restoring it in float32',
                     workdir, precision_lib.bf16_support()[1])
     config.precision = 'float32'
-  ident = io_utils.read_run_json(os.path.join(workdir, 'run.json'))[
-      'identity']
+  ident = run['identity']
   shape = tuple(ident.get('data_shape') or ()) or data_shape_of(config)
   if generator is None:
     generator = make_generator(config, shape)
