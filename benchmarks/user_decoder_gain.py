@@ -143,7 +143,7 @@ def parse_value(v):
   return v
 
 
-def main():
+def parse_args():
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--out_dir', default='runs/issue36')
   p.add_argument('--name', default='ed', help='run folder under --out_dir')
@@ -159,20 +159,11 @@ def main():
                  help="tilt(..., fid_dataset='fashion_mnist')")
   p.add_argument('--ebm', action='append', default=[],
                  help='key=value passed to tilt() (repeatable)')
-  args = p.parse_args()
+  return p.parse_args()
 
-  keras = keras_module(args.keras)
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  import tilt_tf  # pylint: disable=g-import-not-at-top
-  from tilt_tf import data  # pylint: disable=g-import-not-at-top
-  logging.set_verbosity(logging.INFO)  # Show tilt_tf's progress lines.
 
-  os.makedirs(args.out_dir, exist_ok=True)
-  images = data.load_images('fashion_mnist', 'train')[:args.n_train]
-  result = {'benchmark': 'user_decoder_gain', 'name': args.name,
-            'n_train': len(images), 'preset': args.preset,
-            'keras': f'{args.keras} {keras.__version__}'}
-
+def decoder_file(args, keras, images, result):
+  """The decoder's path: trained and saved once, then reused."""
   prefix = '' if args.keras == 'keras' else 'tf_keras_'
   path = os.path.join(args.out_dir, f'{prefix}decoder.keras')
   vae_json = os.path.join(args.out_dir, f'{prefix}vae.json')
@@ -185,15 +176,13 @@ def main():
       with open(vae_json) as f:
         result['vae'] = json.load(f)
     result['vae_reused'] = path
+  return path
 
-  kwargs = dict(kv.split('=', 1) for kv in args.ebm)
-  kwargs = {k: parse_value(v) for k, v in kwargs.items()}
-  if args.fid_monitor:
-    kwargs['fid_dataset'] = 'fashion_mnist'
-  result['tilt_kwargs'] = kwargs
+
+def run_snippet(args, keras, path, images, kwargs, result):
+  """The README's snippet, timed; returns `tilted.sample`'s output."""
+  import tilt_tf  # pylint: disable=g-import-not-at-top
   workdir = os.path.join(args.out_dir, args.name)
-
-  # The README's snippet.
   t0 = time.time()
   gen = tilt_tf.generator_from_keras(keras.saving.load_model(path))
   tilted = tilt_tf.tilt(gen, images, workdir=workdir, preset=args.preset,
@@ -220,24 +209,48 @@ def main():
       base=np.round(out['base_samples'] * 255).astype(np.uint8),
       tilted=np.round(out['samples'] * 255).astype(np.uint8),
       latents=out['latents'], base_latents=out['base_latents'])
-  z = out['latents']
-  result['tilted_latent_norm_mean'] = round(
-      float(np.linalg.norm(z, axis=1).mean()), 3)
-  result['base_latent_norm_mean'] = round(
-      float(np.linalg.norm(out['base_latents'], axis=1).mean()), 3)
+  return out
 
+
+def score_samples(out, result):
+  """FID/precision/recall vs the test split, latent norms, and the old
+  default monitor's pixel energy distance, into `result`."""
+  from tilt_tf import data  # pylint: disable=g-import-not-at-top
+  from tilt_tf.runtime import monitor as monitor_lib  # pylint: disable=g-import-not-at-top
+  for key, z in (('tilted', out['latents']), ('base', out['base_latents'])):
+    result[f'{key}_latent_norm_mean'] = round(
+        float(np.linalg.norm(z, axis=1).mean()), 3)
   result['base'] = score(out['base_samples'], 'base samples')
   result['tilted'] = score(out['samples'], 'tilted samples')
   result['fid_ratio'] = round(result['tilted']['fid'] / result['base']['fid'],
                               4)
-  # The monitor's own score, computed on the final 10,000 samples against
-  # the test split (pixel-space energy distance, as the default monitor).
-  from tilt_tf.runtime import monitor as monitor_lib  # pylint: disable=g-import-not-at-top
   ed = monitor_lib.energy_distance_scorer(
       data.load_images('fashion_mnist', 'test'), seed=0)
   result['energy_distance_test'] = {
       'base': round(ed(out['base_samples']), 5),
       'tilted': round(ed(out['samples']), 5)}
+
+
+def main():
+  args = parse_args()
+  keras = keras_module(args.keras)
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  from tilt_tf import data  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.INFO)  # Show tilt_tf's progress lines.
+
+  os.makedirs(args.out_dir, exist_ok=True)
+  images = data.load_images('fashion_mnist', 'train')[:args.n_train]
+  result = {'benchmark': 'user_decoder_gain', 'name': args.name,
+            'n_train': len(images), 'preset': args.preset,
+            'keras': f'{args.keras} {keras.__version__}'}
+  path = decoder_file(args, keras, images, result)
+  kwargs = dict(kv.split('=', 1) for kv in args.ebm)
+  kwargs = {k: parse_value(v) for k, v in kwargs.items()}
+  if args.fid_monitor:
+    kwargs['fid_dataset'] = 'fashion_mnist'
+  result['tilt_kwargs'] = kwargs
+  out = run_snippet(args, keras, path, images, kwargs, result)
+  score_samples(out, result)
   with open(os.path.join(args.out_dir, f'{args.name}.json'), 'w') as f:
     json.dump(result, f, indent=1)
   if args.record:  # The regression record (issue #36), without the curves.
