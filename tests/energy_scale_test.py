@@ -65,6 +65,15 @@ class EnergyScaleTest(tf.test.TestCase):
         self.run.workdir, self.method, 'x/tilt_best/ckpt-60', default=2.0),
                      2.0)
 
+  def test_one_is_kept_unless_another_scale_is_clearly_better(self):
+    scores = {1.0: 10.0, 2.0: 9.95, 4.0: 12.0}  # 2 is 0.5 % better: noise.
+    rows = lambda d: [{'scale': k, 'score': v} for k, v in sorted(d.items())]
+    self.assertEqual(energy_scale._best(rows(scores))['scale'], 1.0)  # pylint: disable=protected-access
+    scores[2.0] = 9.8  # 2 % better.
+    self.assertEqual(energy_scale._best(rows(scores))['scale'], 2.0)  # pylint: disable=protected-access
+    scores[1.0] = float('inf')  # Scale 1 diverged: the best finite one.
+    self.assertEqual(energy_scale._best(rows(scores))['scale'], 2.0)  # pylint: disable=protected-access
+
   def test_a_choice_made_is_reused_without_sampling(self):
     ckpt = 'c/tilt_best/ckpt-10'
     energy_scale.choose(self.run, self.method, _score_by_mean(0.0),

@@ -12,7 +12,7 @@ Sampling p_beta with beta > 1 sharpens the same tilt. beta = 1 is the paper's
 model; other values are candidates only where `ebm.energy_scale_grid` lists
 them, and the §5.3 monitor's score on the held-out data picks among them,
 as it picks the kept step: from the same chains (seed rng.MONITOR), on the
-kept energy. The choice is stored in `energy_scale.json` beside monitor.json
+kept energy; another scale replaces 1 only if it scores MIN_GAIN (1 %) better. The choice is stored in `energy_scale.json` beside monitor.json
 and applies to every sampler of the run (the sample stage, the API, the
 export), for that energy checkpoint only.
 """
@@ -27,9 +27,14 @@ from tilt_tf import io_utils
 from tilt_tf import rng
 from tilt_tf.runtime import monitor as monitor_lib
 
-__all__ = ['FILE', 'choose', 'apply', 'stored_scale', 'best_check', 'report']
+__all__ = ['FILE', 'MIN_GAIN', 'choose', 'apply', 'stored_scale',
+           'best_check', 'report']
 
 FILE = 'energy_scale.json'
+# Another scale replaces 1 (the trained model) only if it scores at least
+# this fraction better: a difference the monitor's few hundred chains cannot
+# tell from noise keeps the model as trained.
+MIN_GAIN = 0.01
 
 
 def _scale_variable(method):
@@ -89,7 +94,7 @@ def choose(run_dir, method, score_fn, *, grid, num_samples, num_steps, seed,
                                                    out['x_tilted']), 6)})
     if base is None:
       base = round(_score(score_fn, out['x_base']), 6)
-  best = min(rows, key=lambda r: r['score'])
+  best = _best(rows)
   variable.assign(best['scale'])
   io_utils.write_json(run_dir.path(FILE), {
       'energy_scale': best['scale'], 'energy_checkpoint': energy_checkpoint,
@@ -102,6 +107,16 @@ def choose(run_dir, method, score_fn, *, grid, num_samples, num_steps, seed,
                next(r['score'] for r in rows if r['scale'] == 1.0), base,
                ', '.join(f'{r["scale"]:g}: {r["score"]:.4g}' for r in rows))
   return best['scale']
+
+
+def _best(rows):
+  """The best-scored row; scale 1 unless another beats it by MIN_GAIN."""
+  one = next(r for r in rows if r['scale'] == 1.0)
+  best = min(rows, key=lambda r: r['score'])
+  if math.isfinite(one['score']) and (
+      best['score'] > one['score'] - MIN_GAIN * abs(one['score'])):
+    return one
+  return best
 
 
 def best_check(curve):
