@@ -12,9 +12,10 @@ Sampling p_beta with beta > 1 sharpens the same tilt. beta = 1 is the paper's
 model; other values are candidates only where `ebm.energy_scale_grid` lists
 them, and the §5.3 monitor's score on the held-out data picks among them,
 as it picks the kept step: from the same chains (seed rng.MONITOR), on the
-kept energy; another scale replaces 1 only if it scores MIN_GAIN (1 %) better. The choice is stored in `energy_scale.json` beside monitor.json
-and applies to every sampler of the run (the sample stage, the API, the
-export), for that energy checkpoint only.
+kept energy; another scale replaces 1 only if it scores MIN_GAIN (1 %)
+better. The choice is stored in `energy_scale.json` beside monitor.json and
+applies to every sampler of the run (the sample stage, the API, the export),
+for that energy checkpoint only.
 """
 
 import math
@@ -96,11 +97,10 @@ def choose(run_dir, method, score_fn, *, grid, num_samples, num_steps, seed,
       base = round(_score(score_fn, out['x_base']), 6)
   best = _best(rows)
   variable.assign(best['scale'])
+  name = getattr(score_fn, 'name', 'score')
   io_utils.write_json(run_dir.path(FILE), {
       'energy_scale': best['scale'], 'energy_checkpoint': energy_checkpoint,
-      'score_name': getattr(score_fn, 'name', 'score'), 'base_score': base,
-      'scores': rows})
-  name = getattr(score_fn, 'name', 'score')
+      'score_name': name, 'base_score': base, 'scores': rows})
   logging.info('tilt: sampling energy scale %g chosen on held-out data: %s '
                '%.4g (scale 1: %.4g; the base generator %.4g); tried %s',
                best['scale'], name, best['score'],
