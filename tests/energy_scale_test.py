@@ -126,6 +126,23 @@ class EnergyScaleTest(tf.test.TestCase):
     with self.assertRaisesRegex(UserError, 'energy_scale=0.0 .* > 0'):
       tilted.sample(8, energy_scale=0.0)
 
+  def test_report_follows_the_kept_energy_among_tied_checks(self):
+    # monitor.json rounds: steps 2 and 4 tie there, the energy kept is 4's.
+    curve = [{'step': 2, 'score': 3.87, 'base_score': 3.9},
+             {'step': 4, 'score': 3.87, 'base_score': 3.9},
+             {'step': 6, 'score': 3.95, 'base_score': 3.9}]
+    io_utils.write_json(self.run.path('monitor.json'), curve)
+    io_utils.write_json(self.run.path(energy_scale.FILE), {
+        'energy_scale': 2.0, 'energy_checkpoint': 'r/tilt_best/ckpt-4',
+        'scores': [{'scale': 1.0, 'score': 3.87},
+                   {'scale': 2.0, 'score': 3.5}]})
+    report = energy_scale.report(self.run.workdir)
+    self.assertEqual((report['step'], report['energy_scale'], report['score'],
+                      report['score_at_scale_1']), (4, 2.0, 3.5, 3.87))
+    # Without a chosen scale: the first best check, as scored.
+    os.remove(self.run.path(energy_scale.FILE))
+    self.assertEqual(energy_scale.report(self.run.workdir)['step'], 2)
+
   def test_no_grid_no_choice(self):
     self.assertIsNone(energy_scale.choose(
         self.run, self.method, _score_by_mean(0.0), grid=(), num_samples=8,

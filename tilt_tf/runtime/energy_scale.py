@@ -132,12 +132,16 @@ def report(workdir):
   energy scale was chosen for that energy, 'energy_scale' with the score
   at that scale ('score'; 'score_at_scale_1' keeps the check's). None
   without a monitor curve."""
-  best = best_check(io_utils.read_json(os.path.join(workdir, 'monitor.json'),
-                                       []))
+  curve = io_utils.read_json(os.path.join(workdir, 'monitor.json'), [])
+  best = best_check(curve)
   stored = io_utils.read_json(os.path.join(workdir, FILE), None)
   if best is None or not isinstance(stored, dict):
     return best
   ckpt = os.path.basename(str(stored.get('energy_checkpoint')))
+  # monitor.json rounds scores: among checks tied there, the kept energy is
+  # the one the scale was chosen for.
+  best = next((m for m in curve if isinstance(m, dict) and m.get('score') ==
+               best['score'] and f'ckpt-{m.get("step")}' == ckpt), best)
   rows = [r for r in stored.get('scores', [])
           if r.get('scale') == stored.get('energy_scale')]
   if ckpt != f'ckpt-{best["step"]}' or not rows:
