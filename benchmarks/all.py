@@ -134,29 +134,9 @@ def bench_langevin(base, preset, gemm_flop_s):
   """Eager vs compiled vs XLA chains, throughput and FLOP rate."""
   cfg, generator, _, latent_ebm = timing.build(
       base, preset, TOY_BASES.get(base, FLAGS.dataset))
-  batch, eps = FLAGS.batch, cfg.ebm.step_size
-  train_steps = cfg.ebm.langevin_steps
-  sample_steps = cfg.ebm.sample_langevin_steps
-  chain = timing.chain_fn(latent_ebm, batch, eps)
-  compiled = timing.runner(tf.function(chain))
-  xla = timing.runner(tf.function(chain, jit_compile=True))
-  eager = timing.runner(chain)
-  budget, repeats = FLAGS.budget_s, FLAGS.repeats
-
-  logging.info('langevin %s/%s: compiled', base, preset)
-  c = timing.time_chain(compiled, train_steps, budget, repeats)
-  logging.info('langevin %s/%s: XLA', base, preset)
-  x = timing.time_chain(xla, train_steps, budget, repeats)
-  logging.info('langevin %s/%s: eager', base, preset)
-  e = timing.time_chain(eager, train_steps, budget, repeats)
-  logging.info('langevin %s/%s: %d-step sampling chains', base, preset,
-               sample_steps)
-  s = timing.time_chain(compiled, sample_steps, budget, repeats)
-  sx = timing.time_chain(xla, sample_steps, budget, repeats)
+  batch = FLAGS.batch
+  times = _time_chains(base, preset, cfg, latent_ebm, batch)
   flops = timing.step_flops(latent_ebm, batch)
-
-  achieved = flops / c['s_per_step']
-  achieved_xla = flops / x['s_per_step']
   return {
       'benchmark': 'langevin', 'base': base, 'preset': preset,
       'dataset': cfg.dataset, 'batch': batch,
@@ -165,6 +145,48 @@ def bench_langevin(base, preset, gemm_flop_s):
       'energy_stem_stride': cfg.ebm.get('stem_stride'),
       'energy_stem_pool': cfg.ebm.get('stem_pool', 1),
       'decoder_width': cfg.base.get('width', cfg.base.get('hidden')),
+      **_training_chain_fields(times, cfg.ebm.langevin_steps),
+      **_sampling_chain_fields(times, cfg.ebm.sample_langevin_steps, batch),
+      **_flop_fields(times, flops, gemm_flop_s),
+      'method': ('median of timed calls after a warm-up call; speedups '
+                 'compare seconds per step of the same chain; eager runs '
+                 'LatentEBM.sample_latents without tf.function'),
+  }
+
+
+def _time_chains(base, preset, cfg, latent_ebm, batch):
+  """Times the chain compiled, with XLA and eagerly.
+
+  Returns `timing.time_chain` results: 'compiled', 'xla' and 'eager' for
+  training-length chains (ebm.langevin_steps), 'sample' and 'sample_xla'
+  (compiled, XLA) for sampling-length ones (ebm.sample_langevin_steps).
+  """
+  train_steps = cfg.ebm.langevin_steps
+  sample_steps = cfg.ebm.sample_langevin_steps
+  chain = timing.chain_fn(latent_ebm, batch, cfg.ebm.step_size)
+  compiled = timing.runner(tf.function(chain))
+  xla = timing.runner(tf.function(chain, jit_compile=True))
+  eager = timing.runner(chain)
+  budget, repeats = FLAGS.budget_s, FLAGS.repeats
+
+  times = {}
+  logging.info('langevin %s/%s: compiled', base, preset)
+  times['compiled'] = timing.time_chain(compiled, train_steps, budget, repeats)
+  logging.info('langevin %s/%s: XLA', base, preset)
+  times['xla'] = timing.time_chain(xla, train_steps, budget, repeats)
+  logging.info('langevin %s/%s: eager', base, preset)
+  times['eager'] = timing.time_chain(eager, train_steps, budget, repeats)
+  logging.info('langevin %s/%s: %d-step sampling chains', base, preset,
+               sample_steps)
+  times['sample'] = timing.time_chain(compiled, sample_steps, budget, repeats)
+  times['sample_xla'] = timing.time_chain(xla, sample_steps, budget, repeats)
+  return times
+
+
+def _training_chain_fields(times, train_steps):
+  """The record's fields of the training-length chains (`_time_chains`)."""
+  c, x, e = times['compiled'], times['xla'], times['eager']
+  return {
       'chain_steps': train_steps,
       'compiled_chain_s': c['s_per_step'] * train_steps,
       'xla_chain_s': x['s_per_step'] * train_steps,
@@ -178,11 +200,26 @@ def bench_langevin(base, preset, gemm_flop_s):
       'xla_first_call_s': x['first_call_s'],
       'langevin_steps_per_s': 1.0 / c['s_per_step'],
       'langevin_steps_per_s_xla': 1.0 / x['s_per_step'],
+  }
+
+
+def _sampling_chain_fields(times, sample_steps, batch):
+  """The record's fields of the sampling-length chains (`_time_chains`)."""
+  s, sx = times['sample'], times['sample_xla']
+  return {
       'sample_chain_steps': sample_steps,
       'sample_chain_s': s['s_per_step'] * sample_steps,
       'sample_steps_timed': s['steps_timed'],
       'samples_per_s': batch / (s['s_per_step'] * sample_steps),
       'samples_per_s_xla': batch / (sx['s_per_step'] * sample_steps),
+  }
+
+
+def _flop_fields(times, flops, gemm_flop_s):
+  """FLOPs per Langevin step, the rates reached and their share of GEMM's."""
+  achieved = flops / times['compiled']['s_per_step']
+  achieved_xla = flops / times['xla']['s_per_step']
+  return {
       'step_flops': flops,
       'flops_method': _FLOPS_METHOD,
       'step_flop_s': achieved,
@@ -190,9 +227,6 @@ def bench_langevin(base, preset, gemm_flop_s):
       'gemm_flop_s': gemm_flop_s,
       'gemm_peak_fraction': achieved / gemm_flop_s,
       'gemm_peak_fraction_xla': achieved_xla / gemm_flop_s,
-      'method': ('median of timed calls after a warm-up call; speedups '
-                 'compare seconds per step of the same chain; eager runs '
-                 'LatentEBM.sample_latents without tf.function'),
   }
 
 
