@@ -101,6 +101,24 @@ class Table1Test(tf.test.TestCase):
     workdir = os.path.join(work, 'table')  # Relative to where it ran.
     with open(os.path.join(workdir, 'table1.json')) as f:
       doc = json.load(f)
+    rows = self._check_rows(workdir, doc)
+    self._check_seconds(workdir, rows, wall)
+    self._check_outputs(workdir, first)
+
+    # A second invocation reuses every run and row: nothing is rewritten.
+    before = _mtimes(workdir)
+    second = _run(args, work, env, server=_SERVER)
+    self.assertEqual(second.returncode, 0, second.stderr[-3000:])
+    self.assertEqual(_mtimes(workdir), before)
+    self.assertNotIn('fitting', second.stderr)
+    self.assertNotIn('running the', second.stderr)
+    self.assertRegex(second.stderr, r'row 3/15 Two-stage VAE: reusing')
+    with open(os.path.join(workdir, 'table1.json')) as f:
+      self.assertEqual(json.load(f), doc)
+
+  def _check_rows(self, workdir, doc):
+    """table1.json holds every built row, done, in the paper's order, the
+    pipeline rows with their runs' figures; returns its rows by model."""
     self.assertEqual(doc['dataset'], 'fashion_mnist')
     self.assertEqual(doc['preset'], 'test')
     self.assertEqual(doc['feature_extractor'], 'classifier:fashion_mnist_v1')
@@ -124,7 +142,11 @@ class Table1Test(tf.test.TestCase):
       with open(os.path.join(workdir, base, 'metrics.json')) as f:
         self.assertAlmostEqual(rows[model]['fid'], json.load(f)[part]['fid'],
                                places=3)
-    self._check_seconds(workdir, rows, wall)
+    return rows
+
+  def _check_outputs(self, workdir, first):
+    """table1.md (also printed), the rows' files, TensorBoard and the
+    progress lines of the call `first` that made the table."""
     with open(os.path.join(workdir, 'table1.md')) as f:
       md = f.read()
     self.assertRegex(md, r'\| GLOW \| \d+\.\d\d \| .* \| 58\.7 \|')
@@ -137,17 +159,6 @@ class Table1Test(tf.test.TestCase):
     self.assertNotEmpty(glob.glob(os.path.join(workdir, 'tensorboard', '*')))
     self.assertRegex(first.stderr, r'row 4/15 VAE \+ flow: fitting')
     self.assertRegex(first.stderr, r'row 4/15 VAE \+ flow done: FID')
-
-    # A second invocation reuses every run and row: nothing is rewritten.
-    before = _mtimes(workdir)
-    second = _run(args, work, env, server=_SERVER)
-    self.assertEqual(second.returncode, 0, second.stderr[-3000:])
-    self.assertEqual(_mtimes(workdir), before)
-    self.assertNotIn('fitting', second.stderr)
-    self.assertNotIn('running the', second.stderr)
-    self.assertRegex(second.stderr, r'row 3/15 Two-stage VAE: reusing')
-    with open(os.path.join(workdir, 'table1.json')) as f:
-      self.assertEqual(json.load(f), doc)
 
   def _check_seconds(self, workdir, rows, wall):
     """A row's seconds are its training time from its run's timings.json

@@ -254,15 +254,7 @@ class Table1(table1_baselines.BaselineRows):
           self._log(row, ': settings changed since rows/'
                     f'{row.slug}.json; recomputing')
         results.append(self._baseline_row(row, base_seconds, state))
-    built = {r['model'] for r in results}
-    for model in PAPER_ROWS:
-      if model in built:
-        continue
-      skipped = [b for b in BASES if b not in self.bases and model in
-                 {r.model for r in plan_rows([b], self.tcfg.temperatures)}]
-      results.append({'model': model, 'status': (
-          f'not run (--bases without {skipped[0]})' if skipped
-          else 'not built yet')})
+    results += _unbuilt_rows(results, self.bases, self.tcfg.temperatures)
     paper = PAPER_FID[self.dataset]
     for r in results:
       r['paper_fid'] = paper.get(r['model'])
@@ -276,6 +268,25 @@ class Table1(table1_baselines.BaselineRows):
         self.workdir, self.dataset, self.preset, rows=rows,
         curves=table1_rows.monitor_curves(self.workdir, self.bases),
         monitor_samples=monitor_samples)
+
+
+def _unbuilt_rows(results, bases, temperatures):
+  """A row without figures for every paper row that is not in `results`.
+
+  Its status says why: 'not run (--bases without B)' if base B (not in
+  `bases`) would build it with these `temperatures`, else 'not built yet'.
+  """
+  built = {r['model'] for r in results}
+  rows = []
+  for model in PAPER_ROWS:
+    if model in built:
+      continue
+    skipped = [b for b in BASES if b not in bases and model in
+               {r.model for r in plan_rows([b], temperatures)}]
+    rows.append({'model': model, 'status': (
+        f'not run (--bases without {skipped[0]})' if skipped
+        else 'not built yet')})
+  return rows
 
 
 def main(argv):
