@@ -73,6 +73,42 @@ def train_keras_vae(images, steps=400):
   return dec
 
 
+def train_toy_realnvp(data, steps=400):
+  """A TFP RealNVP flow on 2-D points, fitted here by maximum likelihood.
+
+  Returns (the flow, the Keras 3 coupling nets that own its weights).
+  """
+  keras.utils.set_random_seed(0)
+  # Keras 3 layers take tensors only, so the coupling nets (x0 -> shift,
+  # log scale) are called from lambdas, which no bijector tracks.
+  nets = [keras.Sequential([keras.Input((1,)),
+                            keras.layers.Dense(64, activation='relu'),
+                            keras.layers.Dense(64, activation='relu'),
+                            keras.layers.Dense(2)]) for _ in range(4)]
+  layers = []
+  for i, net in enumerate(nets):
+    layers.append(tfb.RealNVP(
+        num_masked=1, shift_and_log_scale_fn=lambda x, units, net=net:
+        tuple(tf.split(net(x), 2, -1))))
+    if i < 3:
+      layers.append(tfb.Permute([1, 0]))
+  flow = tfd.TransformedDistribution(
+      tfd.MultivariateNormalDiag(tf.zeros(2), tf.ones(2)),
+      tfb.Chain(layers[::-1]))
+  params = [w for net in nets for w in net.trainable_variables]
+  opt = keras.optimizers.Adam(3e-3)
+
+  @tf.function
+  def step(x):
+    with tf.GradientTape() as tape:
+      loss = -tf.reduce_mean(flow.log_prob(x))
+    opt.apply_gradients(zip(tape.gradient(loss, params), params))
+
+  for i in range(steps):
+    step(tf.constant(data[np.random.default_rng(i).integers(0, 4000, 256)]))
+  return flow, nets
+
+
 def checkpoint_files(workdir):
   """{path: (size, mtime_ns)} of every file under workdir/checkpoints."""
   out = {}
@@ -262,34 +298,7 @@ class FlowTest(tf.test.TestCase):
   def test_realnvp_on_a_toy_set_tilts_closer_to_the_data(self):
     data = data_lib.toy_samples('25gaussians', 4000, 0)
     test = data_lib.toy_samples('25gaussians', 2000, 1)
-    keras.utils.set_random_seed(0)
-    # Keras 3 layers take tensors only, so the coupling nets (x0 -> shift,
-    # log scale) are called from lambdas, which no bijector tracks.
-    nets = [keras.Sequential([keras.Input((1,)),
-                              keras.layers.Dense(64, activation='relu'),
-                              keras.layers.Dense(64, activation='relu'),
-                              keras.layers.Dense(2)]) for _ in range(4)]
-    layers = []
-    for i, net in enumerate(nets):
-      layers.append(tfb.RealNVP(
-          num_masked=1, shift_and_log_scale_fn=lambda x, units, net=net:
-          tuple(tf.split(net(x), 2, -1))))
-      if i < 3:
-        layers.append(tfb.Permute([1, 0]))
-    flow = tfd.TransformedDistribution(
-        tfd.MultivariateNormalDiag(tf.zeros(2), tf.ones(2)),
-        tfb.Chain(layers[::-1]))
-    params = [w for net in nets for w in net.trainable_variables]
-    opt = keras.optimizers.Adam(3e-3)
-
-    @tf.function
-    def step(x):
-      with tf.GradientTape() as tape:
-        loss = -tf.reduce_mean(flow.log_prob(x))
-      opt.apply_gradients(zip(tape.gradient(loss, params), params))
-
-    for i in range(400):
-      step(tf.constant(data[np.random.default_rng(i).integers(0, 4000, 256)]))
+    flow, nets = train_toy_realnvp(data)
     gen = tilt_tf.generator_from_bijector(flow, owners=nets)
     # Their weights are tracked for checkpoints and exports.
     self.assertLen(gen.variables, sum(len(n.weights) for n in nets))

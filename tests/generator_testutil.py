@@ -66,7 +66,6 @@ def mirrored_vs_one_device(make_generator, shape, steps=2, n=4,
     steps, trainable or not, as numpy); `moved` is the largest change of
     any weight on one device.
   """
-  import tf_keras  # pylint: disable=g-import-not-at-top
   x = blobs(n, shape)
   devices = [d.name for d in tf.config.list_logical_devices('CPU')][:2]
   if len(devices) < 2:
@@ -75,36 +74,52 @@ def mirrored_vs_one_device(make_generator, shape, steps=2, n=4,
   init = None
   out = []
   for strategy in (tf.distribute.get_strategy(), two_replicas):
-    with strategy.scope():
-      gen, _ = make_generator()
-      if not sync_batch_norm(gen):
-        raise RuntimeError('no batch norm found to synchronize')
-      opt = tf_keras.optimizers.SGD(learning_rate)
-      opt.build(gen.trainable_variables)
+    gen, opt = _generator_and_sgd(strategy, make_generator, learning_rate)
     if init is None:
       init = [v.numpy() for v in gen.variables]
     else:
       assert [w.shape for w in init] == [v.shape for v in gen.variables]
       for v, w in zip(gen.variables, init):
         v.assign(w)
-    data = strategy.experimental_distribute_dataset(
-        tf.data.Dataset.from_tensors(x).repeat())
-
-    @tf.function
-    def step(batch, seed, strategy=strategy, gen=gen, opt=opt):
-      res = strategy.run(gen.train_step, args=(batch, seed, opt, n))
-      return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, None)
-              for k, v in res.items()}
-
-    it = iter(data)
-    metrics = [{k: float(v) for k, v in
-                step(next(it), tf.constant([0, i])).items()}
-               for i in range(steps)]
+    metrics = _train_steps(strategy, gen, opt, x, n, steps)
     out.append({'metrics': metrics,
                 'weights': [v.numpy() for v in gen.variables]})
   moved = max(float(np.max(np.abs(w - w0)))
               for w, w0 in zip(out[0]['weights'], init))
   return out[0], out[1], moved
+
+
+def _generator_and_sgd(strategy, make_generator, learning_rate):
+  """A new generator (batch norm synchronized) and its SGD, in `strategy`."""
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  with strategy.scope():
+    gen, _ = make_generator()
+    if not sync_batch_norm(gen):
+      raise RuntimeError('no batch norm found to synchronize')
+    opt = tf_keras.optimizers.SGD(learning_rate)
+    opt.build(gen.trainable_variables)
+  return gen, opt
+
+
+def _train_steps(strategy, gen, opt, x, n, steps):
+  """`steps` compiled train steps on the global batch x (n images).
+
+  Returns a list, per step, of {name: float}: `train_step`'s outputs summed
+  over the replicas.
+  """
+  data = strategy.experimental_distribute_dataset(
+      tf.data.Dataset.from_tensors(x).repeat())
+
+  @tf.function
+  def step(batch, seed, strategy=strategy, gen=gen, opt=opt):
+    res = strategy.run(gen.train_step, args=(batch, seed, opt, n))
+    return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, None)
+            for k, v in res.items()}
+
+  it = iter(data)
+  return [{k: float(v) for k, v in
+           step(next(it), tf.constant([0, i])).items()}
+          for i in range(steps)]
 
 
 def assert_mirrored_matches_one_device(test, make_generator, shape):

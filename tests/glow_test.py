@@ -11,6 +11,7 @@ import tf_keras
 
 import configs
 from tests import generator_testutil
+from tests import glow_testutil
 from tilt_tf.generators import glow
 from tilt_tf.generators import registry
 
@@ -188,29 +189,13 @@ class GlowTest(tf.test.TestCase):
     self.assertLen(convs, 2 * 2)
     self.assertTrue(all(isinstance(m, glow.MatmulInverseOneByOneConv)
                         for m in convs))
-    rng = np.random.default_rng(3)
-    for conv in convs:  # 1x1 weights away from their orthogonal init.
-      lu = conv._bijector.lower_upper
-      off_diag = 1. - np.eye(lu.shape[0], dtype=np.float32)
-      lu.assign(lu + 0.1 * off_diag * rng.standard_normal(
-          lu.shape).astype(np.float32))
+    glow_testutil.perturb_one_by_one_convs(convs, seed=3)
     z = tf.concat([gen.encode(x[:4]),
                    gen.prior_sample(4, tf.constant([0, 5]))], 0)
     cotangent = tf.random.stateless_normal([8, 28, 28, 1], seed=[4, 4])
 
-    def outputs(z=z):
-      # Gradients through the flow's output y for all latents, and through
-      # the images for the prior draws (the encoded ones sit on the [0, 1]
-      # clip, where the gradient jumps under any round-off).
-      with tf.GradientTape(persistent=True) as tape:
-        tape.watch(z)
-        y = gen.flow.forward(tf.identity(z))
-        images_out = gen.decode(z)
-        prior_images = images_out[4:]
-      grad_y = tape.gradient(y, z, output_gradients=cotangent)
-      grad_x = tape.gradient(prior_images, z,
-                             output_gradients=cotangent[4:])[4:]
-      return images_out, y, tf.concat([grad_y, grad_x], 0)
+    def outputs(z=z):  # 4 encoded images, then 4 prior draws.
+      return glow_testutil.decode_outputs(gen, z, cotangent, n_encoded=4)
 
     compiled = tf.function(outputs)
     new, new_compiled = outputs(), compiled()
