@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 import configs
+from tests import forkrun_testutil
 from tests import image_data_testutil
 from tests import serving_testutil
 from tilt_tf import data as data_lib
@@ -43,6 +44,8 @@ class TrainImagesTest(tf.test.TestCase, parameterized.TestCase):
     image_data_testutil.fake_fashion(data_dir)
     config = configs.get_config(base, 'fashion_mnist', 'test')
     config.data_dir = data_dir
+    if base == 'glow':  # One coupling step per level (2 levels, as the
+      config.base.steps_per_block = 1  # preset's): its graphs trace in half.
     workdir = self.create_tempdir().full_path
     references = []
     real_scorer = monitor_lib.fid_scorer
@@ -116,13 +119,17 @@ class TrainImagesTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(first['images'].dtype, tf.uint8)
     self.assertEqual(first['latents'].shape, (3, 64))
     self.assertAllEqual(first['images'], second['images'])
-    result = serving_testutil.saved_model_cli_run(path,
-                                                  'num_samples=3;seed=[4,5]')
+    # Both saved_model_cli runs fork from one process that imported
+    # TensorFlow once (forkrun_testutil): the same module, args and loader.
+    server = forkrun_testutil.ForkServer(os.environ, preload=('tensorflow',))
+    self.addCleanup(server.close)
+    result = serving_testutil.saved_model_cli_run(
+        path, 'num_samples=3;seed=[4,5]', server=server)
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     self.assertIn('Result for output key images', result.stdout)
     self.assertIn('Result for output key latents', result.stdout)
     refused = serving_testutil.saved_model_cli_run(
-        path, 'num_samples=1000000000;seed=[4,5]')
+        path, 'num_samples=1000000000;seed=[4,5]', server=server)
     self.assertNotEqual(refused.returncode, 0)
     self.assertIn('num_samples must be <= 1024', refused.stderr)
 
