@@ -124,12 +124,13 @@ class TrainImagesTest(tf.test.TestCase, parameterized.TestCase):
     server = forkrun_testutil.ForkServer(os.environ, preload=('tensorflow',))
     self.addCleanup(server.close)
     result = serving_testutil.saved_model_cli_run(
-        path, 'num_samples=3;seed=[4,5]', server=server)
+        path, 'num_samples=3;seed=[4,5]', server=server, timeout=100)
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     self.assertIn('Result for output key images', result.stdout)
     self.assertIn('Result for output key latents', result.stdout)
     refused = serving_testutil.saved_model_cli_run(
-        path, 'num_samples=1000000000;seed=[4,5]', server=server)
+        path, 'num_samples=1000000000;seed=[4,5]', server=server,
+        timeout=100)  # Seconds each; inside the target's 300 s (medium).
     self.assertNotEqual(refused.returncode, 0)
     self.assertIn('num_samples must be <= 1024', refused.stderr)
 
