@@ -107,7 +107,7 @@ class Sampler(tf.Module):
         tf.debugging.assert_less_equal(
             num_samples, self._max_samples,
             message=f'num_samples must be <= {self._max_samples} (the bound '
-            'baked in at export: --max_samples); split the request'),
+            'baked in at export: its max_samples); split the request'),
     ]
     if langevin_steps is not None:
       checks += [
