@@ -73,12 +73,15 @@ BOUNDS = {
     'ebm.stem_pool': (1, 64),
     'ebm.fourier_features': (0, _COUNT),
     'ebm.replay_buffer': (0, _COUNT),
+    'distill.components': (1, 10_000),
+    'distill.em_iterations': (1, _STEPS),
 }
 
 # String fields with a fixed set of values.
 CHOICES = {
     'precision': ('float32', 'bf16'),
     'method': ('latent_tilt', 'pixel_ebm'),
+    'distill.model': ('mixture', 'flow'),
 }
 
 # Upper bounds that are limits, not typo guards.
@@ -89,7 +92,7 @@ _HARD_BOUNDS = {'seed': 'seeds are unsigned 32-bit integers',
 # Float fields that must be > 0 (step sizes, learning rates) or >= 0.
 POSITIVE = ('ebm.step_size', 'base.step_size', 'ebm.learning_rate',
             'base.learning_rate', 'ebm.sample_energy_scale',
-            'ebm.energy_scale_grid')
+            'ebm.energy_scale_grid', 'distill.reg_covar')
 NON_NEGATIVE = {'ebm.sample_step_size': ' (0: ebm.step_size)',
                 'ebm.alpha': '', 'base.alpha': '',
                 'base.param_clip': ' (0: no parameter-gradient clip)'}
@@ -294,7 +297,8 @@ def get_config(base, dataset=None, preset='paper', overrides=()):
   config = module.get_config(preset)
   if preset == 'test' and 'distill' in config:  # Seconds, as the rest.
     config.distill.update(couplings=2, hidden=16, steps=20, batch_size=32,
-                          validation=16, eval_every=10, patience=0)
+                          validation=16, eval_every=10, patience=0,
+                          components=3)
   if dataset:
     config.dataset = dataset
   apply_overrides(config, overrides)

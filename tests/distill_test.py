@@ -1,14 +1,17 @@
-"""Distillation (tilt_tf/distill.py, tilt_tf/stages/distill.py): on a 2-D
-latent whose tilted density is known exactly, the flow's samples must be
-closer to it than the prior is; a resumed fit gives the same flow."""
+"""Distillation (tilt_tf/distill.py, tilt_tf/latent_mixture.py,
+tilt_tf/stages/distill.py): on a 2-D latent whose tilted density is known
+exactly, the flow's and the mixture's samples must be closer to it than the
+prior is; a resumed fit gives the same flow, a refit the same mixture."""
 
 import os
 
+from absl.testing import parameterized
 import ml_collections
 import numpy as np
 import tensorflow as tf
 
 from tilt_tf import distill
+from tilt_tf import latent_mixture
 from tilt_tf import toy_metrics
 from tilt_tf.errors import UserError
 from tilt_tf.generators import adapters
@@ -40,8 +43,8 @@ def ring():
 def fit(workdir, latents, cfg, seed=0):
   with run_dir_lib.RunDir(workdir, {'test': 'distill'}) as run:
     flow = distill_stage.make_flow(2, cfg, seed)
-    distill.fit_flow(run, tf.distribute.get_strategy(), flow, latents,
-                     cfg=cfg, seed=seed, settings=LOOP)
+    distill.fit(run, tf.distribute.get_strategy(), flow, latents, cfg=cfg,
+                seed=seed, settings=LOOP)
   return distill.restore_flow(workdir, 2, cfg, seed)
 
 
@@ -89,9 +92,68 @@ class DistillTest(tf.test.TestCase):
                                                'distill_best')))
 
 
-class ApiTest(tf.test.TestCase):
+def _mixture_cfg(**kw):
+  c = ml_collections.ConfigDict(dict(
+      model='mixture', components=24, reg_covar=1e-3, em_iterations=100,
+      validation=500))
+  c.update(kw)
+  return c
 
-  def test_distill_sample_load_export(self):
+
+class MixtureTest(tf.test.TestCase):
+
+  def test_mixture_learns_an_exact_tilted_density(self):
+    gen, energy = ring()
+    latents = toy_metrics.exact_tilted_samples(gen, energy, 5000, seed=0)
+    reference = toy_metrics.exact_tilted_samples(gen, energy, 2000, seed=1)
+    q = fit(self.create_tempdir().full_path, latents, _mixture_cfg())
+    self.assertIsInstance(q, latent_mixture.LatentMixture)
+    out = distill_stage.draw_distilled(gen, q, 2000, seed=3)
+    distilled = toy_metrics.energy_distance(out['x'], reference)
+    prior = toy_metrics.energy_distance(
+        np.random.default_rng(4).normal(size=(2000, 2)), reference)
+    data = toy_metrics.energy_distance(latents[:2000], reference)
+    self.assertLess(distilled, prior / 4)
+    self.assertLess(distilled, data + 0.02)
+    radius = np.linalg.norm(out['x'], axis=1)
+    self.assertAllClose(np.median(radius), np.median(
+        np.linalg.norm(reference, axis=1)), atol=0.1)
+    # Its samples are draws of its own density: as likely under q as exact
+    # tilted draws are (means alone would be far likelier), and all distinct.
+    self.assertAllClose(np.mean(q.log_prob(out['z'])),
+                        np.mean(q.log_prob(reference)), atol=0.15)
+    self.assertLen(np.unique(out['z'].round(4), axis=0), 2000)
+    # log_prob is the mixture's density: it integrates to ~1 on a grid.
+    grid = np.stack(np.meshgrid(*[np.linspace(-4, 4, 161)] * 2), -1)
+    mass = np.exp(q.log_prob(grid.reshape(-1, 2)).numpy()).sum() * 0.05 ** 2
+    self.assertAllClose(mass, 1.0, atol=0.02)
+    # Stateless: the same seed, the same samples; another, others.
+    again = distill_stage.draw_distilled(gen, q, 2000, seed=3)
+    np.testing.assert_array_equal(again['z'], out['z'])
+    other = distill_stage.draw_distilled(gen, q, 2000, seed=4)
+    self.assertGreater(np.abs(other['z'] - out['z']).mean(), 0.5)
+
+  def test_refit_is_the_same_and_a_finished_fit_is_reused(self):
+    gen, energy = ring()
+    latents = toy_metrics.exact_tilted_samples(gen, energy, 1000, seed=0)
+    cfg = _mixture_cfg(components=4, validation=100)
+    first = fit(self.create_tempdir().full_path, latents, cfg)
+    workdir = self.create_tempdir().full_path
+    second = fit(workdir, latents, cfg)
+    for a, b in zip(first.trainable_variables, second.trainable_variables):
+      self.assertAllEqual(a, b)
+    with self.assertLogs('absl', level='INFO') as logs:
+      third = fit(workdir, latents, cfg)
+    self.assertTrue(any('reusing' in l for l in logs.output), logs.output)
+    self.assertFalse(any('fitted by EM' in l for l in logs.output))
+    for a, b in zip(first.trainable_variables, third.trainable_variables):
+      self.assertAllEqual(a, b)
+
+
+class ApiTest(tf.test.TestCase, parameterized.TestCase):
+
+  @parameterized.parameters('mixture', 'flow')
+  def test_distill_sample_load_export(self, model):
     import tilt_tf  # pylint: disable=g-import-not-at-top
     w = np.random.default_rng(0).normal(0, 0.5, (3, 16)).astype(np.float32)
     gen = tilt_tf.generator_from_function(
@@ -103,11 +165,13 @@ class ApiTest(tf.test.TestCase):
                           verbose=False)
     with self.assertRaisesRegex(UserError, "distill"):
       tilted.sample(4, method='distilled')
-    tilted.distill(num_latents=200, verbose=False, steps=30)
+    tilted.distill(num_latents=200, verbose=False, steps=30, model=model)
+    self.assertEqual(type(tilted.flow).__name__,
+                     {'mixture': 'LatentMixture', 'flow': 'LatentFlow'}[model])
     out = tilted.sample(8, seed=5, method='distilled')
     self.assertEqual(out['samples'].shape, (8, 4, 4, 1))
     self.assertEqual(out['latents'].shape, (8, 3))
-    # A later session gets the same flow back (run.json keeps steps=30).
+    # A later session gets the same q back (run.json keeps its settings).
     again = tilt_tf.load(workdir, generator=gen)
     np.testing.assert_array_equal(
         again.sample(8, seed=5, method='distilled')['latents'],

@@ -118,11 +118,11 @@ class Tilted:
     self._sample = tf.function(method.sample, reduce_retracing=True)
 
   def distill(self, num_latents=None, seed=0, verbose=None, **settings):
-    """Fits a latent flow q(z) to the tilted density (tilt_tf/distill.py)
+    """Fits a latent model q(z) to the tilted density (tilt_tf/distill.py)
     on `num_latents` Langevin draws (default: config.sample.num), in the
     run folder (resumable); then `sample(n, method='distilled')` and the
     export's `sample_distilled` need no chain. `settings` override the
-    `distill` config section (steps, couplings, hidden, ...). Returns self.
+    `distill` config section (model, components, ...). Returns self.
     """
     from tilt_tf.stages import distill as distill_stage  # pylint: disable=g-import-not-at-top
     cfg = self.config.distill
@@ -130,6 +130,7 @@ class Tilted:
       if k not in cfg:
         raise UserError(f'unknown distill setting {k!r}; choose from '
                         f'{", ".join(sorted(cfg.keys()))}')
+      configs.check_bounds(f'distill.{k}', v, k)
       cfg[k] = v
     n = int(num_latents or self.config.sample.num)
     with progress(verbose):
@@ -143,18 +144,13 @@ class Tilted:
       settings_now = dict(run['config'], distill=cfg.to_dict())
       with run_dir_lib.RunDir(self.workdir, run['identity'], settings_now,
                               preset=run['preset'], extra=extra) as run_dir:
-        from tilt_tf import distill as distill_lib  # pylint: disable=g-import-not-at-top
-        # The run's seed builds the flow (its permutations), as load()
-        # and the export rebuild it; `seed` picks the latents.
-        flow = distill_stage.make_flow(self.generator.latent_dim, cfg,
-                                       self.config.seed)
-        distill_lib.fit_flow(
-            run_dir, tf.distribute.get_strategy(), flow, latents, cfg=cfg,
-            seed=self.config.seed,
+        _, self.flow = distill_stage.fit_q(
+            run_dir, tf.distribute.get_strategy(), self.generator.latent_dim,
+            latents, cfg=cfg, seed=self.config.seed,
             settings=loop_lib.LoopSettings.from_config(
-                self.config, self.config.log_every))
-    self.flow = distill_lib.restore_flow(
-        self.workdir, self.generator.latent_dim, cfg, self.config.seed)
+                self.config, self.config.log_every),
+            source={'num_latents': n, 'seed': seed,
+                    'energy': self.energy_checkpoint})
     return self
 
   def monitor_best(self):

@@ -1,5 +1,10 @@
-"""Distillation: a latent flow q(z) fitted to the tilted density, sampled with
-no Langevin chain.
+"""Distillation: a latent model q(z) fitted to the tilted density, sampled
+with no Langevin chain.
+
+`distill.model` picks q: 'mixture' (default; tilt_tf/latent_mixture.py, a
+Gaussian mixture with a shared covariance fitted by EM, `fit_mixture`) or
+'flow' (`LatentFlow` below, fitted by gradient steps, `fit_flow`); `fit` and
+`restore_flow` serve both.
 
 After tilting, p(z) ∝ p0(z) exp(-E(G(z))) lives in the generator's latent
 space (64-d for GLF, 100-d for the VAE). `LatentFlow` is a RealNVP flow there
@@ -24,6 +29,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
+from tilt_tf import latent_mixture
 from tilt_tf import rng
 from tilt_tf.errors import UserError
 from tilt_tf.runtime import checkpoints
@@ -32,7 +38,8 @@ from tilt_tf.runtime import training
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
-__all__ = ['LatentFlow', 'fit_flow', 'restore_flow']
+__all__ = ['LatentFlow', 'make_model', 'fit', 'fit_flow', 'fit_mixture',
+           'restore_flow']
 
 
 class LatentFlow(tf.Module):
@@ -214,16 +221,80 @@ def fit_flow(run_dir, strategy, flow, latents: np.ndarray, *, cfg,
   return out
 
 
+def make_model(latent_dim, cfg, seed):
+  """An unfitted q of the kind `cfg.model` names ('flow' if unset)."""
+  if cfg.get('model', 'flow') == 'mixture':
+    return latent_mixture.LatentMixture(latent_dim, cfg['components'])
+  return LatentFlow(latent_dim, cfg['couplings'], cfg['hidden'], seed=seed)
+
+
+def fit(run_dir, strategy, model, latents, *, cfg, seed, settings):
+  """Fits `model` (from `make_model`) as its kind is fitted; returns
+  (seconds, steps) of this invocation, or None if it was done already."""
+  if isinstance(model, latent_mixture.LatentMixture):
+    return fit_mixture(run_dir, model, latents, cfg=cfg, seed=seed)
+  return fit_flow(run_dir, strategy, model, latents, cfg=cfg, seed=seed,
+                  settings=settings)
+
+
+def fit_mixture(run_dir, mixture, latents: np.ndarray, *, cfg, seed: int):
+  """Fits `mixture` to `latents` by EM (scikit-learn, tied covariance, from
+  k-means starts seeded by the run's seed: the same latents and seed give the
+  same q); it goes to checkpoints/distill_best/ with its held-out NLL in the
+  log and TensorBoard. A finished fit there is reused (the stage clears it
+  when the latents or settings change). Returns (seconds, EM iterations), or
+  None if reused."""
+  from sklearn import mixture as sk_mixture  # pylint: disable=g-import-not-at-top
+  manager = tf.train.CheckpointManager(
+      tf.train.Checkpoint(flow=mixture),
+      run_dir.path('checkpoints', 'distill_best'), max_to_keep=1)
+  if manager.latest_checkpoint:
+    logging.info('distill: done (%s), reusing the checkpoint',
+                 manager.latest_checkpoint)
+    return None
+  train, held_out = _split_latents(latents, cfg.validation, seed)
+  t0 = time.time()
+  em = sk_mixture.GaussianMixture(
+      min(mixture.components, len(train)), covariance_type='tied',
+      reg_covar=cfg.reg_covar, max_iter=cfg.em_iterations,
+      random_state=rng.stream(seed, rng.DISTILL_STEPS) % 2**32)
+  em.fit(train.astype(np.float64))
+  weights, means = em.weights_, em.means_
+  if len(weights) < mixture.components:  # Fewer latents than components.
+    pad = mixture.components - len(weights)
+    weights = np.concatenate([weights, np.zeros(pad)])
+    means = np.concatenate([means, np.zeros((pad, means.shape[1]))])
+  mixture.assign(weights, means, em.covariances_)
+  nll = float(_nll(mixture, held_out))
+  seconds = time.time() - t0
+  run_dir.scalars('distill', em.n_iter_, {'held_out_nll': nll})
+  manager.save(checkpoint_number=em.n_iter_)
+  logging.info('distill: a %d-component mixture fitted by EM to %d latents '
+               'in %.1fs (%d iterations%s); held-out NLL %.4f nats/dim',
+               mixture.components, len(train), seconds, em.n_iter_,
+               '' if em.converged_ else ', not converged', nll)
+  return seconds, int(em.n_iter_)
+
+
 def restore_flow(workdir, latent_dim, cfg, seed):
-  """The best distilled flow of a run (LatentFlow), or None if the run has
-  no distill checkpoint."""
-  flow = LatentFlow(latent_dim, cfg.couplings, cfg.hidden, seed=seed)
-  ckpt = tf.train.Checkpoint(flow=flow)
+  """The best distilled q of a run (a LatentFlow or LatentMixture, as its
+  checkpoint holds), or None if the run has no distill checkpoint."""
   for folder in ('distill_best', 'distill'):
+    latest = tf.train.latest_checkpoint(
+        os.path.join(workdir, 'checkpoints', folder))
+    if not latest:
+      continue
+    try:
+      names = [n for n, _ in tf.train.list_variables(latest)]
+    except (tf.errors.OpError, ValueError):
+      names = []  # Damaged: restore_readable below moves it aside.
+    kind = ('mixture' if any('/means/' in n for n in names) else
+            'flow' if names else cfg.get('model', 'flow'))
+    settings = cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg)
+    model = make_model(latent_dim, dict(settings, model=kind), seed)
+    ckpt = tf.train.Checkpoint(flow=model)
     manager = tf.train.CheckpointManager(
-        ckpt, os.path.join(workdir, 'checkpoints', folder),
-        max_to_keep=None)
-    if manager.latest_checkpoint:
-      if checkpoints.restore_readable(ckpt, manager, folder) is not None:
-        return flow
+        ckpt, os.path.join(workdir, 'checkpoints', folder), max_to_keep=None)
+    if checkpoints.restore_readable(ckpt, manager, folder) is not None:
+      return model
   return None

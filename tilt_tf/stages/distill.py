@@ -1,8 +1,10 @@
-"""The distill stage: fit a latent flow to the tilted latents the sample
-stage drew (tilt_tf/distill.py), then draw samples with no Langevin chain.
+"""The distill stage: fit a latent model q(z) (a Gaussian mixture, or a
+flow: tilt_tf/distill.py) to the tilted latents the sample stage drew, then
+draw samples with no Langevin chain.
 
-Reads samples_tilted.npz (its `latents`), trains checkpoints/distill/
-(resumable; the best held-out flow in checkpoints/distill_best/) and writes
+Reads samples_tilted.npz (its `latents`), fits q into
+checkpoints/distill_best/ (a flow trains resumably in checkpoints/distill/
+and keeps its best held-out weights there) and writes
 samples_distilled.npz (`images` or `samples`, `latents`; batch i from seed
 [seed, 1000 + i], as `Tilted.sample(method='distilled')` draws),
 samples_distilled.png (base | tilted | distilled) and its time and
@@ -25,15 +27,15 @@ from tilt_tf.errors import UserError
 from tilt_tf.runtime import loop as loop_lib
 from tilt_tf.stages import batches
 
-__all__ = ['run_distill', 'draw_distilled', 'make_flow']
+__all__ = ['run_distill', 'draw_distilled', 'make_flow', 'fit_q']
 
 
 def make_flow(latent_dim, cfg, seed, strategy=None):
-  """The run's LatentFlow (built in the strategy's scope)."""
+  """The run's unfitted q, as `cfg.model` names it (built in the strategy's
+  scope)."""
   strategy = strategy or tf.distribute.get_strategy()
   with strategy.scope():
-    return distill_lib.LatentFlow(latent_dim, cfg.couplings, cfg.hidden,
-                                  seed=seed)
+    return distill_lib.make_model(latent_dim, cfg, seed)
 
 
 # flow -> {id(generator): compiled draw}: traced once per pair, not per call.
@@ -59,19 +61,35 @@ def draw_distilled(generator, flow, n: int, seed: int, *,
                              n, batch_size, seed).arrays
 
 
-def _plan(run_dir, cfg):
-  """What the flow is fitted to (samples.json) and with (`cfg`); a flow
-  fitted to other tilted samples (another energy, another draw) or with
-  other settings is started over."""
-  plan = {'samples': io_utils.read_json(run_dir.path('samples.json')),
-          'distill': cfg.to_dict()}
+def _plan(run_dir, cfg, source):
+  """What q is fitted to (`source`: the sample stage's samples.json, or how
+  the API drew its latents) and with (`cfg`); a q fitted to other tilted
+  samples (another energy, another draw) or with other settings is started
+  over."""
+  plan = {'samples': source, 'distill': cfg.to_dict()}
   stored = io_utils.read_json(run_dir.path('distill.json'))
   if stored is not None and stored != io_utils.jsonable(plan):
     logging.info('distill: the tilted samples or settings changed since the '
-                 'last fit; fitting a new flow')
+                 'last fit; fitting anew')
     for folder in ('distill', 'distill_best'):
       shutil.rmtree(run_dir.path('checkpoints', folder), ignore_errors=True)
   return plan
+
+
+def fit_q(run_dir, strategy, latent_dim, latents, *, cfg, seed: int,
+          settings: loop_lib.LoopSettings, source):
+  """Fits the run's q (`cfg.model`) to `latents`, drawn as `source` (JSON)
+  says, in `run_dir`; resumes or reuses a fit of the same plan. Returns
+  (this invocation's (seconds, steps) or None, the fitted q)."""
+  plan = _plan(run_dir, cfg, source)
+  # The run's seed builds q (a flow's permutations), as load() and the
+  # export rebuild it.
+  model = make_flow(latent_dim, cfg, seed, strategy)
+  fitted = distill_lib.fit(run_dir, strategy, model, latents, cfg=cfg,
+                           seed=seed, settings=settings)
+  best = distill_lib.restore_flow(run_dir.workdir, latent_dim, cfg, seed)
+  io_utils.write_json(run_dir.path('distill.json'), plan)
+  return fitted, best
 
 
 def _write_figure(run_dir, grid, tilted, distilled):
@@ -90,7 +108,7 @@ def _write_figure(run_dir, grid, tilted, distilled):
 
 def run_distill(run_dir, strategy, generator, *, cfg, sample_cfg, seed: int,
                 settings: loop_lib.LoopSettings):
-  """Fits the flow and draws `sample_cfg.num` distilled samples.
+  """Fits q and draws `sample_cfg.num` distilled samples.
 
   Args:
     run_dir: a RunDir holding samples_tilted.npz.
@@ -101,7 +119,7 @@ def run_distill(run_dir, strategy, generator, *, cfg, sample_cfg, seed: int,
     seed: the run's seed.
     settings: the training loop's LoopSettings.
   Returns:
-    The fitted LatentFlow (its best held-out weights).
+    The fitted q (a LatentMixture, or a LatentFlow's best held-out weights).
   """
   path = run_dir.path('samples_tilted.npz')
   if not os.path.exists(path):
@@ -113,13 +131,10 @@ def run_distill(run_dir, strategy, generator, *, cfg, sample_cfg, seed: int,
                       'to distill)')
     latents, tilted = f['latents'], f['images' if 'images' in f.files
                                           else 'samples']
-  plan = _plan(run_dir, cfg)
-  flow = make_flow(generator.latent_dim, cfg, seed, strategy)
   t0 = time.time()
-  fitted = distill_lib.fit_flow(run_dir, strategy, flow, latents, cfg=cfg,
-                                seed=seed, settings=settings)
-  best = distill_lib.restore_flow(run_dir.workdir, generator.latent_dim, cfg,
-                                  seed)
+  fitted, best = fit_q(run_dir, strategy, generator.latent_dim, latents,
+                       cfg=cfg, seed=seed, settings=settings,
+                       source=io_utils.read_json(run_dir.path('samples.json')))
   fit_seconds = time.time() - t0
   n = sample_cfg.num
   t1 = time.time()
@@ -133,13 +148,12 @@ def run_distill(run_dir, strategy, generator, *, cfg, sample_cfg, seed: int,
                  **{key: x, 'latents': out['z']})
   if not is_points:
     _write_figure(run_dir, sample_cfg.grid, tilted, out['x'])
-  io_utils.write_json(run_dir.path('distill.json'), plan)
   run_dir.record_time('distill', fit_seconds,
                       steps=fitted[1] if fitted else cfg.steps,
                       latents=int(len(latents)))
   run_dir.record_time('distill_sample', draw_seconds, n=n,
                       samples_per_s=round(n / max(draw_seconds, 1e-9), 2))
-  logging.info('distill: flow fitted in %.1fs; %d distilled samples in %.1fs '
+  logging.info('distill: q fitted in %.1fs; %d distilled samples in %.1fs '
                '(%.0f samples/s) -> %s', fit_seconds, n, draw_seconds,
                n / max(draw_seconds, 1e-9), run_dir.workdir)
   return best
