@@ -48,28 +48,41 @@ def fit(workdir, latents, cfg, seed=0):
   return distill.restore_flow(workdir, 2, cfg, seed)
 
 
+def check_learns_the_ring(test, cfg):
+  """q fitted to exact tilted draws of the ring: nearly as close to the ring
+  as exact draws, far closer than the prior; its samples are draws of its
+  own density (as likely under q as exact draws: means alone would be far
+  likelier), distinct and stateless. Returns (q, its samples)."""
+  gen, energy = ring()
+  latents = toy_metrics.exact_tilted_samples(gen, energy, 5000, seed=0)
+  reference = toy_metrics.exact_tilted_samples(gen, energy, 2000, seed=1)
+  q = fit(test.create_tempdir().full_path, latents, cfg)
+  out = distill_stage.draw_distilled(gen, q, 2000, seed=3)
+  test.assertEqual(out['x'].shape, (2000, 2))
+  distilled = toy_metrics.energy_distance(out['x'], reference)
+  prior = toy_metrics.energy_distance(
+      np.random.default_rng(4).normal(size=(2000, 2)), reference)
+  data = toy_metrics.energy_distance(latents[:2000], reference)
+  test.assertLess(distilled, prior / 4)
+  test.assertLess(distilled, data + 0.02)
+  radius = np.linalg.norm(out['x'], axis=1)
+  test.assertAllClose(np.median(radius), np.median(
+      np.linalg.norm(reference, axis=1)), atol=0.1)
+  test.assertAllClose(np.mean(q.log_prob(out['z'])),
+                      np.mean(q.log_prob(reference)), atol=0.15)
+  test.assertLen(np.unique(out['z'].round(4), axis=0), 2000)
+  # Stateless: the same seed, the same samples; another, others.
+  again = distill_stage.draw_distilled(gen, q, 2000, seed=3)
+  np.testing.assert_array_equal(again['z'], out['z'])
+  other = distill_stage.draw_distilled(gen, q, 2000, seed=4)
+  test.assertGreater(np.abs(other['z'] - out['z']).mean(), 0.5)
+  return q, out
+
+
 class DistillTest(tf.test.TestCase):
 
   def test_flow_learns_an_exact_tilted_density(self):
-    gen, energy = ring()
-    latents = toy_metrics.exact_tilted_samples(gen, energy, 5000, seed=0)
-    reference = toy_metrics.exact_tilted_samples(gen, energy, 2000, seed=1)
-    flow = fit(self.create_tempdir().full_path, latents, _cfg())
-    out = distill_stage.draw_distilled(gen, flow, 2000, seed=3)
-    self.assertEqual(out['x'].shape, (2000, 2))
-    distilled = toy_metrics.energy_distance(out['x'], reference)
-    prior = toy_metrics.energy_distance(
-        np.random.default_rng(4).normal(size=(2000, 2)), reference)
-    data = toy_metrics.energy_distance(latents[:2000], reference)
-    # The prior is far from the ring; the flow nearly as close as exact draws.
-    self.assertLess(distilled, prior / 4)
-    self.assertLess(distilled, data + 0.02)
-    radius = np.linalg.norm(out['x'], axis=1)
-    self.assertAllClose(np.median(radius), np.median(
-        np.linalg.norm(reference, axis=1)), atol=0.1)
-    # Stateless: the same seed, the same samples.
-    again = distill_stage.draw_distilled(gen, flow, 2000, seed=3)
-    np.testing.assert_array_equal(again['z'], out['z'])
+    check_learns_the_ring(self, _cfg())
 
   def test_resume_mid_fit_gives_the_same_flow(self):
     gen, energy = ring()
@@ -103,35 +116,12 @@ def _mixture_cfg(**kw):
 class MixtureTest(tf.test.TestCase):
 
   def test_mixture_learns_an_exact_tilted_density(self):
-    gen, energy = ring()
-    latents = toy_metrics.exact_tilted_samples(gen, energy, 5000, seed=0)
-    reference = toy_metrics.exact_tilted_samples(gen, energy, 2000, seed=1)
-    q = fit(self.create_tempdir().full_path, latents, _mixture_cfg())
+    q, _ = check_learns_the_ring(self, _mixture_cfg())
     self.assertIsInstance(q, latent_mixture.LatentMixture)
-    out = distill_stage.draw_distilled(gen, q, 2000, seed=3)
-    distilled = toy_metrics.energy_distance(out['x'], reference)
-    prior = toy_metrics.energy_distance(
-        np.random.default_rng(4).normal(size=(2000, 2)), reference)
-    data = toy_metrics.energy_distance(latents[:2000], reference)
-    self.assertLess(distilled, prior / 4)
-    self.assertLess(distilled, data + 0.02)
-    radius = np.linalg.norm(out['x'], axis=1)
-    self.assertAllClose(np.median(radius), np.median(
-        np.linalg.norm(reference, axis=1)), atol=0.1)
-    # Its samples are draws of its own density: as likely under q as exact
-    # tilted draws are (means alone would be far likelier), and all distinct.
-    self.assertAllClose(np.mean(q.log_prob(out['z'])),
-                        np.mean(q.log_prob(reference)), atol=0.15)
-    self.assertLen(np.unique(out['z'].round(4), axis=0), 2000)
     # log_prob is the mixture's density: it integrates to ~1 on a grid.
     grid = np.stack(np.meshgrid(*[np.linspace(-4, 4, 161)] * 2), -1)
     mass = np.exp(q.log_prob(grid.reshape(-1, 2)).numpy()).sum() * 0.05 ** 2
     self.assertAllClose(mass, 1.0, atol=0.02)
-    # Stateless: the same seed, the same samples; another, others.
-    again = distill_stage.draw_distilled(gen, q, 2000, seed=3)
-    np.testing.assert_array_equal(again['z'], out['z'])
-    other = distill_stage.draw_distilled(gen, q, 2000, seed=4)
-    self.assertGreater(np.abs(other['z'] - out['z']).mean(), 0.5)
 
   def test_refit_is_the_same_and_a_finished_fit_is_reused(self):
     gen, energy = ring()
