@@ -138,6 +138,12 @@ class MixtureTest(tf.test.TestCase):
     self.assertFalse(any('fitted by EM' in l for l in logs.output))
     for a, b in zip(first.trainable_variables, third.trainable_variables):
       self.assertAllEqual(a, b)
+    # Restored as fitted even where the config now names other settings.
+    back = distill.restore_flow(workdir, 2, _mixture_cfg(components=7), 0)
+    self.assertEqual(back.components, 4)
+    self.assertAllEqual(back.means, first.means)
+    self.assertIsNone(distill.restore_flow(
+        self.create_tempdir().full_path, 2, cfg, 0))
 
 
 class ApiTest(tf.test.TestCase, parameterized.TestCase):

@@ -285,13 +285,16 @@ def restore_flow(workdir, latent_dim, cfg, seed):
     if not latest:
       continue
     try:
-      names = [n for n, _ in tf.train.list_variables(latest)]
+      shapes = dict(tf.train.list_variables(latest))
     except (tf.errors.OpError, ValueError):
-      names = []  # Damaged: restore_readable below moves it aside.
-    kind = ('mixture' if any('/means/' in n for n in names) else
-            'flow' if names else cfg.get('model', 'flow'))
+      shapes = {}  # Damaged: restore_readable below moves it aside.
+    means = [v for n, v in shapes.items() if '/means/' in n]
     settings = cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg)
-    model = make_model(latent_dim, dict(settings, model=kind), seed)
+    if means:  # A mixture, of as many components as it was fitted with.
+      settings.update(model='mixture', components=means[0][0])
+    elif shapes:
+      settings['model'] = 'flow'
+    model = make_model(latent_dim, settings, seed)
     ckpt = tf.train.Checkpoint(flow=model)
     manager = tf.train.CheckpointManager(
         ckpt, os.path.join(workdir, 'checkpoints', folder), max_to_keep=None)
