@@ -7,6 +7,7 @@ import glob
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -17,11 +18,13 @@ import time
 # run fails with its own message instead of a killed target.
 _DEADLINE = time.monotonic() + float(os.environ.get('TEST_TIMEOUT', 900)) - 30
 
+import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 from tests import forkrun_testutil
 from tests import image_data_testutil
 from tilt_tf import table1
+from tilt_tf.stages import export as export_lib
 
 _ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
             TF_CPP_MIN_LOG_LEVEL='3')
@@ -109,6 +112,8 @@ class Table1Test(tf.test.TestCase):
     rows = self._check_rows(workdir, doc)
     self._check_seconds(workdir, rows, wall)
     self._check_outputs(workdir, first)
+    self._check_runs(workdir)
+    self._check_glf_export(workdir, data_dir)
 
     # A second invocation reuses every run and row: nothing is rewritten.
     before = _mtimes(workdir)
@@ -165,6 +170,63 @@ class Table1Test(tf.test.TestCase):
     self.assertRegex(first.stderr, r'row 4/15 VAE \+ flow: fitting')
     self.assertRegex(first.stderr, r'row 4/15 VAE \+ flow done: FID')
 
+  def _check_runs(self, workdir):
+    """Each pipeline's run folder (train.py's layout): sample files, the
+    metrics' fields, the monitor's reference; the pixel EBM (no latent) has
+    no tilt stage and both sample files hold its samples."""
+    for base in PIPELINE_ROWS:
+      run = os.path.join(workdir, base)
+      for name in ('samples_base.npz', 'samples_tilted.npz', 'samples.png',
+                   'langevin_chain.png', 'metrics.json', 'run.json'):
+        self.assertTrue(os.path.exists(os.path.join(run, name)), (base, name))
+      tilted = np.load(os.path.join(run, 'samples_tilted.npz'))
+      self.assertEqual(tilted['images'].shape, (128, 28, 28, 1), base)
+      self.assertEqual(tilted['images'].dtype, np.uint8, base)
+      with open(os.path.join(run, 'metrics.json')) as f:
+        metrics = json.load(f)
+      for key in ('base', 'tilted'):
+        for field in ('fid', 'precision', 'recall', 'feature_extractor'):
+          self.assertIn(field, metrics[key], (base, key))
+      with open(os.path.join(run, 'run.json')) as f:
+        reference = json.load(f)['monitor_reference']
+      if base == 'pixel_ebm':
+        base_npz = np.load(os.path.join(run, 'samples_base.npz'))
+        self.assertAllEqual(base_npz['images'], tilted['images'])
+        self.assertNotIn('latents', tilted)
+        self.assertEqual(metrics['base'], metrics['tilted'])
+        self.assertNotIn('tilt', metrics)
+        self.assertFalse(os.path.exists(os.path.join(run, 'monitor.json')))
+        self.assertFalse(os.path.exists(os.path.join(run, 'checkpoints',
+                                                     'tilt')))
+        continue
+      self.assertIn('held out of the energy', reference)
+      self.assertEqual(tilted['latents'].shape[0], 128, base)
+      with open(os.path.join(run, 'monitor.json')) as f:
+        self.assertLen(json.load(f), 2, base)
+      if base == 'glow':  # The full flow latent, whatever the levels.
+        self.assertEqual(tilted['latents'].shape, (128, 784))
+        self.assertBetween(metrics['base_model']['test_bits_per_dim'], 0., 20.)
+
+  def _check_glf_export(self, workdir, data_dir):
+    """An image export, made from a copy of the GLF run with the data
+    folder gone: shapes, the same images for the same seed. (The copy: the
+    reuse check below needs the run untouched.)"""
+    copy = os.path.join(self.create_tempdir().full_path, 'run')
+    shutil.copytree(os.path.join(workdir, 'glf'), copy)
+    hidden = data_dir + '.hidden'
+    os.rename(data_dir, hidden)
+    try:
+      path = export_lib.export_run(copy, self.create_tempdir().full_path)
+    finally:
+      os.rename(hidden, data_dir)
+    fn = tf.saved_model.load(path).signatures['serving_default']
+    args = dict(num_samples=tf.constant(3), seed=tf.constant([4, 5]))
+    first, second = fn(**args), fn(**args)
+    self.assertEqual(first['images'].shape, (3, 28, 28, 1))
+    self.assertEqual(first['images'].dtype, tf.uint8)
+    self.assertEqual(first['latents'].shape, (3, 64))
+    self.assertAllEqual(first['images'], second['images'])
+
   def _check_seconds(self, workdir, rows, wall):
     """A row's seconds are its training time from its run's timings.json
     (a tilted row: the base's plus the EBM's; the pixel EBM's row: its own
@@ -218,32 +280,36 @@ class Table1Test(tf.test.TestCase):
 class JobsTest(tf.test.TestCase):
 
   def test_jobs_run_bases_in_train_processes(self):
+    # The pixel EBM: the cheapest pipeline (the train process is what is
+    # tested here; test_rows_then_reuse runs every base in process).
     data_dir = self.create_tempdir().full_path
     image_data_testutil.fake_fashion(data_dir)
     work = self.create_tempdir().full_path
     env = {'TILT_TF_CACHE': self.create_tempdir().full_path}
-    args = ['--dataset=fashion_mnist', '--preset=test', '--bases=glow',
-            '--jobs=2', f'--data_dir={data_dir}'] + SMALL_GLOW + [
-                '--workdir=table']
+    args = ['--dataset=fashion_mnist', '--preset=test', '--bases=pixel_ebm',
+            '--jobs=2', f'--data_dir={data_dir}', '--workdir=table']
     result = _run(args, work, env)
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     workdir = os.path.join(work, 'table')
-    self.assertRegex(result.stderr, r'row 1/4 GLOW: starting the glow '
-                     r'pipeline in a train process \(progress: .*train.log\)')
-    self.assertRegex(result.stderr, r'row 1/4 GLOW: the glow pipeline '
-                     'finished')
-    self.assertNotIn('running the glow pipeline', result.stderr)
-    with open(os.path.join(workdir, 'glow', 'train.log')) as f:
+    self.assertRegex(result.stderr, r'row 1/1 EBM on data: starting the '
+                     r'pixel_ebm pipeline in a train process \(progress: '
+                     r'.*train.log\)')
+    self.assertRegex(result.stderr, r'row 1/1 EBM on data: the pixel_ebm '
+                     'pipeline finished')
+    self.assertNotIn('running the pixel_ebm pipeline', result.stderr)
+    with open(os.path.join(workdir, 'pixel_ebm', 'train.log')) as f:
       self.assertIn('stage eval', f.read())
     with open(os.path.join(workdir, 'table1.json')) as f:
       rows = {r['model']: r for r in json.load(f)['rows']}
-    for model in ('GLOW', 'GLOW + EBM', 'GLOW (T=0.7)'):
-      self.assertEqual(rows[model]['status'], 'done', model)
+    self.assertEqual(rows['EBM on data']['status'], 'done')
+    with open(os.path.join(workdir, 'pixel_ebm', 'metrics.json')) as f:
+      self.assertAlmostEqual(rows['EBM on data']['fid'],
+                             json.load(f)['base']['fid'], places=3)
     # The train process's config is the table's: a rerun reuses its run.
     again = _run(args[:-1] + ['--jobs=1', '--workdir=table'], work, env,
                  server=_SERVER)
     self.assertEqual(again.returncode, 0, again.stderr[-3000:])
-    self.assertIn('GLOW: reusing the finished run', again.stderr)
+    self.assertIn('EBM on data: reusing the finished run', again.stderr)
 
     # A train process that fails makes its rows fail with its error line.
     os.remove(os.path.join(data_dir, 'train-images-idx3-ubyte.gz'))
@@ -251,7 +317,7 @@ class JobsTest(tf.test.TestCase):
     self.assertEqual(failed.returncode, 0, failed.stderr[-3000:])
     with open(os.path.join(work, 'table2', 'table1.json')) as f:
       rows = {r['model']: r for r in json.load(f)['rows']}
-    self.assertRegex(rows['GLOW + EBM']['status'],
+    self.assertRegex(rows['EBM on data']['status'],
                      r'^failed: its train process exited with 2: error: .*'
                      r'train-images.*\(log: .*train.log\)$')
 

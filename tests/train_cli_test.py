@@ -67,10 +67,10 @@ class TrainCLITest(tf.test.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    # The refusals run in forks of one process that imported TensorFlow
-    # (forkrun_testutil): ~5 s of CPU less each. The cases that train, and
-    # a few refusals (a file in the path, a read-only folder), stay plain
-    # processes, as a user starts them.
+    # Most runs fork from one process that imported TensorFlow
+    # (forkrun_testutil): ~5 s of CPU less each. The dry run, and a few
+    # refusals (a file in the path, a read-only folder, a full disk), stay
+    # plain processes, as a user starts them.
     cls.server = ForkServer(_env())
 
   @classmethod
@@ -90,7 +90,8 @@ class TrainCLITest(tf.test.TestCase):
     if cls._trained is None:
       workdir = os.path.join(
           tempfile.mkdtemp(dir=os.environ.get('TEST_TMPDIR')), 'run')
-      proc = _run(_TOY + ['--stage=base', f'--workdir={workdir}'])
+      proc = self.server.run('tilt_tf.train',
+                             _TOY + ['--stage=base', f'--workdir={workdir}'])
       self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
       cls._trained = workdir
     copy = os.path.join(self.create_tempdir().full_path, 'run')
@@ -267,7 +268,8 @@ class TrainCLITest(tf.test.TestCase):
         raw[len(raw) // 2] ^= 0xFF
         with open(os.path.join(base, name), 'wb') as f:
           f.write(bytes(raw))
-    proc = _run(_TOY + ['--stage=tilt', f'--workdir={workdir}'])
+    proc = self.server.run('tilt_tf.train',
+                           _TOY + ['--stage=tilt', f'--workdir={workdir}'])
     self._assert_user_error(proc, 'every base checkpoint in .* is damaged '
                             r'\(moved to .*damaged\); the base stage must be '
                             'redone: rerun with --stage=base')
@@ -277,7 +279,8 @@ class TrainCLITest(tf.test.TestCase):
     # The newest tilt checkpoint cut short (a write that died): the run
     # resumes from the one before it, with a warning, and finishes.
     workdir = self._trained_workdir()
-    proc = _run(_TOY + ['--stage=tilt', f'--workdir={workdir}'])
+    proc = self.server.run('tilt_tf.train',
+                           _TOY + ['--stage=tilt', f'--workdir={workdir}'])
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
     tilt = os.path.join(workdir, 'checkpoints', 'tilt')
     latest = tf.train.latest_checkpoint(tilt)
@@ -287,7 +290,8 @@ class TrainCLITest(tf.test.TestCase):
       f.truncate(10)
     older = sorted(n for n in os.listdir(tilt) if n.endswith('.index'))
     self.assertLen(older, 2)  # keep_checkpoints = 2: one to fall back to.
-    proc = _run(_TOY + ['--stage=tilt,sample,eval', f'--workdir={workdir}'])
+    proc = self.server.run('tilt_tf.train', _TOY + [
+        '--stage=tilt,sample,eval', f'--workdir={workdir}'])
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
     self.assertNotIn('Traceback', proc.stderr)
     self.assertRegex(proc.stderr, r'tilt checkpoint .*' +

@@ -11,6 +11,8 @@ import tensorflow as tf
 import tf_keras
 
 import configs
+from tests import image_data_testutil
+from tilt_tf import data as data_lib
 from tilt_tf import io_utils
 from tilt_tf import toy_metrics
 from tilt_tf import train_lib
@@ -264,6 +266,36 @@ class TrainLibTest(tf.test.TestCase):
     workdir = self.create_tempdir().full_path
     with self.assertRaisesRegex(UserError, 'no base checkpoint'):
       train_lib.run(_config(), workdir, stages=('tilt',))
+
+  def test_image_monitor_scores_against_the_held_out_end_of_train(self):
+    """The §5.3 monitor's reference: the last ebm.validation images of the
+    train split, held out of the energy's batches; never the test split
+    the final FID reads."""
+    data_dir = self.create_tempdir().full_path
+    image_data_testutil.fake_fashion(data_dir)
+    config = configs.get_config('vae', 'fashion_mnist', 'test')
+    config.data_dir = data_dir
+    references = []
+
+    def recording_scorer(reference_images, *args, **kwargs):
+      del args, kwargs
+      references.append(np.asarray(reference_images))
+      return lambda samples: 0.0
+
+    with mock.patch.object(monitor_lib, 'fid_scorer', recording_scorer):
+      with train_lib.open_pipeline(
+          config, self.create_tempdir().full_path) as pipeline:
+        energy_train = pipeline.train
+    self.assertLen(references, 1)
+    ref = references[0]
+    full = data_lib.load('fashion_mnist', 'train', data_dir,
+                         n=config.n_train or None)
+    test = data_lib.load_images('fashion_mnist', 'test', data_dir)
+    self.assertLen(ref, config.ebm.validation)
+    self.assertAllEqual(ref, full[-len(ref):])
+    self.assertAllEqual(energy_train, full[:-len(ref)])
+    test_rows = {t.tobytes() for t in test}
+    self.assertFalse(any(r.tobytes() in test_rows for r in ref))
 
   def test_swissroll(self):
     config = _config('swissroll')

@@ -231,6 +231,9 @@ class CliTest(parameterized.TestCase, tf.test.TestCase):
     # serves through saved_model_cli, decoding its latents as this G does.
     loaded = tilt_tf.load(workdir)
     self.assertEqual(loaded.generator.latent_dim, LATENT)
+    # A pretrained generator: no base stage ran.
+    self.assertFalse(os.path.exists(os.path.join(workdir, 'checkpoints',
+                                                 'base')))
     if fmt in ('keras3_keras', 'saved_model_module'):  # Its loader, in
       # process below for every format: the binary costs ~10 s to start.
       result = serving_testutil.saved_model_cli_run(
