@@ -1,10 +1,11 @@
 """The fast unit tests, in one process (tests/BUILD's `unit_tests`).
 
 Each module below is a test file of its own, runnable alone
-(`python tests/rng_test.py`, `bazel test //tests:rng_test`); run together
-they pay TensorFlow's import (~5 s of CPU) once instead of once each.
-A module that changes process-wide state (logical devices, a
-mixed-precision policy, absl flags of a binary) stays a target of its own.
+(`python tests/data_test.py`, `bazel test //tests:data_test`); run together
+they pay TensorFlow's import and Bazel's start (~7 s per process) once
+instead of once each. A module that changes process-wide state (logical
+devices, a mixed-precision policy, absl flags of a binary) runs in
+tests/model_tests.py or alone.
 """
 
 import importlib
@@ -15,17 +16,22 @@ MODULES = (
     'adapters', 'baselines', 'build_deps', 'checkpoints', 'configs', 'data',
     'ebm', 'energy_scale', 'figures_io', 'langevin', 'latent_tilt',
     'loading', 'monitor', 'replay', 'runtime', 'sample', 'strategy',
-    'toy_metrics', 'training')
+    'tensorboard', 'toy_metrics', 'training', 'user_features')
 
 
-def load_tests(loader, tests, pattern):
-  """unittest's hook: every TestCase of the modules above."""
-  del tests, pattern
+def suite_of(loader, modules):
+  """Every TestCase of tests/<name>_test.py for each name in `modules`."""
   suite = absltest.unittest.TestSuite()
-  for name in MODULES:
+  for name in modules:
     module = importlib.import_module(f'tests.{name}_test')
     suite.addTests(loader.loadTestsFromModule(module))
   return suite
+
+
+def load_tests(loader, tests, pattern):
+  """unittest's hook: the modules above instead of this file's (none)."""
+  del tests, pattern
+  return suite_of(loader, MODULES)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,25 @@
+"""The models' and stages' tests that need no special process set-up, in
+one process (tests/BUILD's `model_tests`; tests/unit_tests.py has the fast
+unit tests). Each module is a test file of its own, runnable alone
+(`python tests/glow_test.py`, `bazel test //tests:glow_test`).
+
+vae_test, glf_test and rng_test stay alone: they compare two replicas on two
+logical CPUs, set up before TensorFlow starts, and several MirroredStrategy
+instances in one process mix up their collective ops' keys (seen here:
+"Shape mismatch in the collective instance").
+"""
+
+from absl.testing import absltest
+from tests import unit_tests
+
+MODULES = ('distill', 'evaluate', 'export', 'glow', 'rollback')
+
+
+def load_tests(loader, tests, pattern):
+  """unittest's hook: the modules above instead of this file's (none)."""
+  del tests, pattern
+  return unit_tests.suite_of(loader, MODULES)
+
+
+if __name__ == '__main__':
+  absltest.main()
