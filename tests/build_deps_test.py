@@ -2,7 +2,9 @@
 (tools/check_build_deps.py): a missing dep passes under plain Python and
 fails only in Bazel's sandbox."""
 
+import ast
 import os
+import re
 import sys
 import tempfile
 
@@ -43,6 +45,56 @@ class BuildDepsTest(tf.test.TestCase):
     self.assertEqual(check_build_deps.missing_deps(root),
                      {'//tilt_tf:c': ['//tilt_tf:a']})
 
+
+def _grouped(build_text):
+  """{test module: group} for the py_tests tagged to run in a group, and
+  {group: the modules its srcs list}, from tests/BUILD's text."""
+  tagged, listed = {}, {}
+  for body in re.findall(r'py_test\((.*?)\n\)', build_text, re.S):
+    name = re.search(r'name = "([^"]+)"', body).group(1)
+    tag = re.search(r'tags = \["manual"\],  # Runs in :(\w+)\.', body)
+    if tag:
+      tagged[name[:-len('_test')]] = tag.group(1)
+    elif 'main = ' in body:
+      srcs = re.search(r'srcs = (.*?)\n    main', body, re.S).group(1)
+      listed[name] = set(re.findall(r'"(\w+)_test\.py"', srcs))
+  return tagged, listed
+
+
+def _runner_modules(path):
+  """The MODULES tuple of a group runner (tests/unit_tests.py, ...)."""
+  tree = ast.parse(open(path).read())
+  for node in tree.body:
+    if (isinstance(node, ast.Assign) and
+        getattr(node.targets[0], 'id', None) == 'MODULES'):
+      return set(ast.literal_eval(node.value))
+  return set()
+
+
+class GroupedTestsTest(tf.test.TestCase):
+  """A test module tagged manual runs only in its group: it must be in the
+  group's srcs and in its runner's MODULES, or CI never runs it."""
+
+  def test_every_manual_test_module_runs_in_its_group(self):
+    with open(os.path.join(ROOT, 'tests', 'BUILD')) as f:
+      tagged, listed = _grouped(f.read())
+    self.assertNotEmpty(tagged)
+    for group in set(tagged.values()):
+      members = {m for m, g in tagged.items() if g == group}
+      self.assertEqual(listed.get(group), members, group)
+      self.assertEqual(
+          _runner_modules(os.path.join(ROOT, 'tests', f'{group}.py')),
+          members, group)
+
+  def test_a_module_left_out_of_its_runner_is_found(self):
+    build = ('py_test(\n    name = "a_test",\n    tags = ["manual"],  # Runs '
+             'in :unit_tests.\n    srcs = ["a_test.py"],\n)\n\n'
+             'py_test(\n    name = "unit_tests",\n    srcs = ["unit_tests.py"]'
+             ' + [\n        "b_test.py",\n    ],\n    main = "unit_tests.py",'
+             '\n)\n')
+    tagged, listed = _grouped(build)
+    self.assertEqual(tagged, {'a': 'unit_tests'})
+    self.assertEqual(listed, {'unit_tests': {'b'}})
 
 if __name__ == '__main__':
   tf.test.main()
