@@ -80,7 +80,7 @@ class TrainCLITest(tf.test.TestCase):
       shutil.rmtree(os.path.dirname(cls._trained), ignore_errors=True)
     super().tearDownClass()
 
-  def _refusal(self, args, cwd=None):
+  def _forked(self, args, cwd=None):
     """The train binary with `args`, in a fork of the warm server."""
     return self.server.run('tilt_tf.train', args, cwd=cwd)
 
@@ -90,8 +90,7 @@ class TrainCLITest(tf.test.TestCase):
     if cls._trained is None:
       workdir = os.path.join(
           tempfile.mkdtemp(dir=os.environ.get('TEST_TMPDIR')), 'run')
-      proc = self.server.run('tilt_tf.train',
-                             _TOY + ['--stage=base', f'--workdir={workdir}'])
+      proc = self._forked(_TOY + ['--stage=base', f'--workdir={workdir}'])
       self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
       cls._trained = workdir
     copy = os.path.join(self.create_tempdir().full_path, 'run')
@@ -143,7 +142,7 @@ class TrainCLITest(tf.test.TestCase):
     for args, pattern in cases:
       with self.subTest(args=args):
         cwd = self.create_tempdir().full_path
-        self._assert_user_error(self._refusal(args, cwd=cwd), pattern)
+        self._assert_user_error(self._forked(args, cwd=cwd), pattern)
         self.assertEqual(os.listdir(cwd), [])  # Nothing written.
 
   def test_bad_values_and_paths(self):
@@ -175,7 +174,7 @@ class TrainCLITest(tf.test.TestCase):
     for args, pattern in cases:
       with self.subTest(args=args):
         cwd = self.create_tempdir().full_path
-        self._assert_user_error(self._refusal(_TOY + args, cwd=cwd), pattern)
+        self._assert_user_error(self._forked(_TOY + args, cwd=cwd), pattern)
         self.assertEqual(os.listdir(cwd), [])
     self.assertEqual(os.listdir(tmp), ['notes.txt'])
 
@@ -237,8 +236,8 @@ class TrainCLITest(tf.test.TestCase):
       f.write(raw[:len(raw) // 2])
     before = snapshot(data_dir)
     tmp = self.create_tempdir().full_path
-    proc = self._refusal(['--base=vae', '--dataset=mnist', '--preset=test',
-                          f'--data_dir={data_dir}', '--workdir=run'], cwd=tmp)
+    proc = self._forked(['--base=vae', '--dataset=mnist', '--preset=test',
+                         f'--data_dir={data_dir}', '--workdir=run'], cwd=tmp)
     self._assert_user_error(proc, 'corrupt data file ' + re.escape(path) +
                             r' \(.*\); re-download it')
     self.assertEqual(os.listdir(tmp), [])
@@ -249,7 +248,7 @@ class TrainCLITest(tf.test.TestCase):
     os.makedirs(workdir)
     with open(os.path.join(workdir, 'run.json'), 'w') as f:
       f.write('{"identity": ')  # Cut short.
-    proc = self._refusal(_TOY + [f'--workdir={workdir}'])
+    proc = self._forked(_TOY + [f'--workdir={workdir}'])
     self._assert_user_error(proc, re.escape(
         os.path.join(workdir, 'run.json') + ' is damaged (not valid JSON); '
         'move it away and rerun'))
@@ -268,8 +267,7 @@ class TrainCLITest(tf.test.TestCase):
         raw[len(raw) // 2] ^= 0xFF
         with open(os.path.join(base, name), 'wb') as f:
           f.write(bytes(raw))
-    proc = self.server.run('tilt_tf.train',
-                           _TOY + ['--stage=tilt', f'--workdir={workdir}'])
+    proc = self._forked(_TOY + ['--stage=tilt', f'--workdir={workdir}'])
     self._assert_user_error(proc, 'every base checkpoint in .* is damaged '
                             r'\(moved to .*damaged\); the base stage must be '
                             'redone: rerun with --stage=base')
@@ -279,8 +277,7 @@ class TrainCLITest(tf.test.TestCase):
     # The newest tilt checkpoint cut short (a write that died): the run
     # resumes from the one before it, with a warning, and finishes.
     workdir = self._trained_workdir()
-    proc = self.server.run('tilt_tf.train',
-                           _TOY + ['--stage=tilt', f'--workdir={workdir}'])
+    proc = self._forked(_TOY + ['--stage=tilt', f'--workdir={workdir}'])
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
     tilt = os.path.join(workdir, 'checkpoints', 'tilt')
     latest = tf.train.latest_checkpoint(tilt)
@@ -290,8 +287,8 @@ class TrainCLITest(tf.test.TestCase):
       f.truncate(10)
     older = sorted(n for n in os.listdir(tilt) if n.endswith('.index'))
     self.assertLen(older, 2)  # keep_checkpoints = 2: one to fall back to.
-    proc = self.server.run('tilt_tf.train', _TOY + [
-        '--stage=tilt,sample,eval', f'--workdir={workdir}'])
+    proc = self._forked(_TOY + ['--stage=tilt,sample,eval',
+                                f'--workdir={workdir}'])
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
     self.assertNotIn('Traceback', proc.stderr)
     self.assertRegex(proc.stderr, r'tilt checkpoint .*' +
@@ -302,8 +299,8 @@ class TrainCLITest(tf.test.TestCase):
   def test_workdir_of_another_base(self):
     workdir = self._trained_workdir()
     before = snapshot(workdir)
-    proc = self._refusal(['--base=vae', '--dataset=fashion_mnist',
-                          '--preset=test', f'--workdir={workdir}'])
+    proc = self._forked(['--base=vae', '--dataset=fashion_mnist',
+                         '--preset=test', f'--workdir={workdir}'])
     self._assert_user_error(proc, re.escape(
         f'--workdir {workdir} holds a run of base=mlp_vae '
         'dataset=25gaussians that differs in ') + '.*another --workdir')
