@@ -50,13 +50,15 @@ def _grouped(build_text):
   """{test module: group} for the py_tests tagged to run in a group, and
   {group: the modules its srcs list}, from tests/BUILD's text."""
   tagged, listed = {}, {}
-  for body in re.findall(r'py_test\((.*?)\n\)', build_text, re.S):
+  for kind, body in check_build_deps.TARGET.findall(build_text):
+    if kind != 'py_test':
+      continue
     name = re.search(r'name = "([^"]+)"', body).group(1)
     tag = re.search(r'tags = \["manual"\],  # Runs in :(\w+)\.', body)
     if tag:
       tagged[name[:-len('_test')]] = tag.group(1)
     elif 'main = ' in body:
-      srcs = re.search(r'srcs = (.*?)\n    main', body, re.S).group(1)
+      srcs = re.search(r'srcs = \[(.*?)\]', body, re.S).group(1)
       listed[name] = set(re.findall(r'"(\w+)_test\.py"', srcs))
   return tagged, listed
 
@@ -89,9 +91,9 @@ class GroupedTestsTest(tf.test.TestCase):
   def test_a_module_left_out_of_its_runner_is_found(self):
     build = ('py_test(\n    name = "a_test",\n    tags = ["manual"],  # Runs '
              'in :unit_tests.\n    srcs = ["a_test.py"],\n)\n\n'
-             'py_test(\n    name = "unit_tests",\n    srcs = ["unit_tests.py"]'
-             ' + [\n        "b_test.py",\n    ],\n    main = "unit_tests.py",'
-             '\n)\n')
+             'py_test(\n    name = "unit_tests",\n    srcs = [\n        '
+             '"unit_tests.py",\n        "b_test.py",\n    ],\n    main = '
+             '"unit_tests.py",\n)\n')
     tagged, listed = _grouped(build)
     self.assertEqual(tagged, {'a': 'unit_tests'})
     self.assertEqual(listed, {'unit_tests': {'b'}})

@@ -15,7 +15,8 @@ import os
 import re
 import sys
 
-_TARGET = re.compile(r'(py_library|py_binary|py_test)\((.*?)\n\)', re.S)
+TARGET = re.compile(  # A target: (its kind, its body).
+    r'(py_library|py_binary|py_test)\((.*?)\n\)', re.S)
 _IMPORT = re.compile(r'\s*(?:from (tilt_tf(?:\.\w+)*) import (\w+)|'
                      r'import (tilt_tf(?:\.\w+)*)\.(\w+))')
 _SKIP = ('bazel-', '.venv', '.git', 'runs')
@@ -24,7 +25,7 @@ _SKIP = ('bazel-', '.venv', '.git', 'runs')
 def _targets(root, build):
   pkg = os.path.relpath(os.path.dirname(build), root)
   text = open(build).read()
-  for m in _TARGET.finditer(text):
+  for m in TARGET.finditer(text):
     body = m.group(2)
     name = re.search(r'name = "([^"]+)"', body).group(1)
     srcs = re.search(r'srcs = \[(.*?)\]', body, re.S)
