@@ -81,7 +81,7 @@ BOUNDS = {
 CHOICES = {
     'precision': ('float32', 'bf16'),
     'method': ('latent_tilt', 'pixel_ebm'),
-    'distill.model': ('mixture', 'flow'),
+    'distill.model': ('kde', 'mixture', 'flow'),
 }
 
 # Upper bounds that are limits, not typo guards.
@@ -92,7 +92,8 @@ _HARD_BOUNDS = {'seed': 'seeds are unsigned 32-bit integers',
 # Float fields that must be > 0 (step sizes, learning rates) or >= 0.
 POSITIVE = ('ebm.step_size', 'base.step_size', 'ebm.learning_rate',
             'base.learning_rate', 'ebm.sample_energy_scale',
-            'ebm.energy_scale_grid', 'distill.reg_covar')
+            'ebm.energy_scale_grid', 'distill.reg_covar',
+            'distill.bandwidth')
 NON_NEGATIVE = {'ebm.sample_step_size': ' (0: ebm.step_size)',
                 'ebm.alpha': '', 'base.alpha': '',
                 'base.param_clip': ' (0: no parameter-gradient clip)'}

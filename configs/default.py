@@ -102,23 +102,24 @@ def _set_distill(c):
   """Distillation (tilt_tf/distill.py): q(z) fitted to the sample stage's
   tilted latents; samples with no chain.
 
-  'mixture' (default): a Gaussian mixture of `components` with one shared
-  covariance, fitted by EM; 'flow': a RealNVP flow fitted by maximum
-  likelihood (couplings .. patience). On GLF/VAE `small` the 10-component
-  mixture keeps FID within ~8-11 % of the chain's, the flow 31-37 %; wider
-  flows overfit the 9,000 latents sooner (docs/distill.md).
+  'kde' (default): a Gaussian kernel on each tilted latent, its covariance
+  `bandwidth`^2 x the latents' covariance; 'mixture': `components` Gaussians
+  with one shared covariance, fitted by EM; 'flow': a RealNVP flow fitted by
+  maximum likelihood (couplings .. patience). Measured FIDs per model are
+  in docs/distill.md.
   """
   c.distill = ml_collections.ConfigDict()
-  c.distill.model = 'mixture'
-  c.distill.components = 10
-  c.distill.reg_covar = 1e-3  # Added to the covariance's diagonal (EM).
+  c.distill.model = 'kde'
+  c.distill.bandwidth = 0.4  # 'kde': kernel scale / the latents' scale.
+  c.distill.components = 10  # 'mixture'.
+  c.distill.reg_covar = 1e-3  # Added to the covariance's diagonal.
   c.distill.em_iterations = 100
   c.distill.couplings = 4
   c.distill.hidden = 64
   c.distill.steps = 3000
   c.distill.batch_size = 256
   c.distill.learning_rate = 1e-3
-  c.distill.validation = 1000  # Latents held out (the flow's best; NLL).
+  c.distill.validation = 1000  # Latents held out (NLL; the flow's best).
   c.distill.eval_every = 100
   c.distill.patience = 5  # Checks without a better held-out NLL: stop.
 

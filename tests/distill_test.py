@@ -9,6 +9,7 @@ from absl.testing import parameterized
 import ml_collections
 import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from tilt_tf import distill
 from tilt_tf import latent_mixture
@@ -123,6 +124,37 @@ class MixtureTest(tf.test.TestCase):
     mass = np.exp(q.log_prob(grid.reshape(-1, 2)).numpy()).sum() * 0.05 ** 2
     self.assertAllClose(mass, 1.0, atol=0.02)
 
+  def test_kernel_density_learns_an_exact_tilted_density(self):
+    cfg = _mixture_cfg(model='kde', bandwidth=0.1)
+    q, _ = check_learns_the_ring(self, cfg)
+    # One kernel per latent fitted (the rest held out), each the latents'
+    # covariance scaled by bandwidth^2.
+    gen, energy = ring()
+    latents = toy_metrics.exact_tilted_samples(gen, energy, 5000, seed=0)
+    self.assertEqual(q.components, 5000 - cfg.validation)
+    self.assertAllClose(np.sort(q.means.numpy(), 0), np.sort(
+        distill._split_latents(latents, cfg.validation, 0)[0], 0))
+    cov = q.scale_tril.numpy() @ q.scale_tril.numpy().T
+    self.assertAllClose(cov, 0.01 * (np.cov(q.means.numpy().T) +
+                                     1e-3 * np.eye(2)), rtol=1e-4)
+    grid = np.stack(np.meshgrid(*[np.linspace(-4, 4, 161)] * 2), -1)
+    mass = np.exp(q.log_prob(grid.reshape(-1, 2)).numpy()).sum() * 0.05 ** 2
+    self.assertAllClose(mass, 1.0, atol=0.02)
+
+  def test_log_prob_is_the_tfp_mixture_density(self):
+    q = latent_mixture.LatentMixture(3, 2)
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(3, 3))
+    cov, w, mu = a @ a.T + np.eye(3), [.2, .5, .3], rng.normal(size=(3, 3))
+    q.assign(w, mu, cov)  # Another k than it was built with.
+    z = rng.normal(size=(6, 3)).astype(np.float32)
+    tfd = tfp.distributions
+    ref = tfd.MixtureSameFamily(
+        tfd.Categorical(probs=np.float32(w)),
+        tfd.MultivariateNormalTriL(np.float32(mu), np.float32(
+            np.linalg.cholesky([cov] * 3))))
+    self.assertAllClose(q.log_prob(z), ref.log_prob(z), rtol=1e-5)
+
   def test_refit_is_the_same_and_a_finished_fit_is_reused(self):
     gen, energy = ring()
     latents = toy_metrics.exact_tilted_samples(gen, energy, 1000, seed=0)
@@ -148,7 +180,7 @@ class MixtureTest(tf.test.TestCase):
 
 class ApiTest(tf.test.TestCase, parameterized.TestCase):
 
-  @parameterized.parameters('mixture', 'flow')
+  @parameterized.parameters('kde', 'mixture', 'flow')
   def test_distill_sample_load_export(self, model):
     import tilt_tf  # pylint: disable=g-import-not-at-top
     w = np.random.default_rng(0).normal(0, 0.5, (3, 16)).astype(np.float32)
@@ -163,7 +195,8 @@ class ApiTest(tf.test.TestCase, parameterized.TestCase):
       tilted.sample(4, method='distilled')
     tilted.distill(num_latents=200, verbose=False, steps=30, model=model)
     self.assertEqual(type(tilted.flow).__name__,
-                     {'mixture': 'LatentMixture', 'flow': 'LatentFlow'}[model])
+                     {'kde': 'LatentMixture', 'mixture': 'LatentMixture',
+                      'flow': 'LatentFlow'}[model])
     out = tilted.sample(8, seed=5, method='distilled')
     self.assertEqual(out['samples'].shape, (8, 4, 4, 1))
     self.assertEqual(out['latents'].shape, (8, 3))

@@ -1,10 +1,11 @@
 """Distillation: a latent model q(z) fitted to the tilted density, sampled
 with no Langevin chain.
 
-`distill.model` picks q: 'mixture' (default; tilt_tf/latent_mixture.py, a
-Gaussian mixture with a shared covariance fitted by EM, `fit_mixture`) or
-'flow' (`LatentFlow` below, fitted by gradient steps, `fit_flow`); `fit` and
-`restore_flow` serve both.
+`distill.model` picks q: 'kde' (default; a Gaussian kernel on each tilted
+latent) or 'mixture' (a few Gaussians fitted by EM), both a
+tilt_tf/latent_mixture.py `LatentMixture` with one shared covariance
+(`fit_mixture`), or 'flow' (`LatentFlow` below, fitted by gradient steps,
+`fit_flow`); `fit` and `restore_flow` serve all three.
 
 After tilting, p(z) ∝ p0(z) exp(-E(G(z))) lives in the generator's latent
 space (64-d for GLF, 100-d for the VAE). `LatentFlow` is a RealNVP flow there
@@ -223,8 +224,9 @@ def fit_flow(run_dir, strategy, flow, latents: np.ndarray, *, cfg,
 
 def make_model(latent_dim, cfg, seed):
   """An unfitted q of the kind `cfg.model` names ('flow' if unset)."""
-  if cfg.get('model', 'flow') == 'mixture':
-    return latent_mixture.LatentMixture(latent_dim, cfg['components'])
+  if cfg.get('model', 'flow') in ('kde', 'mixture'):
+    # A kernel density gets one component per latent when it is fitted.
+    return latent_mixture.LatentMixture(latent_dim, cfg.get('components', 1))
   return LatentFlow(latent_dim, cfg['couplings'], cfg['hidden'], seed=seed)
 
 
@@ -237,14 +239,42 @@ def fit(run_dir, strategy, model, latents, *, cfg, seed, settings):
                   settings=settings)
 
 
-def fit_mixture(run_dir, mixture, latents: np.ndarray, *, cfg, seed: int):
-  """Fits `mixture` to `latents` by EM (scikit-learn, tied covariance, from
-  k-means starts seeded by the run's seed: the same latents and seed give the
-  same q); it goes to checkpoints/distill_best/ with its held-out NLL in the
-  log and TensorBoard. A finished fit there is reused (the stage clears it
-  when the latents or settings change). Returns (seconds, EM iterations), or
-  None if reused."""
+def _em_mixture(train, components, cfg, seed):
+  """EM fit (scikit-learn, tied covariance, k-means starts seeded by
+  `seed`): (weights, means, covariance, a log phrase, EM iterations)."""
   from sklearn import mixture as sk_mixture  # pylint: disable=g-import-not-at-top
+  em = sk_mixture.GaussianMixture(
+      min(components, len(train)), covariance_type='tied',
+      reg_covar=cfg.reg_covar, max_iter=cfg.em_iterations,
+      random_state=seed % 2**32)
+  em.fit(train.astype(np.float64))
+  weights, means = em.weights_, em.means_
+  if len(weights) < components:  # Fewer latents than components.
+    pad = components - len(weights)
+    weights = np.concatenate([weights, np.zeros(pad)])
+    means = np.concatenate([means, np.zeros((pad, means.shape[1]))])
+  note = (f'a {components}-component mixture fitted by EM '
+          f'({em.n_iter_} iterations{"" if em.converged_ else ", not converged"})')
+  return weights, means, em.covariances_, note, int(em.n_iter_)
+
+
+def _kernel_density(train, cfg):
+  """A Gaussian kernel on every latent, the kernels' covariance
+  `bandwidth`^2 x the latents' own (+ `reg_covar` on its diagonal)."""
+  train = train.astype(np.float64)
+  cov = np.atleast_2d(np.cov(train.T)) + cfg.reg_covar * np.eye(train.shape[1])
+  note = f'a kernel density (bandwidth {cfg.bandwidth:g})'
+  return (np.ones(len(train)), train, cfg.bandwidth**2 * cov, note, 1)
+
+
+def fit_mixture(run_dir, mixture, latents: np.ndarray, *, cfg, seed: int):
+  """Fits `mixture` to `latents`: a kernel density on them
+  (`cfg.model` 'kde') or a `cfg.components` mixture by EM ('mixture'; from
+  k-means starts seeded by the run's seed: the same latents and seed give
+  the same q). It goes to checkpoints/distill_best/ with its held-out NLL in
+  the log and TensorBoard. A finished fit there is reused (the stage clears
+  it when the latents or settings change). Returns (seconds, EM iterations
+  or 1), or None if reused."""
   manager = tf.train.CheckpointManager(
       tf.train.Checkpoint(flow=mixture),
       run_dir.path('checkpoints', 'distill_best'), max_to_keep=1)
@@ -254,26 +284,19 @@ def fit_mixture(run_dir, mixture, latents: np.ndarray, *, cfg, seed: int):
     return None
   train, held_out = _split_latents(latents, cfg.validation, seed)
   t0 = time.time()
-  em = sk_mixture.GaussianMixture(
-      min(mixture.components, len(train)), covariance_type='tied',
-      reg_covar=cfg.reg_covar, max_iter=cfg.em_iterations,
-      random_state=rng.stream(seed, rng.DISTILL_STEPS) % 2**32)
-  em.fit(train.astype(np.float64))
-  weights, means = em.weights_, em.means_
-  if len(weights) < mixture.components:  # Fewer latents than components.
-    pad = mixture.components - len(weights)
-    weights = np.concatenate([weights, np.zeros(pad)])
-    means = np.concatenate([means, np.zeros((pad, means.shape[1]))])
-  mixture.assign(weights, means, em.covariances_)
+  if cfg.model == 'kde':
+    weights, means, cov, note, steps = _kernel_density(train, cfg)
+  else:
+    weights, means, cov, note, steps = _em_mixture(
+        train, cfg.components, cfg, rng.stream(seed, rng.DISTILL_STEPS))
+  mixture.assign(weights, means, cov)
   nll = float(_nll(mixture, held_out))
   seconds = time.time() - t0
-  run_dir.scalars('distill', em.n_iter_, {'held_out_nll': nll})
-  manager.save(checkpoint_number=em.n_iter_)
-  logging.info('distill: a %d-component mixture fitted by EM to %d latents '
-               'in %.1fs (%d iterations%s); held-out NLL %.4f nats/dim',
-               mixture.components, len(train), seconds, em.n_iter_,
-               '' if em.converged_ else ', not converged', nll)
-  return seconds, int(em.n_iter_)
+  run_dir.scalars('distill', steps, {'held_out_nll': nll})
+  manager.save(checkpoint_number=steps)
+  logging.info('distill: %s on %d latents in %.1fs; held-out NLL %.4f '
+               'nats/dim', note, len(train), seconds, nll)
+  return seconds, steps
 
 
 def restore_flow(workdir, latent_dim, cfg, seed):

@@ -19,33 +19,43 @@ __all__ = ['LatentMixture']
 
 
 class LatentMixture(tf.Module):
-  """q(z): `components` Gaussians sharing one covariance.
+  """q(z): Gaussians sharing one covariance.
 
   Args:
     latent_dim: size of z.
-    components: mixture components (k).
+    components: mixture components (k) until `assign` sets another number
+      (a kernel density has one per latent).
   Starts as N(0, I) in every component (equal weights) until `assign`.
   """
 
   def __init__(self, latent_dim, components=10, *, name='latent_mixture'):
     super().__init__(name=name)
     d = self.latent_dim = int(latent_dim)
-    k = self.components = int(components)
-    self.logits = tf.Variable(tf.zeros([k]), name='logits')
-    self.means = tf.Variable(tf.zeros([k, d]), name='means')
+    k = int(components)
+    # k is free ([None]): `assign` and a checkpoint may bring any number.
+    self.logits = tf.Variable(tf.zeros([k]), shape=[None], name='logits')
+    self.means = tf.Variable(tf.zeros([k, d]), shape=[None, d], name='means')
     self.scale_tril = tf.Variable(tf.eye(d), name='scale_tril')
 
   @property
-  def distribution(self):
-    scale = tf.broadcast_to(self.scale_tril, [self.components,
-                                              self.latent_dim,
-                                              self.latent_dim])
-    return tfd.MixtureSameFamily(
-        tfd.Categorical(logits=self.logits),
-        tfd.MultivariateNormalTriL(self.means, scale))
+  def components(self):
+    return int(self.logits.shape[0] if self.logits.shape[0] is not None
+               else tf.shape(self.logits)[0])
 
   def log_prob(self, z):
-    return self.distribution.log_prob(tf.convert_to_tensor(z, tf.float32))
+    """log q(z) [n], without a [k, d, d] covariance: both z and the means
+    are whitened by the shared scale once, then one logsumexp over k."""
+    z = tf.convert_to_tensor(z, tf.float32)
+    y = tf.linalg.triangular_solve(self.scale_tril, tf.transpose(z))
+    m = tf.linalg.triangular_solve(self.scale_tril, tf.transpose(self.means))
+    sq = (tf.reduce_sum(tf.square(y), 0)[:, None] +
+          tf.reduce_sum(tf.square(m), 0)[None] -
+          2. * tf.matmul(y, m, transpose_a=True))
+    log_k = tf.nn.log_softmax(self.logits)[None] - 0.5 * tf.maximum(sq, 0.)
+    log_det = tf.reduce_sum(tf.math.log(tf.abs(tf.linalg.diag_part(
+        self.scale_tril))))
+    return (tf.reduce_logsumexp(log_k, 1) - log_det -
+            0.5 * self.latent_dim * np.log(2. * np.pi).astype(np.float32))
 
   def sample(self, n, seed):
     """z ~ q, stateless: the same seed gives the same latents."""
@@ -59,7 +69,8 @@ class LatentMixture(tf.Module):
 
   def assign(self, weights, means, covariance):
     """Sets q from mixture weights [k], means [k, d] and the shared
-    covariance [d, d] (e.g. a fitted GaussianMixture's)."""
+    covariance [d, d] (e.g. a fitted GaussianMixture's); k may differ from
+    the current one."""
     weights = np.maximum(np.asarray(weights, np.float64), 1e-12)
     self.logits.assign(np.log(weights / weights.sum()).astype(np.float32))
     self.means.assign(np.asarray(means, np.float32))
