@@ -106,6 +106,10 @@ class TrainLibTest(tf.test.TestCase):
     seconds_of_first = reader.get_tensor('seconds/.ATTRIBUTES/VARIABLE_VALUE')
     self.assertGreater(seconds_of_first, 0)
     self.assertGreater(timings['base']['seconds'], seconds_of_first)
+    # A finished distill fit is reused, and its recorded fit kept.
+    train_lib.run(_config(), pieces, stages=('distill',))
+    with open(os.path.join(pieces, 'timings.json')) as f:
+      self.assertEqual(json.load(f)['distill'], timings['distill'])
 
   def test_killed_sample_stage_resumes_at_its_batch(self):
     straight, _ = self._ran()

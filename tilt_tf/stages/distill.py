@@ -148,9 +148,10 @@ def run_distill(run_dir, strategy, generator, *, cfg, sample_cfg, seed: int,
                  **{key: x, 'latents': out['z']})
   if not is_points:
     _write_figure(run_dir, sample_cfg.grid, tilted, out['x'])
-  run_dir.record_time('distill', fit_seconds,
-                      steps=fitted[1] if fitted else cfg.steps,
-                      latents=int(len(latents)))
+  if fitted or 'distill' not in run_dir.timings:  # A reused fit keeps its own.
+    run_dir.record_time('distill', fit_seconds,
+                        steps=fitted[1] if fitted else 0,
+                        latents=int(len(latents)))
   run_dir.record_time('distill_sample', draw_seconds, n=n,
                       samples_per_s=round(n / max(draw_seconds, 1e-9), 2))
   logging.info('distill: q fitted in %.1fs; %d distilled samples in %.1fs '
