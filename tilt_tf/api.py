@@ -122,7 +122,8 @@ class Tilted:
     on `num_latents` Langevin draws (default: config.sample.num), in the
     run folder (resumable); then `sample(n, method='distilled')` and the
     export's `sample_distilled` need no chain. `settings` override the
-    `distill` config section (model, components, ...). Returns self.
+    `distill` config section (model, bandwidth, components, ...). Returns
+    self.
     """
     from tilt_tf.stages import distill as distill_stage  # pylint: disable=g-import-not-at-top
     cfg = self.config.distill
