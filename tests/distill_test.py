@@ -3,6 +3,7 @@ tilt_tf/stages/distill.py): on a 2-D latent whose tilted density is known
 exactly, the flow's and the mixture's samples must be closer to it than the
 prior is; a resumed fit gives the same flow, a refit the same mixture."""
 
+import json
 import os
 
 from absl.testing import parameterized
@@ -211,6 +212,20 @@ class ApiTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(served['latents'], out['latents'], atol=1e-5)
     np.testing.assert_allclose(served['images'].numpy() / 255.,
                                out['samples'], atol=1 / 255.)
+    if model != 'mixture':
+      return
+    # A run folder written before `bandwidth` existed (its run.json lacks
+    # it): loaded, it distills with the setting's default, or the one given.
+    path = os.path.join(workdir, 'run.json')
+    with open(path) as f:
+      run = json.load(f)
+    del run['config']['distill']['bandwidth']
+    with open(path, 'w') as f:
+      json.dump(run, f)
+    old = tilt_tf.load(workdir, generator=gen)
+    old.distill(num_latents=200, verbose=False, model='kde')
+    self.assertEqual(old.flow.components, 200 - 16)  # The test preset's.
+    old.distill(num_latents=200, verbose=False, bandwidth=0.2)
 
 
 if __name__ == '__main__':
