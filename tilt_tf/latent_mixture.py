@@ -1,19 +1,21 @@
 """A Gaussian mixture q(z) with one shared (tied) covariance: the distill
-stage's default model of the tilted latents (tilt_tf/distill.py).
+stage's model of the tilted latents (tilt_tf/distill.py), in two forms.
 
-q(z) = sum_k pi_k N(z; mu_k, L L^T), a TFP `MixtureSameFamily`; fitted by
-EM (scikit-learn's `GaussianMixture(covariance_type='tied')`) in
-`distill.fit_mixture`. On GLF and VAE `small` it keeps more of the tilt's
-gain than a RealNVP flow, which on ~9,000 latents learns little beyond their
-mean and covariance (docs/distill.md). Same interface as
-`distill.LatentFlow`: `log_prob(z)`, `sample(n, seed)` (stateless).
+q(z) = sum_k pi_k N(z; mu_k, L L^T). `distill.fit_mixture` sets it either as
+a kernel density (the default: one component per tilted latent, mu_k the
+latents, L L^T = bandwidth^2 x their covariance) or as k components fitted
+by EM (scikit-learn's `GaussianMixture(covariance_type='tied')`). On GLF and
+VAE `small` both keep more of the tilt's gain than a RealNVP flow, which on
+~9,000 latents learns little beyond their mean and covariance, and the
+kernel density all of it (docs/distill.md). Same interface as
+`distill.LatentFlow`: `log_prob(z)`, `sample(n, seed)` (stateless). The
+shared covariance keeps both cheap for any k: log_prob whitens once and
+takes one logsumexp over k (what TFP's `MixtureSameFamily` gives, without
+its [k, d, d] scale), sampling gathers a mean and adds L eps.
 """
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
-
-tfd = tfp.distributions
 
 __all__ = ['LatentMixture']
 
@@ -39,8 +41,8 @@ class LatentMixture(tf.Module):
 
   @property
   def components(self):
-    return int(self.logits.shape[0] if self.logits.shape[0] is not None
-               else tf.shape(self.logits)[0])
+    """k, as last assigned or restored."""
+    return int(tf.shape(self.logits)[0])
 
   def log_prob(self, z):
     """log q(z) [n], without a [k, d, d] covariance: both z and the means
