@@ -56,21 +56,24 @@ def actnorms(gen):
           if isinstance(m, GlowLib.ActivationNormalization)]
 
 
-class _MallInfo2(ctypes.Structure):
-  _fields_ = [(n, ctypes.c_size_t) for n in (
-      'arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks', 'fsmblks',
-      'uordblks', 'fordblks', 'keepcost')]
+_MALLINFO_FIELDS = ('arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks',
+                    'fsmblks', 'uordblks', 'fordblks', 'keepcost')
 
 
 def heap_mb():
-  """MB that malloc has handed out and not got back (glibc's mallinfo2:
-  in-use arena bytes + mmapped blocks). Unlike the resident set size, it
-  grows with a leak even when freed heap pages that are still resident
-  absorb it (a 60 KB-per-call leak over 100 eager decodes moved RSS by
-  0.9 MB only)."""
+  """MB that malloc has handed out and not got back (glibc's mallinfo2, or
+  mallinfo before glibc 2.33: in-use arena bytes + mmapped blocks). Unlike
+  the resident set size, it grows with a leak even when freed heap pages
+  that are still resident absorb it (a 60 KB-per-call leak over 100 eager
+  decodes moved RSS by 0.9 MB only)."""
   libc = ctypes.CDLL('libc.so.6')
-  libc.mallinfo2.restype = _MallInfo2
-  info = libc.mallinfo2()
+  new = hasattr(libc, 'mallinfo2')
+  field = ctypes.c_size_t if new else ctypes.c_int
+  info_type = type('MallInfo', (ctypes.Structure,),
+                   {'_fields_': [(n, field) for n in _MALLINFO_FIELDS]})
+  call = libc.mallinfo2 if new else libc.mallinfo
+  call.restype = info_type
+  info = call()
   return (info.uordblks + info.hblkhd) / 2**20
 
 
