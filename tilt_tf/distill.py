@@ -311,12 +311,10 @@ def restore_flow(workdir, latent_dim, cfg, seed):
       shapes = dict(tf.train.list_variables(latest))
     except (tf.errors.OpError, ValueError):
       shapes = {}  # Damaged: restore_readable below moves it aside.
-    means = [v for n, v in shapes.items() if '/means/' in n]
     settings = cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg)
-    if means:  # A mixture, of as many components as it was fitted with.
-      settings.update(model='mixture', components=means[0][0])
-    elif shapes:
-      settings['model'] = 'flow'
+    if shapes:  # A mixture restores with the k it was fitted with.
+      mixture = any('/means/' in n for n in shapes)
+      settings['model'] = 'mixture' if mixture else 'flow'
     model = make_model(latent_dim, settings, seed)
     ckpt = tf.train.Checkpoint(flow=model)
     manager = tf.train.CheckpointManager(
