@@ -50,16 +50,15 @@ def _grouped(build_text):
   """{test module: group} for the py_tests tagged to run in a group, and
   {group: the modules its srcs list}, from tests/BUILD's text."""
   tagged, listed = {}, {}
-  for kind, body in check_build_deps.TARGET.findall(build_text):
+  for kind, name, body, srcs, _ in check_build_deps.parse_targets(build_text):
     if kind != 'py_test':
       continue
-    name = re.search(r'name = "([^"]+)"', body).group(1)
     tag = re.search(r'tags = \["manual"\],  # Runs in :(\w+)\.', body)
     if tag:
       tagged[name[:-len('_test')]] = tag.group(1)
     elif 'main = ' in body:
-      srcs = re.search(r'srcs = \[(.*?)\]', body, re.S).group(1)
-      listed[name] = set(re.findall(r'"(\w+)_test\.py"', srcs))
+      listed[name] = {s[:-len('_test.py')] for s in srcs
+                      if s.endswith('_test.py')}
   return tagged, listed
 
 

@@ -15,24 +15,29 @@ import os
 import re
 import sys
 
-TARGET = re.compile(  # A target: (its kind, its body).
-    r'(py_library|py_binary|py_test)\((.*?)\n\)', re.S)
+_TARGET = re.compile(r'(py_library|py_binary|py_test)\((.*?)\n\)', re.S)
 _IMPORT = re.compile(r'\s*(?:from (tilt_tf(?:\.\w+)*) import (\w+)|'
                      r'import (tilt_tf(?:\.\w+)*)\.(\w+))')
 _SKIP = ('bazel-', '.venv', '.git', 'runs')
 
 
-def _targets(root, build):
-  pkg = os.path.relpath(os.path.dirname(build), root)
-  text = open(build).read()
-  for m in TARGET.finditer(text):
-    body = m.group(2)
+def parse_targets(text):
+  """(kind, name, body, srcs, deps) of each py_* target in a BUILD file's
+  text; srcs are the .py files, deps the labels as written."""
+  for m in _TARGET.finditer(text):
+    kind, body = m.groups()
     name = re.search(r'name = "([^"]+)"', body).group(1)
     srcs = re.search(r'srcs = \[(.*?)\]', body, re.S)
     deps = re.search(r'deps = \[(.*?)\]', body, re.S)
-    yield (pkg, name,
+    yield (kind, name, body,
            re.findall(r'"([^"]+\.py)"', srcs.group(1)) if srcs else [],
            re.findall(r'"([^"]+)"', deps.group(1)) if deps else [])
+
+
+def _targets(root, build):
+  pkg = os.path.relpath(os.path.dirname(build), root)
+  for _, name, _, srcs, deps in parse_targets(open(build).read()):
+    yield pkg, name, srcs, deps
 
 
 def _build_files(root):
