@@ -60,6 +60,14 @@ _MALLINFO_FIELDS = ('arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks',
                     'fsmblks', 'uordblks', 'fordblks', 'keepcost')
 
 
+class _MallInfo2(ctypes.Structure):  # glibc >= 2.33: size_t fields.
+  _fields_ = [(n, ctypes.c_size_t) for n in _MALLINFO_FIELDS]
+
+
+class _MallInfo(ctypes.Structure):  # Older glibc: int fields.
+  _fields_ = [(n, ctypes.c_int) for n in _MALLINFO_FIELDS]
+
+
 def heap_mb():
   """MB that malloc has handed out and not got back (glibc's mallinfo2, or
   mallinfo before glibc 2.33: in-use arena bytes + mmapped blocks). Unlike
@@ -68,11 +76,8 @@ def heap_mb():
   decodes moved RSS by 0.9 MB only)."""
   libc = ctypes.CDLL('libc.so.6')
   new = hasattr(libc, 'mallinfo2')
-  field = ctypes.c_size_t if new else ctypes.c_int
-  info_type = type('MallInfo', (ctypes.Structure,),
-                   {'_fields_': [(n, field) for n in _MALLINFO_FIELDS]})
   call = libc.mallinfo2 if new else libc.mallinfo
-  call.restype = info_type
+  call.restype = _MallInfo2 if new else _MallInfo
   info = call()
   return (info.uordblks + info.hblkhd) / 2**20
 
