@@ -53,8 +53,10 @@ def fit(workdir, latents, cfg, seed=0):
 def check_learns_the_ring(test, cfg):
   """q fitted to exact tilted draws of the ring: nearly as close to the ring
   as exact draws, far closer than the prior; its samples are draws of its
-  own density (as likely under q as exact draws: means alone would be far
-  likelier), distinct and stateless. Returns (q, its samples)."""
+  own density (as likely under q as exact draws: a mixture's means alone
+  would be far likelier; a kernel density's means repeat, which the
+  distinctness check catches), distinct and stateless. Returns (q, its samples, the latents
+  it was fitted to)."""
   gen, energy = ring()
   latents = toy_metrics.exact_tilted_samples(gen, energy, 5000, seed=0)
   reference = toy_metrics.exact_tilted_samples(gen, energy, 2000, seed=1)
@@ -78,7 +80,7 @@ def check_learns_the_ring(test, cfg):
   np.testing.assert_array_equal(again['z'], out['z'])
   other = distill_stage.draw_distilled(gen, q, 2000, seed=4)
   test.assertGreater(np.abs(other['z'] - out['z']).mean(), 0.5)
-  return q, out
+  return q, out, latents
 
 
 class DistillTest(tf.test.TestCase):
@@ -118,7 +120,7 @@ def _mixture_cfg(**kw):
 class MixtureTest(tf.test.TestCase):
 
   def test_mixture_learns_an_exact_tilted_density(self):
-    q, _ = check_learns_the_ring(self, _mixture_cfg())
+    q, _, _ = check_learns_the_ring(self, _mixture_cfg())
     self.assertIsInstance(q, latent_mixture.LatentMixture)
     # log_prob is the mixture's density: it integrates to ~1 on a grid.
     grid = np.stack(np.meshgrid(*[np.linspace(-4, 4, 161)] * 2), -1)
@@ -127,11 +129,9 @@ class MixtureTest(tf.test.TestCase):
 
   def test_kernel_density_learns_an_exact_tilted_density(self):
     cfg = _mixture_cfg(model='kde', bandwidth=0.1)
-    q, _ = check_learns_the_ring(self, cfg)
+    q, _, latents = check_learns_the_ring(self, cfg)
     # One kernel per latent fitted (the rest held out), each the latents'
     # covariance scaled by bandwidth^2.
-    gen, energy = ring()
-    latents = toy_metrics.exact_tilted_samples(gen, energy, 5000, seed=0)
     self.assertEqual(q.components, 5000 - cfg.validation)
     self.assertAllClose(np.sort(q.means.numpy(), 0), np.sort(
         distill._split_latents(latents, cfg.validation, 0)[0], 0))
