@@ -239,10 +239,12 @@ def fit(run_dir, strategy, model, latents, *, cfg, seed, settings):
                   settings=settings)
 
 
-def _em_mixture(train, components, cfg, seed):
-  """EM fit (scikit-learn, tied covariance, k-means starts seeded by
-  `seed`): (weights, means, covariance, a log phrase, EM iterations)."""
+def _em_mixture(train, cfg, seed):
+  """EM fit of `cfg.components` (scikit-learn, tied covariance, k-means
+  starts seeded by `seed`): (weights, means, covariance, a log phrase, EM
+  iterations)."""
   from sklearn import mixture as sk_mixture  # pylint: disable=g-import-not-at-top
+  components = cfg.components
   em = sk_mixture.GaussianMixture(
       min(components, len(train)), covariance_type='tied',
       reg_covar=cfg.reg_covar, max_iter=cfg.em_iterations,
@@ -288,7 +290,7 @@ def fit_mixture(run_dir, mixture, latents: np.ndarray, *, cfg, seed: int):
     weights, means, cov, note, steps = _kernel_density(train, cfg)
   else:
     weights, means, cov, note, steps = _em_mixture(
-        train, cfg.components, cfg, rng.stream(seed, rng.DISTILL_STEPS))
+        train, cfg, rng.stream(seed, rng.DISTILL_STEPS))
   mixture.assign(weights, means, cov)
   nll = float(_nll(mixture, held_out))
   seconds = time.time() - t0
