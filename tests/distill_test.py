@@ -5,6 +5,8 @@ prior is; a resumed fit gives the same flow, a refit the same mixture."""
 
 import json
 import os
+import shutil
+import tempfile
 
 from absl.testing import parameterized
 import ml_collections
@@ -180,18 +182,34 @@ class MixtureTest(tf.test.TestCase):
 
 
 class ApiTest(tf.test.TestCase, parameterized.TestCase):
+  """Each q through the API, a reload and the export, on copies of one tilt
+  (made once for the three cases: the tilt is the same for each q)."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    import tilt_tf  # pylint: disable=g-import-not-at-top
+    w = np.random.default_rng(0).normal(0, 0.5, (3, 16)).astype(np.float32)
+    cls.gen = tilt_tf.generator_from_function(
+        lambda z: tf.reshape(tf.sigmoid(z @ w), [-1, 4, 4, 1]), 3)
+    data = (np.random.default_rng(1).random((200, 4, 4, 1)) * 255).astype(
+        np.uint8)
+    cls.tilted_run = tempfile.mkdtemp()
+    tilt_tf.tilt(cls.gen, data, workdir=cls.tilted_run, preset='test',
+                 verbose=False)
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.tilted_run, ignore_errors=True)
+    super().tearDownClass()
 
   @parameterized.parameters('kde', 'mixture', 'flow')
   def test_distill_sample_load_export(self, model):
     import tilt_tf  # pylint: disable=g-import-not-at-top
-    w = np.random.default_rng(0).normal(0, 0.5, (3, 16)).astype(np.float32)
-    gen = tilt_tf.generator_from_function(
-        lambda z: tf.reshape(tf.sigmoid(z @ w), [-1, 4, 4, 1]), 3)
-    data = (np.random.default_rng(1).random((200, 4, 4, 1)) * 255).astype(
-        np.uint8)
-    workdir = self.create_tempdir().full_path
-    tilted = tilt_tf.tilt(gen, data, workdir=workdir, preset='test',
-                          verbose=False)
+    gen = self.gen
+    workdir = os.path.join(self.create_tempdir().full_path, 'run')
+    shutil.copytree(self.tilted_run, workdir)
+    tilted = tilt_tf.load(workdir, generator=gen)
     with self.assertRaisesRegex(UserError, "distill"):
       tilted.sample(4, method='distilled')
     tilted.distill(num_latents=200, verbose=False, steps=30, model=model)
@@ -226,7 +244,6 @@ class ApiTest(tf.test.TestCase, parameterized.TestCase):
     old.distill(num_latents=200, verbose=False, model='kde')
     self.assertEqual(old.flow.components, 200 - 16)  # The test preset's.
     old.distill(num_latents=200, verbose=False, bandwidth=0.2)
-
 
 if __name__ == '__main__':
   tf.test.main()
