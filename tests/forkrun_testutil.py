@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 
-__all__ = ['ForkServer']
+__all__ = ['ForkServer', 'Forked']
 
 _SERVER = r'''
 import atexit, json, os, runpy, signal, sys, time, types
@@ -103,9 +103,33 @@ for line in sys.stdin:
   pid = os.fork()
   if pid == 0:
     _child(req)
+  try:  # The child does it too: a killpg(pid) right after the reply works.
+    os.setpgid(pid, pid)
+  except OSError:
+    pass
+  _replies.write(json.dumps({'pid': pid}) + '\n')
+  _replies.flush()
   _replies.write(json.dumps({'returncode': _wait(pid, req['timeout'])}) + '\n')
   _replies.flush()
 '''
+
+
+class Forked:
+  """A run started by ForkServer.start: `pid` (also its process group's
+  id: kill it with os.killpg), `wait()` -> its exit code (-N: killed by
+  signal N), `stdout`/`stderr`: the files its output goes to."""
+
+  def __init__(self, server, pid, command, timeout, paths):
+    self._server, self.pid, self.command = server, pid, command
+    self.timeout, (self.stdout, self.stderr) = timeout, paths
+    self.returncode = None
+
+  def wait(self):
+    if self.returncode is None:
+      self.returncode = self._server._reply()['returncode']
+      if self.returncode == 'timeout':
+        raise subprocess.TimeoutExpired(self.command, self.timeout)
+    return self.returncode
 
 
 class ForkServer:
@@ -126,6 +150,23 @@ class ForkServer:
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
         env=self.env, text=True)
 
+  def start(self, module, args, stdout, stderr, cwd=None, env_extra=None,
+            inject=None, timeout=300, code=None):
+    """Starts `python -m module args` (module=None: `python -c code args`)
+    in a fork, its output to the files `stdout` and `stderr`, and returns
+    at once: a Forked. The server runs one at a time: wait() for it before
+    the next start or run."""
+    req = dict(module=module, code=code, args=list(args),
+               cwd=os.path.abspath(cwd or os.getcwd()),
+               env=dict(self.env, **(env_extra or {})), inject=inject,
+               stdout=stdout, stderr=stderr, timeout=timeout)
+    self._proc.stdin.write(json.dumps(req) + '\n')
+    self._proc.stdin.flush()
+    command = [sys.executable] + (['-m', module] if module else
+                                  ['-c', code]) + list(args)
+    return Forked(self, self._reply()['pid'], command, timeout,
+                  (stdout, stderr))
+
   def run(self, module, args, cwd=None, env_extra=None, inject=None,
           timeout=300, code=None):
     """subprocess.run([python, '-m', module] + args, ...) in a fork (with
@@ -133,29 +174,31 @@ class ForkServer:
     child runs first (fault injection)."""
     with tempfile.TemporaryDirectory() as tmp:
       paths = [os.path.join(tmp, name) for name in ('stdout', 'stderr')]
-      req = dict(module=module, code=code, args=list(args),
-                 cwd=os.path.abspath(cwd or os.getcwd()),
-                 env=dict(self.env, **(env_extra or {})), inject=inject,
-                 stdout=paths[0], stderr=paths[1], timeout=timeout)
-      self._proc.stdin.write(json.dumps(req) + '\n')
-      self._proc.stdin.flush()
-      reply = self._proc.stdout.readline()
-      if not reply:
-        self._log.seek(0)
-        raise AssertionError('the fork server died: ' + self._log.read()
-                             .decode('utf-8', 'replace')[-3000:])
-      code = json.loads(reply)['returncode']
-      outs = []
-      for path in paths:
-        with open(path, encoding='utf-8', errors='replace') as f:
-          outs.append(f.read())
-    command = [sys.executable] + (['-m', module] if module else
-                                  ['-c', code]) + list(args)
-    if code == 'timeout':
-      raise subprocess.TimeoutExpired(command, timeout, outs[0], outs[1])
-    return subprocess.CompletedProcess(command, code, outs[0], outs[1])
+      forked = self.start(module, args, *paths, cwd=cwd, env_extra=env_extra,
+                          inject=inject, timeout=timeout, code=code)
+      try:
+        returncode = forked.wait()
+      except subprocess.TimeoutExpired as e:
+        e.output, e.stderr = (_read(path) for path in paths)
+        raise
+      outs = [_read(path) for path in paths]
+    return subprocess.CompletedProcess(forked.command, returncode, *outs)
+
+  def _reply(self):
+    reply = self._proc.stdout.readline()
+    if not reply:
+      self._log.seek(0)
+      raise AssertionError('the fork server died: ' + self._log.read()
+                           .decode('utf-8', 'replace')[-3000:])
+    return json.loads(reply)
 
   def close(self):
     self._proc.stdin.close()
     self._proc.wait(timeout=60)
+    self._proc.stdout.close()
     self._log.close()
+
+
+def _read(path):
+  with open(path, encoding='utf-8', errors='replace') as f:
+    return f.read()

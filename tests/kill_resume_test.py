@@ -1,10 +1,13 @@
 """Kill -9 anywhere: a run killed at four points and resumed ends with the
 same metrics.json as a run that went straight through.
 
-The train binary runs as a subprocess; its stderr log is read line by line and
-the process gets SIGKILL as soon as a line shows it reached a given point
-(inside the base, tilt, sample and eval stages). Each kill is followed by a
-rerun of the same command, the last of which runs to completion.
+The straight run is the train binary in a process of its own, as a user
+starts it. The killed runs are the same binary in forks of one process that
+imported TensorFlow (forkrun_testutil: ~5 s less each, and this test runs
+alone): each one's stderr is read as it is written and the run gets SIGKILL
+(its process group) as soon as a line shows it reached a given point (inside
+the base, tilt, sample and eval stages). Each kill is followed by a rerun of
+the same command, the last of which runs to completion.
 """
 
 import json
@@ -13,7 +16,7 @@ import re
 import signal
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 
 # Bazel ends the whole target at TEST_TIMEOUT seconds (tests/BUILD: size
@@ -25,6 +28,8 @@ _DEADLINE = time.monotonic() + float(os.environ.get('TEST_TIMEOUT', 900)) - 30
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+from tests import forkrun_testutil  # pylint: disable=g-import-not-at-top
 
 _ARGS = ['--base=mlp_vae', '--dataset=25gaussians', '--preset=test',
          '--seed=0']
@@ -64,38 +69,56 @@ def _command(workdir):
   return [sys.executable, '-m', 'tilt_tf.train', f'--workdir={workdir}'] + _ARGS
 
 
-def _run_and_kill(workdir, pattern):
-  """Runs the binary; SIGKILLs it at the first stderr line matching pattern.
+def _alive(pid):
+  """False once the process has ended (gone, or a zombie not yet reaped)."""
+  try:
+    with open(f'/proc/{pid}/stat') as f:
+      return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+  except OSError:
+    return False
+
+
+def _run_and_kill(server, workdir, pattern):
+  """Runs the binary (a fork of `server`); SIGKILLs it at the first stderr
+  line matching pattern, read as it is written (polled every 5 ms).
 
   Returns the stderr lines read, or raises if the run ended without one.
   """
   timeout = _timeout()
-  proc = subprocess.Popen(_command(workdir), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True, env=_env())
-  watchdog = threading.Timer(timeout, proc.kill)
-  watchdog.start()
-  lines = []
+  log = os.path.join(tempfile.mkdtemp(), 'stderr')
+  open(log, 'w').close()
+  run = server.start('tilt_tf.train', _command(workdir)[3:], os.devnull, log,
+                     timeout=timeout)
+  lines, partial, matched = [], '', False
+  with open(log, encoding='utf-8', errors='replace') as f:
+    while not matched:
+      chunk = f.read()
+      if not chunk:
+        if not _alive(run.pid):
+          break
+        time.sleep(0.005)
+        continue
+      *complete, partial = (partial + chunk).split('\n')
+      for line in complete:
+        lines.append(line)
+        if re.search(pattern, line):
+          os.killpg(run.pid, signal.SIGKILL)
+          matched = True
+          break
   try:
-    for line in proc.stderr:
-      lines.append(line.rstrip('\n'))
-      if re.search(pattern, lines[-1]):
-        proc.send_signal(signal.SIGKILL)
-        break
-    proc.stderr.close()
-    proc.wait()
-  finally:
-    watchdog.cancel()
-  if proc.returncode != -signal.SIGKILL or not lines or not re.search(
-      pattern, lines[-1]):
-    raise AssertionError(f'the run ended (code {proc.returncode}, timeout '
+    code = run.wait()
+  except subprocess.TimeoutExpired:
+    code = 'timeout'
+  if code != -signal.SIGKILL or not matched:
+    raise AssertionError(f'the run ended (code {code}, timeout '
                          f'{timeout:.0f} s) before a line matching '
                          f'{pattern!r}:\n' + '\n'.join(lines[-30:]))
   return lines
 
 
-def _run(workdir):
-  return subprocess.run(_command(workdir), capture_output=True, text=True,
-                        env=_env(), timeout=_timeout(), check=False)
+def _run(server, workdir):
+  return server.run('tilt_tf.train', _command(workdir)[3:],
+                    timeout=_timeout())
 
 
 def _load_json(path):
@@ -130,6 +153,8 @@ class KillResumeTest(tf.test.TestCase):
 
   def test_killed_four_times_then_resumed_gives_the_same_metrics(self):
     t0 = time.time()
+    server = forkrun_testutil.ForkServer(_env())
+    self.addCleanup(server.close)
     straight = self.create_tempdir('straight').full_path
     # The straight run shares nothing with the killed one: it runs beside
     # the kills (this target runs alone on the 2 cores: tags exclusive).
@@ -138,7 +163,7 @@ class KillResumeTest(tf.test.TestCase):
       straight_proc = subprocess.Popen(_command(straight), stdout=f, stderr=f,
                                        env=_env())
     try:
-      self._kill_and_resume(straight_proc, log)
+      self._kill_and_resume(server, straight_proc, log)
     finally:
       if straight_proc.poll() is None:
         straight_proc.kill()
@@ -153,13 +178,13 @@ class KillResumeTest(tf.test.TestCase):
                      _load_json(os.path.join(self.killed, 'metrics.json')))
     print(f'kill/resume test: {time.time() - t0:.1f}s', flush=True)
 
-  def _kill_and_resume(self, straight_proc, straight_log):
+  def _kill_and_resume(self, server, straight_proc, straight_log):
     """Kills a run at each of _KILLS, then resumes it to the end (in
     self.killed); waits for `straight_proc` and checks it succeeded."""
     killed = self.killed = self.create_tempdir('killed').full_path
     logs = {}
     for stage, pattern in _KILLS:
-      logs[stage] = _run_and_kill(killed, pattern)
+      logs[stage] = _run_and_kill(server, killed, pattern)
       landed = _state(killed)
       print(f'killed in {stage}: {landed}', flush=True)
       # Every kill came before the run finished.
@@ -179,7 +204,7 @@ class KillResumeTest(tf.test.TestCase):
     self.assertFalse([l for l in logs['tilt'] if '] base 10/40 ' in l])
     self.assertFalse([l for l in logs['eval'] if 'sample: batch 1/2' in l])
     self.assertTrue([l for l in logs['eval'] if 'sample: batch 2/2' in l])
-    proc = _run(killed)
+    proc = _run(server, killed)
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
     straight_proc.wait(timeout=_timeout())
     with open(straight_log) as f:
