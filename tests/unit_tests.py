@@ -13,9 +13,9 @@ import importlib
 from absl.testing import absltest
 
 MODULES = (
-    'adapters', 'baselines', 'build_deps', 'checkpoints', 'configs', 'data',
-    'ebm', 'energy_scale', 'figures_io', 'langevin', 'latent_tilt',
-    'loading', 'monitor', 'replay', 'runtime', 'sample', 'strategy',
+    'adapters', 'baselines', 'build_deps', 'checkpoints', 'cli', 'configs',
+    'data', 'ebm', 'energy_scale', 'figures_io', 'langevin', 'latent_tilt',
+    'loading', 'monitor', 'quiet', 'replay', 'runtime', 'sample', 'strategy',
     'tensorboard', 'toy_metrics', 'training', 'user_features')
 
 
