@@ -99,12 +99,15 @@ class BenchmarksTest(tf.test.TestCase):
     for r in records:
       if r['benchmark'] == 'langevin':
         self.assertEqual(r['gemm_flop_s'], gemm['gemm_flop_s'])
-    # A second run appends rather than overwrites.
-    proc = _run(['--quick', '--benchmarks=gemm', '--output=out/bench.jsonl'],
-                cwd=here)
+    # A second run (the toy's Langevin chain, after its GEMM figure) appends
+    # rather than overwrites.
+    proc = _run(['--quick', '--benchmarks=langevin', '--bases=mlp_vae',
+                 '--output=out/bench.jsonl'], cwd=here)
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
     with open(os.path.join(here, 'out/bench.jsonl')) as f:
-      self.assertLen(f.read().splitlines(), len(lines) + 1)
+      self.assertEqual(f.read().splitlines(),
+                       lines + proc.stdout.strip().splitlines())
+    self._check_toy_langevin(proc)
 
   def _check_gemm(self, r):
     _close(self, r['gemm_flop_s'], 2 * r['size']**3 / r['seconds'], 'gemm')
@@ -187,12 +190,11 @@ class BenchmarksTest(tf.test.TestCase):
                         r['bf16_s_per_step'] / r['float32_s_per_step'],
                         rtol=1e-4)
 
-  def test_toy_langevin(self):
-    proc = _run(['--quick', '--benchmarks=langevin', '--bases=mlp_vae'],
-                cwd=self.create_tempdir().full_path)
-    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
-    (r,) = [json.loads(line) for line in proc.stdout.strip().splitlines()
-            if json.loads(line)['benchmark'] == 'langevin']
+  def _check_toy_langevin(self, proc):
+    """The 25-Gaussians toy's chain: a gemm and a langevin record."""
+    records = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+    self.assertEqual([r['benchmark'] for r in records], ['gemm', 'langevin'])
+    r = records[1]
     self.assertEqual((r['base'], r['dataset']), ('mlp_vae', '25gaussians'))
     # The ratio is the two chains' measured times, not a made-up figure.
     self.assertAllClose(r['compiled_vs_eager_speedup'],
