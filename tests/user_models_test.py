@@ -22,7 +22,6 @@ format (tilt_tf.generator_from_path); it runs one format per loader branch
 """
 
 import os
-import subprocess
 import sys
 from unittest import mock
 
@@ -207,22 +206,26 @@ def _train_cli(server, path, data_path, workdir):
                         '--stage=tilt,export'], timeout=240)
 
 
-class CliTest(parameterized.TestCase, tf.test.TestCase):
+_SERVER = []  # _server(): started on first use, closed by tearDownModule.
 
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    # Each run of the train binary is a fork of one process that imported
-    # TensorFlow and both Kerases (forkrun_testutil): ~5 s of CPU less per
-    # format. (train_cli_test and LibraryUserTest below start plain ones.)
-    cls.server = ForkServer(
+
+def _server():
+  """The binaries' and scripts' runs fork from one process that imported
+  TensorFlow and both Kerases (forkrun_testutil): ~5 s of CPU less per run.
+  (train_cli_test and install_test start plain processes.)"""
+  if not _SERVER:
+    _SERVER.append(ForkServer(
         dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
-        preload=('tensorflow', 'tf_keras', 'keras'))
+        preload=('tensorflow', 'tf_keras', 'keras')))
+  return _SERVER[0]
 
-  @classmethod
-  def tearDownClass(cls):
-    cls.server.close()
-    super().tearDownClass()
+
+def tearDownModule():
+  for server in _SERVER:
+    server.close()
+
+
+class CliTest(parameterized.TestCase, tf.test.TestCase):
 
   @parameterized.named_parameters(*[(k, k) for k in CLI_FORMATS])
   def test_file_format(self, fmt):
@@ -231,7 +234,7 @@ class CliTest(parameterized.TestCase, tf.test.TestCase):
     data_path = os.path.join(root, 'digits.npz')
     np.savez(data_path, images=digits())
     workdir = os.path.join(root, 'run')
-    proc = _train_cli(self.server, path, data_path, workdir)
+    proc = _train_cli(_server(), path, data_path, workdir)
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
     # A later process loads it again (from the run folder alone) and it
     # serves through saved_model_cli, decoding its latents as this G does.
@@ -257,7 +260,7 @@ class CliTest(parameterized.TestCase, tf.test.TestCase):
     before = snapshot(workdir)
     os.remove(path)
     WRITERS[fmt](root, 1)
-    proc = _train_cli(self.server, path, data_path, workdir)
+    proc = _train_cli(_server(), path, data_path, workdir)
     self.assertEqual(proc.returncode, 2, proc.stderr[-3000:])
     errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
     self.assertLen(errors, 1, proc.stderr[-3000:])
@@ -292,13 +295,10 @@ class LibraryUserTest(tf.test.TestCase):
   """What a user of the Python API sees from a plain script."""
 
   def _run(self, mode):
-    script = os.path.join(self.create_tempdir().full_path, 'mine.py')
-    with open(script, 'w') as f:
-      f.write(_SCRIPT)
+    """The script as `python -c`, forked from _server(): it imports
+    TensorFlow first, so it starts as it would in a process of its own."""
     workdir = self.create_tempdir().full_path
-    proc = subprocess.run([sys.executable, script, workdir, mode],
-                          capture_output=True, text=True, check=False,
-                          timeout=240)
+    proc = _server().run(None, [workdir, mode], code=_SCRIPT, timeout=240)
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
     with open(os.path.join(workdir, 'monitor.json')) as f:
       self.curves.append(f.read())
