@@ -119,14 +119,14 @@ class Forked:
   id: kill it with os.killpg), `wait()` -> its exit code (-N: killed by
   signal N), `stdout`/`stderr`: the files its output goes to."""
 
-  def __init__(self, server, pid, command, timeout, paths):
-    self._server, self.pid, self.command = server, pid, command
+  def __init__(self, reply, pid, command, timeout, paths):
+    self._reply, self.pid, self.command = reply, pid, command
     self.timeout, (self.stdout, self.stderr) = timeout, paths
     self.returncode = None
 
   def wait(self):
     if self.returncode is None:
-      self.returncode = self._server._reply()['returncode']
+      self.returncode = self._reply()['returncode']
       if self.returncode == 'timeout':
         raise subprocess.TimeoutExpired(self.command, self.timeout)
     return self.returncode
@@ -164,7 +164,7 @@ class ForkServer:
     self._proc.stdin.flush()
     command = [sys.executable] + (['-m', module] if module else
                                   ['-c', code]) + list(args)
-    return Forked(self, self._reply()['pid'], command, timeout,
+    return Forked(self._reply, self._reply()['pid'], command, timeout,
                   (stdout, stderr))
 
   def run(self, module, args, cwd=None, env_extra=None, inject=None,
