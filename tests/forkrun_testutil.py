@@ -117,11 +117,11 @@ for line in sys.stdin:
 class Forked:
   """A run started by ForkServer.start: `pid` (also its process group's
   id: kill it with os.killpg), `wait()` -> its exit code (-N: killed by
-  signal N), `stdout`/`stderr`: the files its output goes to."""
+  signal N)."""
 
-  def __init__(self, reply, pid, command, timeout, paths):
+  def __init__(self, reply, pid, command, timeout):
     self._reply, self.pid, self.command = reply, pid, command
-    self.timeout, (self.stdout, self.stderr) = timeout, paths
+    self.timeout = timeout
     self.returncode = None
 
   def wait(self):
@@ -164,8 +164,7 @@ class ForkServer:
     self._proc.stdin.flush()
     command = [sys.executable] + (['-m', module] if module else
                                   ['-c', code]) + list(args)
-    return Forked(self._reply, self._reply()['pid'], command, timeout,
-                  (stdout, stderr))
+    return Forked(self._reply, self._reply()['pid'], command, timeout)
 
   def run(self, module, args, cwd=None, env_extra=None, inject=None,
           timeout=300, code=None):

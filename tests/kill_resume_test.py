@@ -65,8 +65,12 @@ def _env():
               TF_CPP_MIN_LOG_LEVEL='3')
 
 
+def _flags(workdir):
+  return [f'--workdir={workdir}'] + _ARGS
+
+
 def _command(workdir):
-  return [sys.executable, '-m', 'tilt_tf.train', f'--workdir={workdir}'] + _ARGS
+  return [sys.executable, '-m', 'tilt_tf.train'] + _flags(workdir)
 
 
 def _alive(pid):
@@ -87,7 +91,7 @@ def _run_and_kill(server, workdir, pattern):
   timeout = _timeout()
   log = os.path.join(tempfile.mkdtemp(), 'stderr')
   open(log, 'w').close()
-  run = server.start('tilt_tf.train', _command(workdir)[3:], os.devnull, log,
+  run = server.start('tilt_tf.train', _flags(workdir), os.devnull, log,
                      timeout=timeout)
   lines, partial, matched = [], '', False
   with open(log, encoding='utf-8', errors='replace') as f:
@@ -117,7 +121,7 @@ def _run_and_kill(server, workdir, pattern):
 
 
 def _run(server, workdir):
-  return server.run('tilt_tf.train', _command(workdir)[3:],
+  return server.run('tilt_tf.train', _flags(workdir),
                     timeout=_timeout())
 
 
