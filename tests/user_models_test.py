@@ -192,7 +192,14 @@ class PythonApiTest(parameterized.TestCase, tf.test.TestCase):
   def test_function(self):
     w = np.random.default_rng(2).normal(0, 0.5, (LATENT, 64)).astype(
         np.float32)
-    fn = lambda z: tf.reshape(tf.sigmoid(z @ w), [-1, 8, 8, 1])
+
+    def fn(z):
+      # A branch on a tensor: the training step and the export trace the
+      # decoder with AutoGraph, as a user's tf.function would.
+      if tf.reduce_mean(z) > 100.0:
+        z = tf.zeros_like(z)
+      return tf.reshape(tf.sigmoid(z @ w), [-1, 8, 8, 1])
+
     self._check_tilt_load_serve(
         tilt_tf.generator_from_function(fn, LATENT),
         lambda: tilt_tf.generator_from_function(fn, LATENT))
