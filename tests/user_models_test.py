@@ -218,12 +218,11 @@ _SERVER = []  # _server(): started on first use, closed by tearDownModule.
 
 def _server():
   """The binaries' and scripts' runs fork from one process that imported
-  TensorFlow and both Kerases (forkrun_testutil): ~5 s of CPU less per run.
+  TensorFlow, both Kerases and TFP (forkrun_testutil): ~5 s of CPU less per run.
   (train_cli_test and install_test start plain processes.)"""
   if not _SERVER:
     _SERVER.append(ForkServer(
-        dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
-        preload=('tensorflow', 'tf_keras', 'keras')))
+        dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))))
   return _SERVER[0]
 
 
