@@ -37,18 +37,12 @@ def _env():
               TF_CPP_MIN_LOG_LEVEL='3')
 
 
-def _run(args, cwd=None, env_extra=None, inject=None, prefix=()):
-  """Runs the train binary; `inject`: Python code to run in its process
-  first (fault injection); `prefix`: a command that runs it (setpriv)."""
+def _run(args, cwd=None, env_extra=None, prefix=()):
+  """Runs the train binary in a new process; `prefix`: a command that runs
+  it (setpriv)."""
   env = _env()
   env.update(env_extra or {})
-  if inject:
-    command = [sys.executable, '-c', inject + (
-        '\nimport runpy\n'
-        'runpy.run_module("tilt_tf.train", run_name="__main__", '
-        'alter_sys=True)\n')]
-  else:
-    command = [sys.executable, '-m', 'tilt_tf.train']
+  command = [sys.executable, '-m', 'tilt_tf.train']
   return subprocess.run(list(prefix) + command + args, capture_output=True,
                         text=True, cwd=cwd, env=env, timeout=300, check=False)
 
@@ -68,9 +62,9 @@ class TrainCLITest(tf.test.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     # Most runs fork from one process that imported TensorFlow
-    # (forkrun_testutil): ~5 s of CPU less each. The dry run, and a few
-    # refusals (a file in the path, a read-only folder, a full disk), stay
-    # plain processes, as a user starts them.
+    # (forkrun_testutil): ~5 s of CPU less each, a full disk included (its
+    # fault is injected in the fork). The dry run and the read-only folder
+    # (run as another user) stay plain processes, as a user starts them.
     cls.server = ForkServer(_env())
 
   @classmethod
@@ -184,7 +178,7 @@ class TrainCLITest(tf.test.TestCase):
     notes = os.path.join(tmp, 'notes.txt')
     with open(notes, 'w') as f:
       f.write('keep me')
-    proc = _run(_TOY + [f'--workdir={notes}/run'], cwd=tmp)
+    proc = self._forked(_TOY + [f'--workdir={notes}/run'], cwd=tmp)
     self._assert_user_error(proc, re.escape(
         f'--workdir {notes}/run: {notes} is a file, not a folder; choose '
         'another --workdir'))
@@ -208,8 +202,9 @@ class TrainCLITest(tf.test.TestCase):
     # the first Python write (monitor.json after EBM step 10).
     workdir = self._trained_workdir()
     before = snapshot(workdir)
-    proc = _run(_TOY + ['--stage=tilt', f'--workdir={workdir}'],
-                inject=_DISK_FULL)
+    proc = self.server.run('tilt_tf.train',
+                           _TOY + ['--stage=tilt', f'--workdir={workdir}'],
+                           inject=_DISK_FULL)
     self._assert_user_error(proc, re.escape(
         os.path.join(workdir, 'monitor.json') + ': No space left on device; '
         'free some space'))

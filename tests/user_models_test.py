@@ -250,9 +250,11 @@ class CliTest(parameterized.TestCase, tf.test.TestCase):
     self.assertFalse(os.path.exists(os.path.join(workdir, 'checkpoints',
                                                  'base')))
     if fmt in ('keras3_keras', 'saved_model_module'):  # Its loader, in
-      # process below for every format: the binary costs ~10 s to start.
+      # process below for every format; the binary forks from _server()
+      # (export_test starts it as a plain process).
       result = serving_testutil.saved_model_cli_run(
-          os.path.join(workdir, 'export', '1'), 'num_samples=2;seed=[1,2]')
+          os.path.join(workdir, 'export', '1'), 'num_samples=2;seed=[1,2]',
+          server=_server())
       self.assertEqual(result.returncode, 0, result.stderr[-3000:])
       self.assertIn('Result for output key images', result.stdout)
     served = tf1_serve(os.path.join(workdir, 'export', '1'),
