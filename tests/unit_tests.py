@@ -15,8 +15,9 @@ from absl.testing import absltest
 MODULES = (
     'adapters', 'baselines', 'build_deps', 'checkpoints', 'cli', 'configs',
     'data', 'ebm', 'energy_scale', 'figures_io', 'langevin', 'latent_tilt',
-    'loading', 'monitor', 'quiet', 'replay', 'runtime', 'sample', 'strategy',
-    'tensorboard', 'toy_metrics', 'training', 'user_features')
+    'loading', 'monitor', 'precision', 'quiet', 'readme', 'replay',
+    'runtime', 'sample', 'strategy', 'tensorboard', 'toy_metrics', 'training',
+    'user_features')
 
 
 def suite_of(loader, modules):
