@@ -115,7 +115,7 @@ class Tilted:
     self.workdir = workdir
     self.energy_checkpoint = energy_checkpoint
     self.flow = flow  # The distilled LatentFlow, once `distill` ran.
-    self._sample = tf.function(method.sample, reduce_retracing=True)
+    self._sample = method.compiled_sample
 
   def distill(self, num_latents=None, seed=0, verbose=None, **settings):
     """Fits a latent model q(z) to the tilted density (tilt_tf/distill.py)

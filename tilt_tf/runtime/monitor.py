@@ -116,7 +116,7 @@ class Monitor:
         actions_lib.SaveBest(best_manager),
         self.curve_writer,
     ]
-    self._sample = tf.function(method.sample, reduce_retracing=True)
+    self._sample = method.compiled_sample
 
   @property
   def best_score(self):

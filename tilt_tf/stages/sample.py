@@ -48,7 +48,7 @@ def draw_samples(run_dir, method, sample_cfg, *, num_steps: int,
     reference: data points for the toy scatter figure (vectors only).
     tilt_step: the energy's training step, for the figure titles.
   """
-  sampler = tf.function(method.sample, reduce_retracing=True)
+  sampler = method.compiled_sample
   n, bs = sample_cfg.num, min(sample_cfg.batch_size, sample_cfg.num)
   parts_dir = run_dir.path('sample_parts')
   plan = {'energy_checkpoint': energy_checkpoint, 'n': n, 'batch_size': bs,
