@@ -4,6 +4,7 @@ import gzip
 import json
 import os
 import struct
+from unittest import mock
 
 import numpy as np
 from scipy import linalg
@@ -133,6 +134,19 @@ class PrecisionRecallTest(tf.test.TestCase):
     fake = self._clusters(200, np.arange(7), seed=1) * 1.05
     self.assertEqual(fid.precision_recall(real, fake, block=7),
                      fid.precision_recall(real, fake, block=10_000))
+
+
+  def test_the_real_sets_radii_are_computed_once(self):
+    real = self._clusters(300, np.arange(10), seed=3)
+    fakes = [self._clusters(200, np.arange(m), seed=4) for m in (10, 6)]
+    with mock.patch.object(fid, '_knn_radii', wraps=fid._knn_radii) as knn:
+      first = [fid.precision_recall(real, f) for f in fakes]
+      self.assertEqual(knn.call_count, 3)  # real once, each fake once.
+      other = real + 0.5  # Another real set: its own radii.
+      fid.precision_recall(other, fakes[0])
+      self.assertEqual(knn.call_count, 5)
+    fid._RADII_MEMO.clear()
+    self.assertEqual([fid.precision_recall(real, f) for f in fakes], first)
 
 
 class ClassifierTest(tf.test.TestCase):
