@@ -142,7 +142,7 @@ def part_fns(generator, method, batch, chain_steps):
       e = latent_ebm.energy(x)
     return e, tape.gradient(e, x)
 
-  sampler = tf.function(method.sample, reduce_retracing=True)
+  sampler = method.compiled_sample
   chain_args = (tf.constant(batch), tf.constant([0, 1000]),
                 tf.constant(chain_steps))
   return {

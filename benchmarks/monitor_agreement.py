@@ -93,7 +93,7 @@ def _energy_samples(n):
     ckpt = os.path.join(workdir, 'checkpoints', 'tilt', f'ckpt-{step}')
     tf.train.Checkpoint(energy=t.method.energy).read(ckpt).expect_partial()
     start = time.time()
-    s = tf.function(t.method.sample, reduce_retracing=True)(
+    s = t.method.compiled_sample(
         tf.constant(n), tf.constant([0, 7], tf.int32),
         tf.constant(t.config.ebm.sample_langevin_steps))
     out[name] = s['x_tilted'].numpy()

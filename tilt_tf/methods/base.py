@@ -15,6 +15,7 @@ turned into data by `chain_states_to_data`).
 """
 
 import abc
+import functools
 
 import tensorflow as tf
 
@@ -57,17 +58,14 @@ class Method(tf.Module, metaclass=abc.ABCMeta):
   def sample(self, n, seed, num_steps, record_every=0):
     """Samples as described in the module docstring."""
 
-  @property
+  @functools.cached_property
   def compiled_sample(self):
     """`sample` as one tf.function per method (reduce_retracing), shared by
     the monitor, the sample stage and the API: calls of the same signature
-    reuse one trace of the chain instead of one per caller."""
-    fn = self.__dict__.get('_compiled_sample')
-    if fn is None:
-      fn = tf.function(self.sample, reduce_retracing=True)
-      # Not an attribute tf.Module tracks: nothing to checkpoint or export.
-      object.__setattr__(self, '_compiled_sample', fn)
-    return fn
+    reuse one trace of the chain instead of one per caller. (Cached in the
+    instance's __dict__, past tf.Module's attribute tracking: nothing to
+    checkpoint or export.)"""
+    return tf.function(self.sample, reduce_retracing=True)
 
   def chain_states_to_data(self, states):
     """Recorded chain states [n, ...] -> data (latent methods decode)."""
