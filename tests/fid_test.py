@@ -135,7 +135,6 @@ class PrecisionRecallTest(tf.test.TestCase):
     self.assertEqual(fid.precision_recall(real, fake, block=7),
                      fid.precision_recall(real, fake, block=10_000))
 
-
   def test_the_real_sets_radii_are_computed_once(self):
     real = self._clusters(300, np.arange(10), seed=3)
     fakes = [self._clusters(200, np.arange(m), seed=4) for m in (10, 6)]

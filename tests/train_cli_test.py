@@ -74,9 +74,10 @@ class TrainCLITest(tf.test.TestCase):
       shutil.rmtree(os.path.dirname(cls._trained), ignore_errors=True)
     super().tearDownClass()
 
-  def _forked(self, args, cwd=None):
-    """The train binary with `args`, in a fork of the warm server."""
-    return self.server.run('tilt_tf.train', args, cwd=cwd)
+  def _forked(self, args, cwd=None, inject=None):
+    """The train binary with `args`, in a fork of the warm server;
+    `inject`: Python code the fork runs first (fault injection)."""
+    return self.server.run('tilt_tf.train', args, cwd=cwd, inject=inject)
 
   def _trained_workdir(self):
     """A fresh copy of a workdir holding a finished toy base stage."""
@@ -202,9 +203,8 @@ class TrainCLITest(tf.test.TestCase):
     # the first Python write (monitor.json after EBM step 10).
     workdir = self._trained_workdir()
     before = snapshot(workdir)
-    proc = self.server.run('tilt_tf.train',
-                           _TOY + ['--stage=tilt', f'--workdir={workdir}'],
-                           inject=_DISK_FULL)
+    proc = self._forked(_TOY + ['--stage=tilt', f'--workdir={workdir}'],
+                        inject=_DISK_FULL)
     self._assert_user_error(proc, re.escape(
         os.path.join(workdir, 'monitor.json') + ': No space left on device; '
         'free some space'))
