@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 import configs
+from tests import replicas_testutil
 from tilt_tf import replay
 from tilt_tf import train_lib
 from tilt_tf.methods import latent_tilt
@@ -30,11 +31,6 @@ from tilt_tf.errors import UserError
 
 RTOL = 1e-5
 ATOL = 1e-6
-
-
-def _two_replicas():
-  # Logical devices exist only if configured before TF initializes.
-  return strategy_lib.make_strategy(num_cpu_devices=2)
 
 
 def _flat_metrics(metrics, prefix=''):
@@ -58,7 +54,7 @@ class DistributeTest(tf.test.TestCase):
         os.path.join(workdir, 'checkpoints', which)))
 
   def test_two_replicas_match_one_device(self):
-    strategy = _two_replicas()
+    strategy = replicas_testutil.two_replicas()
     self.assertEqual(strategy.num_replicas_in_sync, 2)
     config = configs.get_config('mlp_vae', '25gaussians', 'test')
     two_dir = self.create_tempdir().full_path
@@ -109,7 +105,7 @@ class DistributeTest(tf.test.TestCase):
     # Persistent chains' buffers are not mirrored: one line, for both users.
     config = configs.get_config('mlp_vae', '25gaussians', 'test')
     config.ebm.replay_buffer = 16
-    with _two_replicas().scope():
+    with replicas_testutil.two_replicas().scope():
       with self.assertRaisesRegex(UserError, r'^--base=pixel_ebm runs on one '
                                   r'device .*drop --num_cpu_devices$'):
         replay.ReplayBuffer(8, (2,), owner='--base=pixel_ebm')
@@ -165,5 +161,5 @@ class MultiWorkerConfigTest(tf.test.TestCase):
 
 
 if __name__ == '__main__':
-  _two_replicas()
+  replicas_testutil.two_replicas()
   tf.test.main()

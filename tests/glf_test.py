@@ -9,6 +9,7 @@ import tf_keras as keras
 
 from tilt_tf.generators import glf
 from tests import generator_testutil
+from tests import replicas_testutil
 from tilt_tf.generators import registry
 
 tfd = tfp.distributions
@@ -149,8 +150,6 @@ class GLFTest(tf.test.TestCase, parameterized.TestCase):
 
 
 if __name__ == '__main__':
-  tf.config.set_logical_device_configuration(
-      tf.config.list_physical_devices('CPU')[0],
-      [tf.config.LogicalDeviceConfiguration()] * 2)
+  replicas_testutil.two_replicas()
   keras.utils.set_random_seed(0)
   tf.test.main()

@@ -3,10 +3,8 @@ one process (tests/BUILD's `model_tests`; tests/unit_tests.py has the fast
 unit tests). Each module is a test file of its own, runnable alone
 (`python tests/glow_test.py`, `bazel test //tests:glow_test`).
 
-vae_test, glf_test and rng_test stay alone: they compare two replicas on two
-logical CPUs, set up before TensorFlow starts, and several MirroredStrategy
-instances in one process mix up their collective ops' keys (seen here:
-"Shape mismatch in the collective instance").
+The tests that compare two replicas on two logical CPUs (set up before
+TensorFlow starts) run in tests/replica_tests.py, sharing one strategy.
 """
 
 from absl.testing import absltest

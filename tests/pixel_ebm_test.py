@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 import configs
+from tests import replicas_testutil
 from tilt_tf.errors import UserError
 from tilt_tf.methods import base as method_base
 from tilt_tf.methods import pixel_ebm
@@ -183,15 +184,11 @@ class PixelEBMTest(tf.test.TestCase):
         build.identity(small, (28, 28, 1))['base']['param_clip'], 3.0)
     with self.assertRaisesRegex(UserError, 'must be >= 0'):
       configs.check_bounds('base.param_clip', -1.0, '--set=base.param_clip')
-    strategy = tf.distribute.MirroredStrategy(
-        [d.name for d in tf.config.list_logical_devices('CPU')][:2])
-    with strategy.scope():
+    with replicas_testutil.two_replicas().scope():
       with self.assertRaisesRegex(UserError, 'one device'):
         make()
 
 
 if __name__ == '__main__':
-  tf.config.set_logical_device_configuration(
-      tf.config.list_physical_devices('CPU')[0],
-      [tf.config.LogicalDeviceConfiguration()] * 2)
+  replicas_testutil.two_replicas()
   tf.test.main()

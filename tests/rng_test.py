@@ -3,21 +3,9 @@
 import numpy as np
 import tensorflow as tf
 
+from tests.replicas_testutil import two_replicas
 from tilt_tf import langevin
 from tilt_tf import rng
-
-_STRATEGY = []
-
-
-def two_replicas():
-  """MirroredStrategy over 2 logical CPU devices (configured once, first)."""
-  if not _STRATEGY:
-    cpu = tf.config.list_physical_devices('CPU')[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    devices = [d.name for d in tf.config.list_logical_devices('CPU')]
-    _STRATEGY.append(tf.distribute.MirroredStrategy(devices[:2]))
-  return _STRATEGY[0]
 
 
 def _concat(per_replica):

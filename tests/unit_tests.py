@@ -3,9 +3,9 @@
 Each module below is a test file of its own, runnable alone
 (`python tests/data_test.py`, `bazel test //tests:data_test`); run together
 they pay TensorFlow's import and Bazel's start (~7 s per process) once
-instead of once each. A module that changes process-wide state (logical
-devices, a mixed-precision policy, absl flags of a binary) runs in
-tests/model_tests.py or alone.
+instead of once each. A module that changes process-wide state (a
+mixed-precision policy, absl flags of a binary) runs in tests/model_tests.py
+or alone; the ones on two logical CPU devices in tests/replica_tests.py.
 """
 
 import importlib

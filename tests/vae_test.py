@@ -7,6 +7,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tests import generator_testutil
+from tests import replicas_testutil
 from tilt_tf.generators import registry
 from tilt_tf.generators import vae
 
@@ -98,8 +99,6 @@ class VAETest(tf.test.TestCase, parameterized.TestCase):
 
 
 if __name__ == '__main__':
-  tf.config.set_logical_device_configuration(
-      tf.config.list_physical_devices('CPU')[0],
-      [tf.config.LogicalDeviceConfiguration()] * 2)
+  replicas_testutil.two_replicas()
   keras.utils.set_random_seed(0)
   tf.test.main()
