@@ -87,10 +87,10 @@ def choose(run_dir, method, score_fn, *, grid, num_samples, num_steps, seed,
     return scale
   seed = tf.constant(rng.stream(seed, rng.MONITOR), tf.int32)
   rows, base = [], None
-  for s in candidates:
-    out = method.sample(tf.constant(num_samples), seed,
-                        tf.constant(num_steps),
-                        energy_scale=tf.constant(s, tf.float32))
+  for s in candidates:  # One trace of the chain for every scale.
+    out = method.compiled_sample(tf.constant(num_samples), seed,
+                                 tf.constant(num_steps),
+                                 energy_scale=tf.constant(s, tf.float32))
     rows.append({'scale': s, 'score': round(_score(score_fn,
                                                    out['x_tilted']), 6)})
     if base is None:
