@@ -11,12 +11,7 @@ from tests import replicas_testutil
 from tests import unit_tests
 
 MODULES = ('distribute', 'glf', 'pixel_ebm', 'rng', 'vae')
-
-
-def load_tests(loader, tests, pattern):
-  """unittest's hook: the modules above instead of this file's (none)."""
-  del tests, pattern
-  return unit_tests.suite_of(loader, MODULES)
+load_tests = unit_tests.loading(MODULES)
 
 
 if __name__ == '__main__':

@@ -20,19 +20,22 @@ MODULES = (
     'user_features')
 
 
-def suite_of(loader, modules):
-  """Every TestCase of tests/<name>_test.py for each name in `modules`."""
-  suite = absltest.unittest.TestSuite()
-  for name in modules:
-    module = importlib.import_module(f'tests.{name}_test')
-    suite.addTests(loader.loadTestsFromModule(module))
-  return suite
+def loading(modules):
+  """unittest's `load_tests` hook for a grouped runner: every TestCase of
+  tests/<name>_test.py for each name in `modules`, instead of the runner's
+  own (none)."""
+
+  def load_tests(loader, tests, pattern):
+    del tests, pattern
+    suite = absltest.unittest.TestSuite()
+    for name in modules:
+      module = importlib.import_module(f'tests.{name}_test')
+      suite.addTests(loader.loadTestsFromModule(module))
+    return suite
+  return load_tests
 
 
-def load_tests(loader, tests, pattern):
-  """unittest's hook: the modules above instead of this file's (none)."""
-  del tests, pattern
-  return suite_of(loader, MODULES)
+load_tests = loading(MODULES)
 
 
 if __name__ == '__main__':
