@@ -11,6 +11,7 @@ from scipy import linalg
 from sklearn.datasets import load_digits
 import tensorflow as tf
 
+from tilt_tf import classifier as classifier_lib
 from tilt_tf import fid
 from tilt_tf.errors import UserError
 
@@ -194,16 +195,26 @@ class ClassifierTest(tf.test.TestCase):
     self.assertEqual(result['n'], 397)
     self.assertTrue(any(n.startswith('reference_') for n in os.listdir(folder)))
 
-    # Reused: no training the second time (a poisoned trainer would raise).
-    original = fid.train_classifier
-    fid.train_classifier = None
-    try:
-      again = fid.classifier_extractor('mnist', data_dir, cache)
-    finally:
-      fid.train_classifier = original
+    # Reused when asked for as many epochs or fewer: no training again.
+    with mock.patch.object(classifier_lib, 'train_classifier',
+                           side_effect=AssertionError('trained again')):
+      again = fid.classifier_extractor('mnist', data_dir, cache, epochs=3)
+      fewer = fid.classifier_extractor('mnist', data_dir, cache, epochs=1)
     images = _digits_28()[0][:64]
-    self.assertAllClose(fid.activations(images, again),
-                        fid.activations(images, extractor), atol=1e-5)
+    for reused in (again, fewer):
+      self.assertAllClose(fid.activations(images, reused),
+                          fid.activations(images, extractor), atol=1e-5)
+    # Asked for more (the default 8 after a `test` preset's short one):
+    # retrained and replaced, with a warning.
+    with mock.patch.object(classifier_lib, 'train_classifier',
+                           wraps=classifier_lib.train_classifier) as trained:
+      with self.assertLogs(level='WARNING') as logs:
+        fid.classifier_extractor('mnist', data_dir, cache, epochs=4)
+    self.assertEqual(trained.call_count, 1)
+    self.assertIn('trained for 3 epochs, fewer than the 4 asked for',
+                  '\n'.join(logs.output))
+    with open(os.path.join(folder, 'meta.json')) as f:
+      self.assertEqual(json.load(f)['epochs'], 4)
 
     # A corrupt cache is retrained, with a warning.
     with open(os.path.join(folder, 'weights.h5'), 'wb') as f:

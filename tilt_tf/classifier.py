@@ -149,13 +149,20 @@ def train_classifier(train_x, train_y, test_x, test_y, *, epochs=None,
   return model, features, meta
 
 
-def _load_cached_classifier(folder, test_fingerprint):
-  """(features model, meta) from a cache folder, or None with a warning."""
+def _load_cached_classifier(folder, test_fingerprint, epochs):
+  """(features model, meta) from a cache folder, or None with a warning
+  (trained for other data, or for fewer than `epochs` epochs: a `test`
+  preset's one-epoch classifier never scores a later full run)."""
 
   def build(meta):
     if meta.get('test_fingerprint') != test_fingerprint:
       logging.warning('classifier cache %s was trained for other %s data; '
                       'retraining', folder, meta.get('dataset'))
+      return None
+    if int(meta.get('epochs', 0)) < epochs:
+      logging.warning('classifier cache %s was trained for %s epochs, fewer '
+                      'than the %d asked for; retraining', folder,
+                      meta.get('epochs'), epochs)
       return None
     return _build_classifier(meta['input_shape'], meta['num_classes'])
 
@@ -172,7 +179,9 @@ def classifier_extractor(dataset, data_dir=None, cache_dir=None, *,
     data_dir: optional folder of local data files (see data.load_images).
     cache_dir: cache root (default: cache_root()); the classifier lives in
       `<root>/classifiers/<dataset>_v<CLASSIFIER_VERSION>/`.
-    epochs: training budget if it has to train (default 8).
+    epochs: training budget (default 8): a cached classifier trained for
+      fewer epochs is retrained (and replaced), one trained for as many or
+      more is used.
     retrain: train even if a valid cache exists.
   Returns:
     A FeatureExtractor named 'classifier:<dataset>_v<version>'; its `info`
@@ -183,7 +192,9 @@ def classifier_extractor(dataset, data_dir=None, cache_dir=None, *,
   test_x, test_y = data.load_images(dataset, 'test', data_dir,
                                     with_labels=True)
   test_fp = _fingerprint(test_x)
-  cached = None if retrain else _load_cached_classifier(folder, test_fp)
+  epochs = DEFAULT_CLASSIFIER_EPOCHS if epochs is None else int(epochs)
+  cached = None if retrain else _load_cached_classifier(folder, test_fp,
+                                                        epochs)
   if cached is None:
     train_x, train_y = data.load_images(dataset, 'train', data_dir,
                                         with_labels=True)
