@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from tilt_tf import ebm
+from tilt_tf import precision as precision_lib
 from tilt_tf.generators import mlp_vae
 
 
@@ -67,6 +68,18 @@ class EnergyTest(tf.test.TestCase, parameterized.TestCase):
     # 2 stages x 3 blocks x 2 convs (+1 skip conv at the width change).
     convs = [v for v in e.trainable_variables if len(v.shape) == 4]
     self.assertLen(convs, 1 + 2 * 3 * 2 + 1)
+
+  def test_config_names_the_precision_policy(self):
+    # What Keras stores when a SavedModel (the export) holds the energy:
+    # its default config cannot serialize a policy (a warning, and {}).
+    energy = ebm.ResNetEnergy((8, 16), 1, stem_stride=2,
+                              dtype=precision_lib.policy('bf16'))
+    config = energy.get_config()
+    self.assertEqual(config['dtype'], 'mixed_bfloat16')
+    again = ebm.ResNetEnergy(**config)
+    self.assertEqual(again.get_config(), config)
+    self.assertEqual(again.stem.strides, (2, 2))
+    self.assertEqual(again.stem.dtype_policy.name, 'mixed_bfloat16')
 
   def test_stem_pool_lowers_the_first_stages_resolution(self):
     e = ebm.ResNetEnergy(channels=(8, 16), blocks=1, stem_stride=2, stem_pool=2)

@@ -6,6 +6,8 @@ Loss per batch (ML gradient, paper eq. 5/7, with energy regularization):
 The generator is frozen; only the energy's variables are trained.
 """
 
+import json
+
 import tensorflow as tf
 import tf_keras as keras
 
@@ -92,6 +94,12 @@ class ResNetEnergy(keras.Model):
   def __init__(self, channels=(64, 128), blocks=3, *, stem_stride=1,
                stem_pool=1, dtype=None, name='resnet_energy'):
     super().__init__(name=name)
+    # get_config's answer, as JSON (a string is not tracked: nothing joins
+    # the checkpoint); the policy by its name.
+    self._config_json = json.dumps({
+        'channels': list(channels), 'blocks': blocks,
+        'stem_stride': stem_stride, 'stem_pool': stem_pool,
+        'dtype': getattr(dtype, 'name', dtype), 'name': name})
     self.stem = keras.layers.Conv2D(channels[0], 3, strides=stem_stride,
                                     padding='same', dtype=dtype)
     self.stages = []
@@ -117,6 +125,11 @@ class ResNetEnergy(keras.Model):
     h = tf.nn.swish(precision_lib.to_float32(h))
     h = tf.reduce_sum(h, axis=[1, 2])  # Global sum pooling.
     return tf.squeeze(self.out(h), -1)
+
+  def get_config(self):
+    """The constructor's arguments (Keras asks when a SavedModel holds the
+    energy; its default cannot serialize a mixed-precision policy)."""
+    return json.loads(self._config_json)
 
 
 def make_energy(cfg, data_shape, seed=0, precision='float32'):
