@@ -215,6 +215,11 @@ class ClassifierTest(tf.test.TestCase):
                   '\n'.join(logs.output))
     with open(os.path.join(folder, 'meta.json')) as f:
       self.assertEqual(json.load(f)['epochs'], 4)
+    # Its reference activations are its own, not the memo of the old one's.
+    retrained = fid.classifier_extractor('mnist', data_dir, cache, epochs=4)
+    test_split = _digits_28()[0][1400:]
+    self.assertAllClose(fid.reference_activations(retrained, test_split),
+                        fid.activations(test_split, retrained), atol=1e-5)
 
     # A corrupt cache is retrained, with a warning.
     with open(os.path.join(folder, 'weights.h5'), 'wb') as f:

@@ -62,7 +62,7 @@ _REEXPORTED = (CLASSIFIER_VERSION, DEFAULT_CLASSIFIER_EPOCHS, POOL_UNITS,
                train_classifier, validate_images)
 
 _TFGAN = None
-_REFERENCE_MEMO = {}  # (extractor name, data fingerprint) -> activations.
+_REFERENCE_MEMO = {}  # (extractor name, data fingerprint, stamp) -> activations.
 _RADII_MEMO = {}  # (activations' digest, shape, k, block) -> k-NN radii.
 
 
@@ -269,7 +269,12 @@ def reference_activations(extractor, images, batch_size=500):
   Returns:
     float32 [N, D].
   """
-  key = (extractor.name, _fingerprint(images))
+  # The cached model's meta.json stamp: a classifier retrained in this
+  # process (tilt_tf/classifier.py) is not served its predecessor's memo.
+  meta = (os.path.join(extractor.cache_dir, 'meta.json')
+          if extractor.cache_dir else '')
+  key = (extractor.name, _fingerprint(images),
+         os.stat(meta).st_mtime_ns if os.path.exists(meta) else None)
   if key in _REFERENCE_MEMO:
     return _REFERENCE_MEMO[key]
   path = (os.path.join(extractor.cache_dir, f'reference_{key[1]}.npz')
