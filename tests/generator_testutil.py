@@ -2,6 +2,7 @@
 
 import numpy as np
 import tensorflow as tf
+import tf_keras
 
 from tests import replicas_testutil
 
@@ -33,7 +34,6 @@ def sync_batch_norm(gen):
   the comparison isolates what `train_step` owns. Returns how many batch
   norms it changed.
   """
-  import tf_keras  # pylint: disable=g-import-not-at-top
   count = 0
   for module in gen.submodules:
     if isinstance(module, tf_keras.layers.BatchNormalization):
@@ -74,7 +74,6 @@ def mirrored_vs_one_device(make_generator, shape, steps=2, n=4,
   # after distribute_test's, glf_test's and pixel_ebm_test's cases the VAE's
   # two sides parted at step 1 (kl 5.739 vs 5.756); from seeds 0-6 set here
   # they agree within the tolerance below.
-  import tf_keras  # pylint: disable=g-import-not-at-top
   tf_keras.utils.set_random_seed(0)
   init = None
   out = []
@@ -96,7 +95,6 @@ def mirrored_vs_one_device(make_generator, shape, steps=2, n=4,
 
 def _generator_and_sgd(strategy, make_generator, learning_rate):
   """A new generator (batch norm synchronized) and its SGD, in `strategy`."""
-  import tf_keras  # pylint: disable=g-import-not-at-top
   with strategy.scope():
     gen, _ = make_generator()
     if not sync_batch_norm(gen):
